@@ -1,0 +1,45 @@
+"""RFC 5280 revocation reasons by their ASN.1 names, as the CLI and the API spell them."""
+
+from __future__ import annotations
+
+import enum
+
+from cryptography import x509
+
+
+class RevocationReason(enum.StrEnum):
+    UNSPECIFIED = "unspecified"
+    KEY_COMPROMISE = "keyCompromise"
+    CA_COMPROMISE = "cACompromise"
+    AFFILIATION_CHANGED = "affiliationChanged"
+    SUPERSEDED = "superseded"
+    CESSATION_OF_OPERATION = "cessationOfOperation"
+    CERTIFICATE_HOLD = "certificateHold"
+    PRIVILEGE_WITHDRAWN = "privilegeWithdrawn"
+    AA_COMPROMISE = "aACompromise"
+
+    @classmethod
+    def parse(cls, text: str) -> RevocationReason:
+        """Accept the RFC name in any case, with or without separators (`key-compromise`, `KEY_COMPROMISE`)."""
+        wanted = text.replace("-", "").replace("_", "").lower()
+        for reason in cls:
+            if reason.value.lower() == wanted:
+                return reason
+        names = ", ".join(r.value for r in cls)
+        raise ValueError(f"unknown revocation reason {text!r}; use one of: {names}")
+
+    def to_x509(self) -> x509.ReasonFlags:
+        return _TO_X509[self]
+
+
+_TO_X509 = {
+    RevocationReason.UNSPECIFIED: x509.ReasonFlags.unspecified,
+    RevocationReason.KEY_COMPROMISE: x509.ReasonFlags.key_compromise,
+    RevocationReason.CA_COMPROMISE: x509.ReasonFlags.ca_compromise,
+    RevocationReason.AFFILIATION_CHANGED: x509.ReasonFlags.affiliation_changed,
+    RevocationReason.SUPERSEDED: x509.ReasonFlags.superseded,
+    RevocationReason.CESSATION_OF_OPERATION: x509.ReasonFlags.cessation_of_operation,
+    RevocationReason.CERTIFICATE_HOLD: x509.ReasonFlags.certificate_hold,
+    RevocationReason.PRIVILEGE_WITHDRAWN: x509.ReasonFlags.privilege_withdrawn,
+    RevocationReason.AA_COMPROMISE: x509.ReasonFlags.aa_compromise,
+}
