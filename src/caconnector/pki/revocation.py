@@ -20,7 +20,7 @@ class RevocationReason(enum.StrEnum):
 
     @classmethod
     def parse(cls, text: str) -> RevocationReason:
-        """Accept the RFC name in any case, with or without separators (`key-compromise`, `KEY_COMPROMISE`)."""
+        """The RFC name in any case, with or without separators (`key-compromise`, `KEY_COMPROMISE`)."""
         wanted = text.replace("-", "").replace("_", "").lower()
         for reason in cls:
             if reason.value.lower() == wanted:
