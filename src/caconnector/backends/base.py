@@ -92,7 +92,10 @@ class Backend(Protocol):
     """Required of every backend."""
 
     def check(self) -> CheckResult:
-        """Test credentials and reachability; return the CAs found. Raises AuthError, ConfigError, Transient."""
+        """Test credentials and reachability; return the CAs found.
+
+        Raises AuthError, ConfigError, Transient.
+        """
         ...
 
     def enroll(self, request: EnrollRequest) -> Issued | Pending:
@@ -138,9 +141,13 @@ class BackendType(Protocol):
     """What the `caconnector.backends` entry point names: a factory for one backend type."""
 
     type_name: ClassVar[str]
+    config_model: ClassVar[type[BackendConfig]]
 
     def provision(self, config: BackendConfig, context: BackendContext) -> BackendConfig:
-        """Complete a validated config at `backend add` (e.g. create the local CA's key). Pure: stores nothing."""
+        """Complete a validated config at `backend add` (e.g. create the local CA's key).
+
+        Pure: stores nothing; the caller stores the result in one transaction.
+        """
         ...
 
     def open(self, config: BackendConfig, context: BackendContext) -> Backend:

@@ -1,0 +1,86 @@
+"""Backend types by name: config models for every known type, implementations found by entry point.
+
+Implementations are loaded lazily, so a backend whose SDK is not installed only disables that type,
+with a message naming the extra to install (certbot's plugin discovery works the same way).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib.metadata import EntryPoint, entry_points
+from typing import cast
+
+from caconnector.backends.base import BackendType
+from caconnector.backends.configs import BUILTIN_CONFIGS, BackendConfig
+from caconnector.backends.errors import ConfigError, NotSupported
+
+ENTRY_POINT_GROUP = "caconnector.backends"
+
+
+class UnknownBackendType(ConfigError):
+    """No backend type of that name exists at all."""
+
+
+class BackendTypeUnavailable(NotSupported):
+    """The type is known (its options validate) but cannot run here: not in this version, or SDK missing."""
+
+
+@dataclass(frozen=True)
+class BackendTypeInfo:
+    name: str
+    config_model: type[BackendConfig]
+    entry_point: EntryPoint | None
+
+
+def _entry_points() -> dict[str, EntryPoint]:
+    found: dict[str, EntryPoint] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        earlier = found.get(ep.name)
+        if earlier is not None and earlier.value != ep.value:
+            raise ConfigError(
+                f"backend type {ep.name!r} is provided twice ({earlier.value} and {ep.value}); "
+                "uninstall one of the distributions"
+            )
+        found[ep.name] = ep
+    return found
+
+
+def known_types() -> dict[str, BackendTypeInfo]:
+    """Every backend type name this installation knows, built-in or from a plug-in distribution."""
+    points = _entry_points()
+    infos = {name: BackendTypeInfo(name, model, points.get(name)) for name, model in BUILTIN_CONFIGS.items()}
+    for name, ep in points.items():
+        if name not in infos:
+            # A third-party type brings its own config model on the factory class.
+            infos[name] = BackendTypeInfo(name, _load(ep).config_model, ep)
+    return infos
+
+
+def type_info(type_name: str) -> BackendTypeInfo:
+    infos = known_types()
+    info = infos.get(type_name)
+    if info is None:
+        raise UnknownBackendType(f"unknown backend type {type_name!r}; use one of: {', '.join(infos)}")
+    return info
+
+
+def load_type(type_name: str) -> BackendType:
+    """The factory for a type, or BackendTypeUnavailable saying why it cannot run here."""
+    info = type_info(type_name)
+    if info.entry_point is None:
+        raise BackendTypeUnavailable(
+            f"backend type {type_name!r} is not available in this version of ca-connector; "
+            f"available types: {', '.join(n for n, i in known_types().items() if i.entry_point)}"
+        )
+    return _load(info.entry_point)
+
+
+def _load(ep: EntryPoint) -> BackendType:
+    try:
+        factory = ep.load()
+    except ImportError as exc:
+        raise BackendTypeUnavailable(
+            f"backend type {ep.name!r} needs optional dependencies that are not installed ({exc.name}); "
+            f"install them with: pip install 'caconnector[{ep.name}]'"
+        ) from None
+    return cast(BackendType, factory() if isinstance(factory, type) else factory)
