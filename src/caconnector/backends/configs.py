@@ -236,7 +236,7 @@ class GcpcasConfig(BackendConfig):
         except ValueError:
             raise ValueError(
                 "is not a JSON file; give the service account key file downloaded from Google Cloud"
-            )
+            ) from None
         if not isinstance(document, dict) or document.get("type") != "service_account":
             raise ValueError('is not a service account key (its "type" must be "service_account")')
         missing = [f for f in ("client_email", "private_key", "token_uri") if not document.get(f)]

@@ -38,7 +38,7 @@ from typing import Any, ClassVar
 import filelock
 import tomli_w
 
-from caconnector.connector.secretbox import KEY_SIZE, SecretBox, SecretBoxError, generate_key
+from caconnector.pki.secretbox import KEY_SIZE, SecretBox, SecretBoxError, generate_key
 
 __all__ = [
     "MIGRATIONS",

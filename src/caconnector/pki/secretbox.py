@@ -5,7 +5,9 @@ under (for example ``backends/corp-aws/secret_key``) as associated data. Binding
 ciphertext copied to another entry in ``secrets.json`` fails authentication instead of silently
 handing one backend's credential to another.
 
-Only the cryptography lives here; where the key comes from (a 0600 file) is the store's business.
+Only the cryptography lives here; where the key comes from (a 0600 file) is the caller's business.
+It sits in pki because both programs seal secrets with it: the connector its CA credentials, the
+manager the copies of unused installation tokens.
 """
 
 from __future__ import annotations
