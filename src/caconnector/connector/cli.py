@@ -1,0 +1,525 @@
+"""`ca-connector`: the agent's command line, accepting the reference document's `-option value` spelling
+as well as `--option value`.
+
+Errors go to stderr: exit 2 for usage errors (an option missing, unknown or malformed), 1 for the rest.
+Every command that prints a result takes `-json` and then prints exactly one JSON document.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from caconnector import __version__
+from caconnector.backends.base import CRLPublisher, EnrollRequest, Issued, RevokeRequest
+from caconnector.backends.configs import BUILTIN_CONFIGS, BackendConfig
+from caconnector.backends.errors import BackendError, ConfigError
+from caconnector.backends.registry import UnknownBackendType, known_types, type_info
+from caconnector.connector import backend_admin, output
+from caconnector.connector.backend_admin import InvalidOptions
+from caconnector.connector.store import ConnectorStore, StoreError, default_datadir
+from caconnector.pki.chain import load_certificates
+from caconnector.pki.csr import describe_csr, load_csr
+from caconnector.pki.errors import PKIError
+from caconnector.pki.formats import OutputFormat, encode_certificate
+from caconnector.pki.keys import load_private_key, private_key_pem
+from caconnector.pki.revocation import RevocationReason
+from caconnector.pki.serial import canonical_serial
+
+PROG = "ca-connector"
+SECRET_MASK = "********"  # noqa: S105  (what is shown instead of a secret)
+
+
+class UsageError(Exception):
+    """A command line that cannot be run as written (exit 2)."""
+
+
+class CommandError(Exception):
+    """A command that ran and failed (exit 1)."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with exact option names only, and usage errors raised rather than printed and exited."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message} (see: {PROG} help {self.prog.removeprefix(PROG).strip()})")
+
+    # Single-dash long options (`-name`) make argparse's prefix matching and short-flag grouping
+    # surprising: `-na` would mean `-name`, `-hx` would mean `-h x`. Scripts need exact names.
+    def _get_option_tuples(self, option_string: str) -> list[tuple[Any, ...]]:
+        return []
+
+
+def _opt(parser: argparse.ArgumentParser, name: str, **kwargs: Any) -> None:
+    """Declare `-name` and `--name` as one option."""
+    parser.add_argument(f"-{name}", f"--{name}", dest=name, **kwargs)
+
+
+def _common(parser: argparse.ArgumentParser, *, json_flag: bool = True) -> None:
+    # SUPPRESS so a subcommand's default does not overwrite a -datadir given before the subcommand.
+    _opt(
+        parser,
+        "datadir",
+        metavar="D",
+        default=argparse.SUPPRESS,
+        help="the data directory (default: $CA_CONNECTOR_HOME, /var/lib/ca-connector as root, "
+        "else ~/.local/share/ca-connector)",
+    )
+    if json_flag:
+        _opt(
+            parser,
+            "json",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help="print exactly one JSON document on stdout",
+        )
+
+
+def _type_options_epilog() -> str:
+    lines = ["type options:"]
+    for name, model in BUILTIN_CONFIGS.items():
+        lines.append(f"  -type {name}")
+        for field_name, field in model.model_fields.items():
+            required = "" if not field.is_required() else " (required)"
+            lines.append(f"      -{field_name} {model.metavar(field_name)}{required}: {field.description}")
+    return "\n".join(lines)
+
+
+def _type_option_names() -> list[str]:
+    names: dict[str, None] = {}
+    for model in BUILTIN_CONFIGS.values():
+        names.update(dict.fromkeys(model.model_fields))
+    return list(names)
+
+
+def build_parser() -> Parser:
+    root = Parser(
+        prog=PROG, description="The CA connector: runs jobs from the manager against local CA backends."
+    )
+    _common(root, json_flag=False)
+    root.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    commands = root.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+
+    helper = commands.add_parser("help", help="print help for a command")
+    helper.add_argument("topic", nargs="*", metavar="COMMAND")
+    version = commands.add_parser("version", help="print the version")
+    _common(version)
+
+    backend = commands.add_parser("backend", help="configure and use CA backends")
+    backend_commands = backend.add_subparsers(
+        dest="backend_command", metavar="SUBCOMMAND", parser_class=Parser
+    )
+
+    raw = argparse.RawDescriptionHelpFormatter
+    add = backend_commands.add_parser(
+        "add", help="add a backend", epilog=_type_options_epilog(), formatter_class=raw
+    )
+    update = backend_commands.add_parser(
+        "update", help="change a backend's options", epilog=_type_options_epilog(), formatter_class=raw
+    )
+    for parser in (add, update):
+        _common(parser)
+        _opt(parser, "name", required=True, help="the backend's name")
+        if parser is add:
+            _opt(parser, "type", required=True, metavar="TYPE", help=f"one of: {', '.join(BUILTIN_CONFIGS)}")
+        for option in _type_option_names():
+            _opt(parser, option, metavar="VALUE", default=None, help=argparse.SUPPRESS)
+
+    for command, text in (
+        ("list", "list the configured backends"),
+        ("show", "show a backend: settings with secrets masked, status, CAs found"),
+        ("remove", "remove a backend and its stored secrets"),
+        ("test", "test credentials and reachability; list the CAs found"),
+        ("cas", "list the CAs behind a backend"),
+    ):
+        sub = backend_commands.add_parser(command, help=text, description=text)
+        _common(sub)
+        if command != "list":
+            _opt(sub, "name", required=True, help="the backend's name")
+
+    enroll = backend_commands.add_parser(
+        "enroll",
+        help="issue a certificate directly through one backend",
+        description="Issue a certificate through one backend (diagnostics).",
+    )
+    _common(enroll)
+    _opt(enroll, "name", required=True, help="the backend's name")
+    _opt(enroll, "csr", required=True, metavar="FILE", help="the PKCS#10 request, PEM or DER")
+    _opt(enroll, "ca", metavar="ID", help="the CA to use (see backend cas)")
+    _opt(enroll, "template", metavar="T", help="the template or product (local: server or client)")
+    _opt(enroll, "days", metavar="D", type=_positive_int("-days"), help="the validity in days")
+    _opt(
+        enroll,
+        "out",
+        metavar="FILE",
+        help="write the certificate followed by its chain up to the root (PEM) here instead of stdout",
+    )
+
+    revoke = backend_commands.add_parser("revoke", help="revoke a certificate by serial number")
+    _common(revoke)
+    _opt(revoke, "name", required=True, help="the backend's name")
+    _opt(revoke, "serial", required=True, metavar="HEX", type=_serial, help="the serial number in hex")
+    _opt(
+        revoke,
+        "reason",
+        metavar="R",
+        type=_reason,
+        default=RevocationReason.UNSPECIFIED,
+        help=f"an RFC 5280 reason: {', '.join(r.value for r in RevocationReason)}",
+    )
+    _opt(revoke, "ca", metavar="ID", help="the CA that issued it")
+
+    crl = backend_commands.add_parser("crl", help="write the CRL of a backend that publishes one (local)")
+    _common(crl)
+    _opt(crl, "name", required=True, help="the backend's name")
+    _opt(crl, "ca", metavar="ID", help="the CA whose CRL to write")
+    _opt(crl, "out", metavar="FILE", help="write the CRL (DER) here; PEM on stdout otherwise")
+
+    msca = backend_commands.add_parser("msca", help="Microsoft CA specific commands")
+    msca_commands = msca.add_subparsers(dest="msca_command", metavar="SUBCOMMAND", parser_class=Parser)
+    agent_cert = msca_commands.add_parser(
+        "enroll-agent-cert", help="make the Enrollment Agent key pair and enroll its certificate"
+    )
+    _common(agent_cert)
+    _opt(agent_cert, "name", required=True, help="the msca backend's name")
+    _opt(agent_cert, "ca", required=True, metavar="CN", help="the CA's common name")
+    _opt(
+        agent_cert,
+        "template",
+        metavar="T",
+        default="MachineEnrollmentAgent",
+        help="the Enrollment Agent template (default MachineEnrollmentAgent)",
+    )
+    return root
+
+
+def _positive_int(option: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expects a whole number of days, not {text!r}") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"{option} expects a positive number, not {value}")
+        return value
+
+    return parse
+
+
+def _serial(text: str) -> str:
+    try:
+        return canonical_serial(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _reason(text: str) -> RevocationReason:
+    try:
+        return RevocationReason.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+# ---- commands ---------------------------------------------------------------------------------------
+
+
+def _store(args: argparse.Namespace) -> ConnectorStore:
+    datadir = getattr(args, "datadir", None)
+    return ConnectorStore(Path(datadir).expanduser() if datadir else default_datadir())
+
+
+def _read_file(option: str, path: str) -> str:
+    try:
+        data = Path(path).expanduser().read_bytes()
+    except OSError as exc:
+        raise UsageError(f"-{option}: cannot read {path}: {exc.strerror}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    # A binary file is a DER certificate or key (Windows exports .cer and .pkcs8 so): store it as PEM.
+    try:
+        return b"".join(c.public_bytes(Encoding.PEM) for c in load_certificates(data)).decode()
+    except PKIError:
+        pass
+    try:
+        return private_key_pem(load_private_key(data)).decode()
+    except PKIError:
+        raise UsageError(f"-{option}: {path} is neither text nor a DER certificate or private key") from None
+
+
+def _type_values(args: argparse.Namespace, model: type[BackendConfig] | None) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for option in _type_option_names():
+        value = getattr(args, option, None)
+        if value is None:
+            continue
+        if model is not None and option in model.model_fields and model.is_file(option):
+            value = _read_file(option, value)
+        values[option] = value
+    return values
+
+
+def cmd_backend_add(args: argparse.Namespace) -> Any:
+    try:
+        model = type_info(args.type).config_model
+    except UnknownBackendType as exc:
+        raise UsageError(f"-type: {exc}") from None
+    stored = backend_admin.add_backend(_store(args), args.name, args.type, _type_values(args, model))
+    output.log_event(_store(args), "backend added", backend=stored.name, type=stored.type)
+    return _backend_view(stored.name, stored.type, backend_admin.config_of(stored)), (
+        f"backend {stored.name!r} ({stored.type}) added"
+    )
+
+
+def cmd_backend_update(args: argparse.Namespace) -> Any:
+    store = _store(args)
+    current = backend_admin.get_backend(store, args.name)
+    model = type_info(current.type).config_model
+    values = _type_values(args, model)
+    if not values:
+        raise UsageError(f"backend update: give at least one option of -type {current.type} to change")
+    stored = backend_admin.update_backend(store, args.name, values)
+    output.log_event(store, "backend updated", backend=stored.name, fields=sorted(values))
+    return _backend_view(stored.name, stored.type, backend_admin.config_of(stored)), (
+        f"backend {stored.name!r} updated"
+    )
+
+
+def cmd_backend_list(args: argparse.Namespace) -> Any:
+    backends = _store(args).read().backends
+    rows = [{"name": b.name, "type": b.type} for b in backends.values()]
+    text = (
+        output.table(["NAME", "TYPE"], [[r["name"], r["type"]] for r in rows])
+        if rows
+        else ("no backend is configured; add one with: ca-connector backend add -name NAME -type TYPE ...")
+    )
+    return rows, text
+
+
+def cmd_backend_show(args: argparse.Namespace) -> Any:
+    opened = backend_admin.open_backend(_store(args), args.name)
+    view = _backend_view(opened.stored.name, opened.stored.type, opened.config)
+    view.update(_check_view(opened.backend))
+    return view, output.describe(view)
+
+
+def cmd_backend_test(args: argparse.Namespace) -> Any:
+    opened = backend_admin.open_backend(_store(args), args.name)
+    view = {"name": opened.stored.name, "type": opened.stored.type, **_check_view(opened.backend)}
+    if view["status"] != "Available":
+        raise CommandError(f"backend {args.name!r} ({opened.stored.type}) is Offline: {view['error']}")
+    return view, output.describe(view)
+
+
+def cmd_backend_cas(args: argparse.Namespace) -> Any:
+    opened = backend_admin.open_backend(_store(args), args.name)
+    cas = [_ca_view(ca) for ca in opened.backend.check().cas]
+    text = output.table(
+        ["ID", "NAME", "KEY", "NOT AFTER", "STATE"],
+        [[c["id"], c["name"], c["key_type"], c["not_after"] or "", c["state"]] for c in cas],
+    )
+    return cas, text
+
+
+def cmd_backend_enroll(args: argparse.Namespace) -> Any:
+    csr_path = Path(args.csr).expanduser()
+    try:
+        data = csr_path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"-csr: cannot read {args.csr}: {exc.strerror}") from None
+    try:
+        csr = load_csr(data)
+        describe_csr(csr)
+    except PKIError as exc:
+        raise CommandError(f"{args.csr}: {exc}") from None
+    opened = backend_admin.open_backend(_store(args), args.name)
+    request = EnrollRequest(
+        csr=csr, request_id=f"cli-{uuid.uuid4()}", ca=args.ca, template=args.template, validity_days=args.days
+    )
+    result = opened.backend.enroll(request)
+    if not isinstance(result, Issued):
+        view = {"status": "Pending", "order_ref": result.order_ref, "reason": result.reason}
+        return view, f"pending: {result.reason} (order {result.order_ref})"
+    pem = encode_certificate(result.certificate, result.chain, OutputFormat.PEM_CHAIN)
+    view = {
+        "status": "Issued",
+        "serial": canonical_serial(result.certificate.serial_number),
+        "subject": result.certificate.subject.rfc4514_string(),
+        "not_after": result.certificate.not_valid_after_utc.isoformat(),
+        "certificate": encode_certificate(result.certificate, (), OutputFormat.PEM).decode(),
+        "chain": encode_certificate(result.certificate, result.chain, OutputFormat.CHAIN).decode(),
+    }
+    output.log_event(_store(args), "certificate issued", backend=args.name, serial=view["serial"])
+    if args.out:
+        output.write_atomic(Path(args.out).expanduser(), pem)
+        return view, f"issued serial {view['serial']} for {view['subject']}, written to {args.out}"
+    return view, pem.decode().rstrip("\n")
+
+
+def cmd_backend_revoke(args: argparse.Namespace) -> Any:
+    opened = backend_admin.open_backend(_store(args), args.name)
+    opened.backend.revoke(RevokeRequest(serial=args.serial, reason=args.reason, ca=args.ca))
+    output.log_event(
+        _store(args), "certificate revoked", backend=args.name, serial=args.serial, reason=args.reason.value
+    )
+    view = {"serial": args.serial, "reason": args.reason.value, "status": "Revoked"}
+    return view, f"revoked serial {args.serial} ({args.reason.value})"
+
+
+def cmd_backend_crl(args: argparse.Namespace) -> Any:
+    opened = backend_admin.open_backend(_store(args), args.name)
+    if not isinstance(opened.backend, CRLPublisher):
+        raise CommandError(f"backend {args.name!r} ({opened.stored.type}) does not publish a CRL")
+    crl = opened.backend.crl(args.ca)
+    view = {"revoked": len(list(crl)), "next_update": str(crl.next_update_utc)}
+    if args.out:
+        output.write_atomic(Path(args.out).expanduser(), crl.public_bytes(Encoding.DER))
+        return view, f"CRL with {view['revoked']} revoked certificate(s) written to {args.out}"
+    return view, crl.public_bytes(Encoding.PEM).decode().rstrip("\n")
+
+
+def cmd_backend_remove(args: argparse.Namespace) -> Any:
+    store = _store(args)
+    backend_admin.remove_backend(store, args.name)
+    output.log_event(store, "backend removed", backend=args.name)
+    return {"name": args.name, "removed": True}, f"backend {args.name!r} removed"
+
+
+def cmd_msca_enroll_agent_cert(args: argparse.Namespace) -> Any:
+    # Until the msca backend lands no msca backend can exist; say why rather than "no such backend".
+    backend_admin.get_backend(_store(args), args.name)
+    raise CommandError("backend type 'msca' is not available in this version of ca-connector")
+
+
+def cmd_version(args: argparse.Namespace) -> Any:
+    types = known_types()
+    view = {"version": __version__, "backend_types": {n: i.entry_point is not None for n, i in types.items()}}
+    return view, f"{PROG} {__version__}"
+
+
+# ---- views ------------------------------------------------------------------------------------------
+
+
+def _backend_view(name: str, type_name: str, config: BackendConfig) -> dict[str, Any]:
+    settings: dict[str, Any] = {}
+    for field in type(config).model_fields:
+        value = getattr(config, field)
+        if value is None:
+            continue
+        if config.is_secret(field):
+            settings[field] = SECRET_MASK
+        elif config.is_file(field):
+            settings[field] = "(stored)"
+        else:
+            settings[field] = value
+    return {"name": name, "type": type_name, "settings": settings}
+
+
+def _ca_view(ca: Any) -> dict[str, Any]:
+    return {
+        "id": ca.id,
+        "name": ca.name,
+        "subject": ca.subject,
+        "key_type": ca.key_type,
+        "serial": ca.serial,
+        "not_after": ca.not_after.isoformat() if ca.not_after else None,
+        "state": ca.state,
+    }
+
+
+def _check_view(backend: Any) -> dict[str, Any]:
+    try:
+        result = backend.check()
+    except BackendError as exc:
+        return {"status": "Offline", "error": exc.message, "cas": []}
+    return {
+        "status": "Available",
+        "cas": [_ca_view(ca) for ca in result.cas],
+        "templates": list(result.templates),
+    }
+
+
+# ---- dispatch ---------------------------------------------------------------------------------------
+
+HANDLERS: dict[tuple[str, ...], Callable[[argparse.Namespace], Any]] = {
+    ("version",): cmd_version,
+    ("backend", "add"): cmd_backend_add,
+    ("backend", "update"): cmd_backend_update,
+    ("backend", "list"): cmd_backend_list,
+    ("backend", "show"): cmd_backend_show,
+    ("backend", "remove"): cmd_backend_remove,
+    ("backend", "test"): cmd_backend_test,
+    ("backend", "cas"): cmd_backend_cas,
+    ("backend", "enroll"): cmd_backend_enroll,
+    ("backend", "revoke"): cmd_backend_revoke,
+    ("backend", "crl"): cmd_backend_crl,
+    ("backend", "msca", "enroll-agent-cert"): cmd_msca_enroll_agent_cert,
+}
+
+
+def _help(parser: Parser, topic: Sequence[str]) -> str:
+    current: argparse.ArgumentParser = parser
+    for word in topic:
+        subparsers = [a for a in current._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subparsers or word not in subparsers[0].choices:
+            raise UsageError(f"help: no command {' '.join(topic)!r}; run {PROG} help for the list")
+        current = subparsers[0].choices[word]
+    return current.format_help()
+
+
+def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911  (one exit code per outcome)
+    parser = build_parser()
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = parser.parse_args(args_list)
+        path = tuple(
+            p
+            for p in (
+                args.command,
+                getattr(args, "backend_command", None),
+                getattr(args, "msca_command", None),
+            )
+            if p
+        )
+        if args.command == "help":
+            sys.stdout.write(_help(parser, args.topic))
+            return 0
+        handler = HANDLERS.get(path)
+        if handler is None:  # a command group without its subcommand: show what it offers
+            sys.stderr.write(_help(parser, path))
+            return 2
+        view, text = handler(args)
+    except UsageError as exc:
+        message = str(exc)
+        print(message if message.startswith(PROG) else f"{PROG}: {message}", file=sys.stderr)
+        return 2
+    except InvalidOptions as exc:
+        for problem in exc.problems:
+            print(f"{PROG}: backend {getattr(args, 'name', '?')!r}: {problem}", file=sys.stderr)
+        return 2
+    except (CommandError, BackendError, StoreError, ConfigError) as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    if getattr(args, "json", False):
+        print(json.dumps(view, indent=2, default=str))
+    elif text:
+        print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
