@@ -1,0 +1,43 @@
+"""`create_app(settings)`: the manager's ASGI application. No global app: each test builds its own."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from caconnector import __version__
+from caconnector.manager import channel
+from caconnector.manager.api import audit_log, backends, connectors, jobs
+from caconnector.manager.problems import install_handlers
+from caconnector.manager.runtime import Clock, Runtime, build_runtime, utcnow
+from caconnector.manager.settings import Settings
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(settings: Settings, clock: Clock = utcnow, runtime: Runtime | None = None) -> FastAPI:
+    runtime = runtime or build_runtime(settings, clock)
+    app = FastAPI(
+        title="ca-manager",
+        version=__version__,
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url=f"{API_PREFIX}/docs",
+        redoc_url=None,
+    )
+    app.state.runtime = runtime
+    install_handlers(app)
+    for module in (connectors, backends, jobs, audit_log):
+        app.include_router(module.router, prefix=API_PREFIX)
+    app.include_router(channel.router)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> JSONResponse:
+        try:
+            with runtime.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except Exception as exc:  # noqa: BLE001  (any database failure means "not healthy")
+            return JSONResponse({"status": "unavailable", "detail": type(exc).__name__}, status_code=503)
+        return JSONResponse({"status": "ok", "version": __version__})
+
+    return app

@@ -1,0 +1,1 @@
+"""The manager's database: models, engine and session, Alembic migrations."""

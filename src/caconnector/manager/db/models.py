@@ -1,0 +1,173 @@
+"""The manager's tables. Ids are random hex strings (uuid4), timestamps aware UTC.
+
+Status of a connector is derived, not stored: see `services.status`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any, ClassVar
+
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from caconnector.manager.db.types import UTCDateTime
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        dt.datetime: UTCDateTime,
+        dict[str, Any]: JSON,
+        list[Any]: JSON,
+    }
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    username: Mapped[str] = mapped_column(String(128), unique=True)
+    role: Mapped[str] = mapped_column(String(16))  # admin | operator | auditor
+    password_hash: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[dt.datetime]
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    api_keys: Mapped[list[ApiKey]] = relationship(back_populates="user", cascade="all, delete-orphan")
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    prefix: Mapped[str] = mapped_column(String(32), unique=True)  # the public part, to find the row
+    key_hash: Mapped[str] = mapped_column(String(128))  # SHA-256 of the whole key (high entropy: no KDF)
+    created_at: Mapped[dt.datetime]
+    last_used_at: Mapped[dt.datetime | None]
+    revoked_at: Mapped[dt.datetime | None]
+
+    user: Mapped[User] = relationship(back_populates="api_keys")
+
+
+class AuditEvent(Base):
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[dt.datetime] = mapped_column(index=True)
+    actor: Mapped[str] = mapped_column(String(200))  # "user:alice", "connector:dc1", "system"
+    action: Mapped[str] = mapped_column(String(64))  # "connector.add", "connector.register", ...
+    target: Mapped[str | None] = mapped_column(String(200))
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class Connector(Base):
+    __tablename__ = "connectors"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    comments: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime]
+    # Installation token: only its hash is authoritative; the sealed copy lets an admin see the unused
+    # token again while the connector is Pending, and is wiped once used.
+    token_hash: Mapped[str | None] = mapped_column(String(128), unique=True)
+    token_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
+    token_expires_at: Mapped[dt.datetime | None]
+    token_used_at: Mapped[dt.datetime | None]
+    # Registration.
+    public_key_pem: Mapped[str | None] = mapped_column(Text)
+    registered_at: Mapped[dt.datetime | None]
+    hostname: Mapped[str | None] = mapped_column(String(255))
+    version: Mapped[str | None] = mapped_column(String(64))
+    protocol_version: Mapped[str | None] = mapped_column(String(16))
+    # Liveness: last_seen is the last request; connected_until is when it stops counting as Connected
+    # (a long poll in progress pushes it past the poll's end; a goodbye pulls it back to now).
+    last_seen: Mapped[dt.datetime | None]
+    connected_until: Mapped[dt.datetime | None]
+    inventory_requested_at: Mapped[dt.datetime | None]
+
+    backends: Mapped[list[ManagedBackend]] = relationship(
+        back_populates="connector", cascade="all, delete-orphan"
+    )
+    jobs: Mapped[list[Job]] = relationship(back_populates="connector", cascade="all, delete-orphan")
+
+
+class SeenRequest(Base):
+    """Signed request ids (JWT jti) seen, kept until they expire, so none can be replayed."""
+
+    __tablename__ = "seen_requests"
+
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    connector_id: Mapped[str] = mapped_column(String(32))
+    expires_at: Mapped[dt.datetime] = mapped_column(index=True)
+
+
+class ManagedBackend(Base):
+    """A backend a connector reported, identified by connector + its local name."""
+
+    __tablename__ = "backends"
+    __table_args__ = (UniqueConstraint("connector_id", "local_name"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    connector_id: Mapped[str] = mapped_column(ForeignKey("connectors.id", ondelete="CASCADE"), index=True)
+    local_name: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str] = mapped_column(String(200))  # display name; an admin may rename it
+    type: Mapped[str] = mapped_column(String(32))
+    reported_status: Mapped[str] = mapped_column(String(16))  # Available | Offline, as last reported
+    error: Mapped[str | None] = mapped_column(Text)
+    templates: Mapped[list[Any]] = mapped_column(default=list)
+    organizations: Mapped[list[Any]] = mapped_column(default=list)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    present: Mapped[bool] = mapped_column(
+        Boolean, default=True
+    )  # false once the connector stops reporting it
+    reported_at: Mapped[dt.datetime]
+    checked_at: Mapped[dt.datetime | None]
+
+    connector: Mapped[Connector] = relationship(back_populates="backends")
+    cas: Mapped[list[ManagedCA]] = relationship(back_populates="backend", cascade="all, delete-orphan")
+
+
+class ManagedCA(Base):
+    __tablename__ = "cas"
+    __table_args__ = (UniqueConstraint("backend_id", "ca_ref"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    backend_id: Mapped[str] = mapped_column(ForeignKey("backends.id", ondelete="CASCADE"), index=True)
+    ca_ref: Mapped[str] = mapped_column(String(255))  # the backend's own id for the CA
+    name: Mapped[str] = mapped_column(String(255))
+    subject: Mapped[str] = mapped_column(Text)
+    key_type: Mapped[str] = mapped_column(String(32))
+    serial: Mapped[str] = mapped_column(String(64))
+    not_after: Mapped[dt.datetime | None]
+    state: Mapped[str] = mapped_column(String(32))
+    certificate_pem: Mapped[str | None] = mapped_column(Text)
+
+    backend: Mapped[ManagedBackend] = relationship(back_populates="cas")
+
+
+class Job(Base):
+    """A unit of work for one connector. Delivered at least once: a lease that runs out redelivers it."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    connector_id: Mapped[str] = mapped_column(ForeignKey("connectors.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    backend_name: Mapped[str | None] = mapped_column(String(128))  # the connector-local backend name
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(16), index=True)  # queued | leased | done
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_expires_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = mapped_column(index=True)
+    delivered_at: Mapped[dt.datetime | None]
+    completed_at: Mapped[dt.datetime | None]
+    outcome: Mapped[str | None] = mapped_column(String(16))  # ok | pending | error
+    result: Mapped[dict[str, Any] | None]
+    error: Mapped[dict[str, Any] | None]
+
+    connector: Mapped[Connector] = relationship(back_populates="jobs")

@@ -1,0 +1,1 @@
+"""The manager's rules, without HTTP: each function takes a session, the time and the actor."""
