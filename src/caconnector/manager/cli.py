@@ -1,49 +1,560 @@
-"""`ca-manager`: the central service's command line. Only help and version exist in this version; the
-commands below are the interface the next releases fill in (see cli.md)."""
+"""`ca-manager`: the central service's command line, accepting `-option value` as well as `--option value`.
+
+The commands work directly on the database, through the same services as the REST API, and are
+recorded in the audit log as `cli:<os user>`. Errors go to stderr: exit 2 for usage errors (an option
+missing, unknown or malformed), 1 for the rest. Every command that prints a result takes `-json` and
+then prints exactly one JSON document.
+"""
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import getpass
+import json
+import logging
+import os
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, NoReturn
+from urllib.parse import urlsplit
+
+from alembic.util.exc import CommandError as AlembicCommandError
+from pydantic import ValidationError
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.orm import Session
 
 from caconnector import __version__
+from caconnector.manager import serve as server
+from caconnector.manager.db.migrate import current_revision, head_revision, upgrade
+from caconnector.manager.db.models import Connector
+from caconnector.manager.keys import KeyFileError
+from caconnector.manager.runtime import Runtime, build_runtime
+from caconnector.manager.services import connectors
+from caconnector.manager.services.users import Role, UserError, create_api_key, create_user, find_user
+from caconnector.manager.settings import Settings
 
 PROG = "ca-manager"
+_OPTION_LIKE = re.compile(r"-[^\d.]")  # what argparse takes for an option rather than a value like -1
+View = tuple[Any, str]
 
-PLANNED = {
-    "quickstart": "manager + a connector + a local CA on embedded defaults, then a first certificate",
-    "serve": "run the manager (REST API and UI)",
-    "db": "database migrations (db upgrade)",
-    "admin": "administrator accounts (admin create)",
-    "apikey": "API keys (apikey create)",
-    "connector": "connectors (add, list, show, restore, delete)",
+
+class UsageError(Exception):
+    """A command line that cannot be run as written (exit 2)."""
+
+
+class CommandError(Exception):
+    """A command that ran and failed (exit 1)."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with exact option names only, and usage errors raised rather than printed and exited."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message} (see: {' '.join([PROG, 'help', *self.prog.split()[1:]])})")
+
+    # Single-dash long options (`-name`) make argparse's prefix matching and short-flag grouping
+    # surprising: `-na` would mean `-name`, `-hx` would mean `-h x`. Scripts need exact names.
+    def _get_option_tuples(self, option_string: str) -> list[tuple[Any, ...]]:
+        return []
+
+    # typeshed declares overloads for namespace subclasses; this CLI only ever passes None.
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        # argparse reports a missing required option before an unknown one, so a typo (`-nam`) would
+        # read "-name is required"; name the typo first. Only a command's own parser knows its options.
+        if self._subparsers is None and args is not None:
+            unknown = [
+                a
+                for a in args
+                if _OPTION_LIKE.match(a) and a.split("=", 1)[0] not in self._option_string_actions
+            ]
+            if unknown:
+                self.error(f"unrecognized arguments: {' '.join(unknown)}")
+        return super().parse_known_args(args, namespace)
+
+
+def _opt(parser: argparse.ArgumentParser, name: str, **kwargs: Any) -> None:
+    """Declare `-name` and `--name` as one option."""
+    parser.add_argument(f"-{name}", f"--{name}", dest=name.replace("-", "_"), **kwargs)
+
+
+def _common(parser: argparse.ArgumentParser, *, json_flag: bool = True, public_url: bool = False) -> None:
+    # SUPPRESS so a subcommand's default does not overwrite a value given before the subcommand.
+    _opt(
+        parser,
+        "datadir",
+        metavar="D",
+        default=argparse.SUPPRESS,
+        help="the data directory (default: $CA_MANAGER_HOME, /var/lib/ca-manager as root, "
+        "else ~/.local/share/ca-manager)",
+    )
+    _opt(
+        parser,
+        "database",
+        metavar="URL",
+        default=argparse.SUPPRESS,
+        help="the database URL (default: $CA_MANAGER_DATABASE_URL, else SQLite in the data directory)",
+    )
+    if public_url:
+        _opt(
+            parser,
+            "public-url",
+            metavar="URL",
+            default=argparse.SUPPRESS,
+            help="how connectors reach the manager, for install commands (default: $CA_MANAGER_PUBLIC_URL, "
+            "else the address served)",
+        )
+    if json_flag:
+        _opt(
+            parser,
+            "json",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help="print exactly one JSON document on stdout",
+        )
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expects a TCP port number, not {text!r}") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"expects a TCP port from 1 to 65535, not {port}")
+    return port
+
+
+def _role(text: str) -> Role:
+    try:
+        return Role(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expects one of {', '.join(r.value for r in Role)}, not {text!r}"
+        ) from None
+
+
+def _subcommands(parser: argparse.ArgumentParser, dest: str) -> Any:
+    return parser.add_subparsers(dest=dest, metavar="SUBCOMMAND", parser_class=Parser)
+
+
+def _command(group: Any, name: str, text: str, **common: bool) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = group.add_parser(name, help=text, description=text)
+    _common(parser, **common)
+    return parser
+
+
+def build_parser() -> Parser:
+    root = Parser(prog=PROG, description="The certificate manager's central service.")
+    _common(root, json_flag=False, public_url=True)
+    root.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    commands = root.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+
+    helper = commands.add_parser("help", help="print help for a command")
+    helper.add_argument("topic", nargs="*", metavar="COMMAND")
+    _command(commands, "version", "print the version")
+    _command(
+        commands,
+        "quickstart",
+        "(not available in this version) manager + a connector + a local CA on embedded defaults",
+        json_flag=False,
+    )
+
+    serve = _command(commands, "serve", "run the manager (REST API)", json_flag=False, public_url=True)
+    _opt(serve, "host", metavar="H", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)")
+    _opt(serve, "port", metavar="P", type=_port, default=8443, help="the port to listen on (default 8443)")
+    _opt(serve, "tls-cert", metavar="FILE", help="serve HTTPS with this certificate chain (PEM)")
+    _opt(serve, "tls-key", metavar="FILE", help="the private key of -tls-cert (PEM)")
+
+    db = commands.add_parser("db", help="database migrations")
+    _command(_subcommands(db, "db_command"), "upgrade", "migrate the database to this version's schema")
+
+    admin = commands.add_parser("admin", help="user accounts")
+    create = _command(
+        _subcommands(admin, "admin_command"), "create", "create a user; prints its password once"
+    )
+    _opt(create, "username", required=True, metavar="U", help="the user's name")
+    _opt(
+        create,
+        "role",
+        metavar="ROLE",
+        type=_role,
+        default=Role.ADMIN,
+        help="admin (default), operator, auditor",
+    )
+
+    apikey = commands.add_parser("apikey", help="API keys")
+    key = _command(_subcommands(apikey, "apikey_command"), "create", "create an API key; prints it once")
+    _opt(key, "username", required=True, metavar="U", help="the user the key acts as")
+
+    _connector_commands(commands)
+    return root
+
+
+def _connector_commands(commands: Any) -> None:
+    connector = commands.add_parser("connector", help="connectors (add, list, show, edit, restore, delete)")
+    group = _subcommands(connector, "connector_command")
+    add = _command(group, "add", "add a connector; prints its installation token", public_url=True)
+    _opt(add, "name", required=True, metavar="N", help="1-128 characters: letters, digits, space, . _ -")
+    _opt(add, "comments", metavar="C", default="", help="free text for the administrators")
+    _command(group, "list", "list the connectors")
+    show = _command(group, "show", "show a connector (and its token while unused)", public_url=True)
+    edit = _command(group, "edit", "rename a connector or change its comments", public_url=True)
+    _opt(edit, "newname", metavar="X", help="the new name")
+    _opt(edit, "comments", metavar="C", help="the new comments")
+    restore = _command(
+        group, "restore", "issue a new token; the host then runs register -force", public_url=True
+    )
+    delete = _command(group, "delete", "delete a connector; its key is refused from then on")
+    for parser in (show, edit, restore, delete):
+        _opt(parser, "name", required=True, metavar="N", help="the connector's name (or id)")
+
+
+# ---- context ----------------------------------------------------------------------------------------
+
+
+def _actor() -> str:
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):  # no login name (a container without a passwd entry)
+        user = f"uid{os.getuid()}" if hasattr(os, "getuid") else "unknown"
+    return f"cli:{user}"
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    """Defaults, then CA_MANAGER_* variables, then the command line."""
+    datadir = getattr(args, "datadir", None)
+    try:
+        settings = Settings.from_env(
+            datadir=Path(datadir).expanduser() if datadir else None,
+            database_url=getattr(args, "database", None),
+            public_url=getattr(args, "public_url", None),
+        )
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise CommandError(f"invalid settings (command line or CA_MANAGER_* variables): {problems}") from None
+    _check_public_url(settings.public_url)
+    return settings.model_copy(update={"public_url": settings.public_url.rstrip("/")})
+
+
+def _check_public_url(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"-public-url: expects an https:// URL, not {url!r}")
+    if parts.scheme == "http" and not server.is_loopback(parts.hostname):
+        raise UsageError(
+            "-public-url: connectors accept http:// only for loopback addresses; give "
+            f"https://{parts.netloc} (TLS here with -tls-cert/-tls-key, or at a proxy in front)"
+        )
+
+
+@contextmanager
+def _database(args: argparse.Namespace) -> Iterator[Runtime]:
+    """The runtime on a database with the current schema (an empty one is migrated first)."""
+    runtime = build_runtime(_settings(args))
+    try:
+        server.ensure_schema(runtime.engine)
+        yield runtime
+    finally:
+        runtime.wakeups.close()
+        runtime.engine.dispose()
+
+
+# ---- commands ---------------------------------------------------------------------------------------
+
+
+def cmd_version(_args: argparse.Namespace) -> View:
+    return {"version": __version__}, f"{PROG} {__version__}"
+
+
+def cmd_quickstart(_args: argparse.Namespace) -> View:
+    raise CommandError(f"'quickstart' is not available in this version of {PROG}")
+
+
+def cmd_serve(args: argparse.Namespace) -> View:
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise UsageError("serve: -tls-cert and -tls-key go together; give both or neither")
+    listen = server.Listen(
+        args.host,
+        args.port,
+        _readable("tls-cert", args.tls_cert) if args.tls_cert else None,
+        _readable("tls-key", args.tls_key) if args.tls_key else None,
+    )
+    fallback = server.default_public_url(args.host, args.port, tls=listen.tls_cert is not None)
+    settings = _settings(args)
+    if getattr(args, "public_url", None) is None and "CA_MANAGER_PUBLIC_URL" not in os.environ:
+        settings = settings.model_copy(update={"public_url": fallback})
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.getLogger("alembic").setLevel(logging.WARNING)  # one line per migration step is noise here
+    if not server.serve(settings, listen):
+        raise CommandError(f"could not serve on {listen.url} (the reason is logged above)")
+    return None, ""
+
+
+def _readable(option: str, path: str) -> Path:
+    file = Path(path).expanduser()
+    try:
+        file.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"-{option}: cannot read {path}: {exc.strerror}") from None
+    return file
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> View:
+    runtime = build_runtime(_settings(args))
+    try:
+        before = current_revision(runtime.engine)
+        try:
+            upgrade(runtime.engine)
+        except AlembicCommandError as exc:
+            raise CommandError(
+                f"cannot upgrade the database from revision {before}: {exc} "
+                "(was it upgraded by a newer ca-manager? run that version)"
+            ) from None
+        after = current_revision(runtime.engine)
+    finally:
+        runtime.engine.dispose()
+    view = {"from": before, "to": after, "head": head_revision()}
+    if before == after:
+        return view, f"database already at {after}"
+    return view, f"database upgraded from {before or 'an empty database'} to {after}"
+
+
+def cmd_admin_create(args: argparse.Namespace) -> View:
+    with _database(args) as runtime, runtime.sessions.begin() as session:
+        user, password = create_user(session, args.username, args.role, runtime.now(), actor=_actor())
+        view = {"id": user.id, "username": user.username, "role": user.role, "password": password}
+    return view, (
+        f"user {user.username!r} created with role {user.role}\n"
+        f"password (shown once, store it now): {password}"
+    )
+
+
+def cmd_apikey_create(args: argparse.Namespace) -> View:
+    with _database(args) as runtime, runtime.sessions.begin() as session:
+        user = find_user(session, args.username)
+        if user is None:
+            raise CommandError(
+                f"no user {args.username!r}; create one with: {PROG} admin create -username {args.username}"
+            )
+        row, key = create_api_key(session, user, runtime.now(), actor=_actor())
+        view = {"username": user.username, "role": user.role, "prefix": row.prefix, "api_key": key}
+    return view, (
+        f"API key for {user.username!r} ({user.role}), shown once, store it now:\n{key}\n"
+        f"send it as: Authorization: Bearer <key>"
+    )
+
+
+def cmd_connector_add(args: argparse.Namespace) -> View:
+    with _database(args) as runtime, runtime.sessions.begin() as session:
+        connector, token = connectors.add_connector(
+            session,
+            args.name,
+            args.comments,
+            now=runtime.now(),
+            settings=runtime.settings,
+            box=runtime.box,
+            actor=_actor(),
+        )
+        command = connectors.install_command(token, runtime.settings)
+        view = {
+            "id": connector.id,
+            "name": connector.name,
+            "status": "Pending",
+            "token": token,
+            "token_expires_at": connector.token_expires_at,
+            "install_command": command,
+        }
+    return view, (
+        f"connector {connector.name!r} added (id {connector.id}, status Pending)\n"
+        f"installation token (single use, expires {_when(connector.token_expires_at)}): {token}\n"
+        f"on the connector's host, run:\n  {command}"
+    )
+
+
+def cmd_connector_list(args: argparse.Namespace) -> View:
+    with _database(args) as runtime, runtime.sessions.begin() as session:
+        now = runtime.now()
+        rows = [
+            connectors.connector_view(c, now, runtime.settings, runtime.box, with_token=False)
+            for c in connectors.list_connectors(session, now, runtime.settings)
+        ]
+    if not rows:
+        return rows, f"no connector yet; add one with: {PROG} connector add -name NAME"
+    table = [
+        [
+            *(str(r[k] or "") for k in ("name", "status", "version", "hostname")),
+            _when(r["last_seen"]),
+            str(r["id"]),
+        ]
+        for r in rows
+    ]
+    return rows, _table(["NAME", "STATUS", "VERSION", "HOSTNAME", "LAST SEEN", "ID"], table)
+
+
+def cmd_connector_show(args: argparse.Namespace) -> View:
+    with _connector(args) as (runtime, _session, connector):
+        view = connectors.connector_view(connector, runtime.now(), runtime.settings, runtime.box)
+    return view, _describe(view)
+
+
+def cmd_connector_edit(args: argparse.Namespace) -> View:
+    if args.newname is None and args.comments is None:
+        raise UsageError(f"{PROG} connector edit: give -newname, -comments or both")
+    with _connector(args) as (runtime, session, connector):
+        connectors.update_connector(
+            session, connector, name=args.newname, comments=args.comments, now=runtime.now(), actor=_actor()
+        )
+        view = connectors.connector_view(connector, runtime.now(), runtime.settings, runtime.box)
+    return view, _describe(view)
+
+
+def cmd_connector_restore(args: argparse.Namespace) -> View:
+    with _connector(args) as (runtime, session, connector):
+        token = connectors.restore_connector(
+            session, connector, now=runtime.now(), settings=runtime.settings, box=runtime.box, actor=_actor()
+        )
+        command = connectors.token_command(connector, token, runtime.settings)
+        view = {
+            "id": connector.id,
+            "name": connector.name,
+            "token": token,
+            "token_expires_at": connector.token_expires_at,
+            "install_command": command,
+        }
+    # A registered connector keeps its key until the token is used; a Pending one only had a token.
+    until = (
+        "its current key keeps working until" if connector.public_key_pem else "the previous token is void;"
+    )
+    return view, (
+        f"new token for connector {connector.name!r} (single use, expires "
+        f"{_when(connector.token_expires_at)}): {token}\n"
+        f"{until} on the connector's host, run:\n  {command}"
+    )
+
+
+def cmd_connector_delete(args: argparse.Namespace) -> View:
+    with _connector(args) as (runtime, session, connector):
+        view = {"id": connector.id, "name": connector.name, "deleted": True}
+        connectors.delete_connector(session, connector, now=runtime.now(), actor=_actor())
+    return view, f"connector {view['name']!r} deleted; its key is refused from now on"
+
+
+@contextmanager
+def _connector(args: argparse.Namespace) -> Iterator[tuple[Runtime, Session, Connector]]:
+    with _database(args) as runtime, runtime.sessions.begin() as session:
+        try:
+            connector = connectors.find_connector(session, args.name)
+        except connectors.ConnectorNotFound as exc:
+            raise CommandError(f"{exc}; list them with: {PROG} connector list") from None
+        yield runtime, session, connector
+
+
+# ---- output -----------------------------------------------------------------------------------------
+
+
+def _when(value: object) -> str:
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return "" if value is None else str(value)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(v)) for v in column) for column in zip(header, *rows, strict=True)]
+    lines = [header, *rows]
+    return "\n".join(
+        "  ".join(str(v).ljust(w) for v, w in zip(line, widths, strict=True)).rstrip() for line in lines
+    )
+
+
+def _describe(view: dict[str, Any]) -> str:
+    width = max(len(k) for k in view)
+    return "\n".join(f"{k + ':':<{width + 1}} {_when(v) if v is not None else '-'}" for k, v in view.items())
+
+
+def _json_default(value: object) -> str:
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    return str(value)
+
+
+# ---- dispatch ---------------------------------------------------------------------------------------
+
+HANDLERS: dict[tuple[str, ...], Callable[[argparse.Namespace], View]] = {
+    ("version",): cmd_version,
+    ("quickstart",): cmd_quickstart,
+    ("serve",): cmd_serve,
+    ("db", "upgrade"): cmd_db_upgrade,
+    ("admin", "create"): cmd_admin_create,
+    ("apikey", "create"): cmd_apikey_create,
+    ("connector", "add"): cmd_connector_add,
+    ("connector", "list"): cmd_connector_list,
+    ("connector", "show"): cmd_connector_show,
+    ("connector", "edit"): cmd_connector_edit,
+    ("connector", "restore"): cmd_connector_restore,
+    ("connector", "delete"): cmd_connector_delete,
 }
+SUBCOMMAND_DESTS = ("db_command", "admin_command", "apikey_command", "connector_command")
+
+
+def _help(parser: Parser, topic: Sequence[str]) -> str:
+    current: argparse.ArgumentParser = parser
+    for word in topic:
+        subparsers = [a for a in current._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subparsers or word not in subparsers[0].choices:
+            raise UsageError(f"help: no command {' '.join(topic)!r}; run {PROG} help for the list")
+        current = subparsers[0].choices[word]
+    return current.format_help()
+
+
+def _run(parser: Parser, argv: list[str]) -> tuple[argparse.Namespace, View | None]:
+    """Parse and run; (args, None) when the command line named a group without its subcommand."""
+    args = parser.parse_args(argv)
+    path = tuple(p for p in (args.command, *(getattr(args, d, None) for d in SUBCOMMAND_DESTS)) if p)
+    if args.command == "help":
+        return args, (None, _help(parser, args.topic).rstrip("\n"))
+    handler = HANDLERS.get(path)
+    if handler is None:
+        sys.stderr.write(_help(parser, path))
+        return args, None
+    try:
+        return args, handler(args)
+    except ArgumentError as exc:  # SQLAlchemy could not make sense of the database URL
+        raise UsageError(f"-database: {exc}") from None
+    except OperationalError as exc:
+        raise CommandError(f"cannot use the database: {exc.orig or exc}") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog=PROG,
-        description="The certificate manager's central service.",
-        epilog="commands (not available in this version yet):\n"
-        + "\n".join(f"  {name:<12} {text}" for name, text in PLANNED.items()),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
-    parser.add_argument("command", nargs="?", metavar="COMMAND")
-    parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    if args.command in (None, "help"):
-        parser.print_help()
-        return 0
-    if args.command == "version":
-        print(f"{PROG} {__version__}")
-        return 0
-    if args.command in PLANNED:
-        print(f"{PROG}: {args.command!r} is not available in this version of {PROG}", file=sys.stderr)
+    parser = build_parser()
+    try:
+        args, result = _run(parser, list(sys.argv[1:] if argv is None else argv))
+    except UsageError as exc:
+        message = str(exc)
+        print(message if message.startswith(PROG) else f"{PROG}: {message}", file=sys.stderr)
+        return 2
+    except (CommandError, UserError, connectors.ConnectorError, server.SchemaError, KeyFileError) as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
         return 1
-    print(f"{PROG}: unknown command {args.command!r}; run {PROG} help", file=sys.stderr)
-    return 2
+    except KeyboardInterrupt:
+        return 130
+    if result is None:
+        return 2
+    view, text = result
+    if getattr(args, "json", False):
+        print(json.dumps(view, indent=2, default=_json_default))
+    elif text:
+        print(text)
+    return 0
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -35,6 +37,21 @@ class Settings(BaseModel):
     )
     lease_seconds: float = Field(default=120.0, description="a delivered job is redelivered after this")
     inventory_interval_seconds: float = Field(default=600.0)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Defaults, then CA_MANAGER_<FIELD> environment variables (e.g. CA_MANAGER_POLL_WAIT_SECONDS),
+        then explicit overrides (command-line options): the order an operator expects."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for name in cls.model_fields:
+            raw = env.get(f"CA_MANAGER_{name.upper()}")
+            if raw is not None:
+                values[name] = raw
+        if "CA_MANAGER_HOME" in env:
+            values["datadir"] = env["CA_MANAGER_HOME"]
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.model_validate(values)
 
     @property
     def effective_database_url(self) -> str:
