@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from caconnector import __version__
 from caconnector.manager import channel
-from caconnector.manager.api import audit_log, backends, connectors, jobs
+from caconnector.manager.api import audit_log, backends, cas, connectors, jobs
 from caconnector.manager.problems import install_handlers
 from caconnector.manager.runtime import Clock, Runtime, build_runtime, utcnow
 from caconnector.manager.settings import Settings
@@ -18,7 +21,15 @@ API_PREFIX = "/api/v1"
 
 def create_app(settings: Settings, clock: Clock = utcnow, runtime: Runtime | None = None) -> FastAPI:
     runtime = runtime or build_runtime(settings, clock)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        # Stops the PostgreSQL LISTEN thread (the server has answered or cut every poll by now).
+        runtime.wakeups.close()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="ca-manager",
         version=__version__,
         openapi_url=f"{API_PREFIX}/openapi.json",
@@ -27,7 +38,7 @@ def create_app(settings: Settings, clock: Clock = utcnow, runtime: Runtime | Non
     )
     app.state.runtime = runtime
     install_handlers(app)
-    for module in (connectors, backends, jobs, audit_log):
+    for module in (connectors, backends, cas, jobs, audit_log):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(channel.router)
 

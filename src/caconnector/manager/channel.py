@@ -1,7 +1,174 @@
-"""Placeholder until its owner fills it in (being written now)."""
+"""The connector channel, `/connector/v1/...`: registration, hello, inventory, the job long poll, goodbye.
+
+Internal to the two programs and versioned separately (protocol.version), so left out of the REST
+API's OpenAPI document. Refusals are problem documents whose `code` (protocol.errors) the connector
+acts on.
+
+The long poll answers as soon as a job exists, not on a timer: the poll subscribes to wake-ups for its
+connector before it first looks for jobs (so none created meanwhile is missed), then waits on an
+asyncio event. Database work runs in the threadpool; a waiting poll holds no connection and no thread.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import asyncio
+import datetime as dt
+from dataclasses import dataclass
 
-router = APIRouter()
+from fastapi import APIRouter, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from caconnector.manager.auth import runtime_of
+from caconnector.manager.channel_auth import SignedConnector, refused
+from caconnector.manager.db.models import Job
+from caconnector.manager.runtime import Runtime
+from caconnector.manager.services import dispatch, inventory, liveness
+from caconnector.manager.services.limits import TooLong
+from caconnector.manager.services.registration import RegistrationRefused, register_connector
+from caconnector.manager.services.wakeups import Waiter
+from caconnector.protocol import messages
+from caconnector.protocol.errors import ChannelError
+
+router = APIRouter(include_in_schema=False)
+
+_REFUSAL_STATUS = {
+    ChannelError.TOKEN_INVALID: 401,
+    ChannelError.TOKEN_EXPIRED: 401,
+    ChannelError.TOKEN_USED: 409,
+    ChannelError.ALREADY_REGISTERED: 409,
+    ChannelError.PROTOCOL_VERSION: 400,
+    ChannelError.INVALID_REQUEST: 400,
+}
+
+
+@router.post(messages.REGISTER_PATH, response_model=messages.RegisterResponse)
+def register(body: messages.RegisterRequest, request: Request) -> messages.RegisterResponse:
+    runtime = runtime_of(request)
+    try:
+        with runtime.sessions.begin() as session:
+            connector = register_connector(session, body, runtime.now(), runtime.settings)
+    except RegistrationRefused as exc:
+        raise refused(_REFUSAL_STATUS[exc.code], exc.code, exc.message) from None
+    return messages.RegisterResponse(
+        connector_id=connector.id,
+        name=connector.name,
+        poll_wait_seconds=runtime.settings.poll_wait_seconds,
+        inventory_interval_seconds=runtime.settings.inventory_interval_seconds,
+    )
+
+
+@router.get(messages.HELLO_PATH, response_model=messages.HelloResponse)
+def hello(caller: SignedConnector) -> messages.HelloResponse:
+    return messages.HelloResponse(connector_id=caller.id, name=caller.name, status=caller.status.value)
+
+
+@router.post(messages.INVENTORY_PATH, status_code=204, response_class=Response)
+def report_inventory(body: messages.InventoryReport, caller: SignedConnector, request: Request) -> Response:
+    try:
+        inventory.check_inventory(body)
+    except TooLong as exc:
+        raise refused(400, ChannelError.INVALID_REQUEST, str(exc)) from None
+    runtime = runtime_of(request)
+    try:
+        with runtime.sessions.begin() as session:
+            inventory.apply_inventory(session, caller.id, body, runtime.now())
+    except inventory.UnknownConnector:  # deleted since the signature was checked
+        raise refused(
+            401, ChannelError.CONNECTOR_UNKNOWN, "this connector was deleted from the manager"
+        ) from None
+    return Response(status_code=204)
+
+
+@router.post(messages.GOODBYE_PATH, status_code=204, response_class=Response)
+def goodbye(caller: SignedConnector, request: Request) -> Response:
+    runtime = runtime_of(request)
+    with runtime.sessions.begin() as session:
+        liveness.disconnect(session, caller.id, runtime.now())
+    return Response(status_code=204)
+
+
+@router.post(messages.POLL_PATH, response_model=messages.PollResponse)
+async def poll(
+    body: messages.PollRequest, caller: SignedConnector, request: Request
+) -> messages.PollResponse:
+    runtime = runtime_of(request)
+    settings = runtime.settings
+    wait = (
+        settings.poll_wait_seconds
+        if body.wait_seconds is None
+        else min(body.wait_seconds, settings.poll_wait_seconds)
+    )
+    with runtime.wakeups.subscribe(caller.id) as waiter:
+        opened = await run_in_threadpool(_open, runtime, caller.id, body, wait)
+        jobs = opened.jobs
+        if opened.window is not None:
+            jobs = await _wait_for_jobs(request, waiter, caller.id, body.capacity, wait)
+            await run_in_threadpool(_close, runtime, caller.id, opened.window)
+    return messages.PollResponse(
+        jobs=[dispatch.job_message(job) for job in jobs],
+        acknowledged=opened.acknowledged,
+        server_time=runtime.now(),
+    )
+
+
+@dataclass(frozen=True)
+class _Opened:
+    acknowledged: list[str]
+    jobs: list[Job]
+    window: dt.datetime | None  # connected_until while the poll waits; None when it answers at once
+
+
+def _open(runtime: Runtime, connector_id: str, body: messages.PollRequest, wait: float) -> _Opened:
+    """One transaction: take the results, extend leases, claim jobs, and mark the connector Connected.
+
+    The connector row is written first, in every transaction that writes it with jobs or backends, so
+    concurrent transactions take their locks in one order and cannot deadlock on PostgreSQL.
+    """
+    settings = runtime.settings
+    now = runtime.now()
+    lease = dt.timedelta(seconds=settings.lease_seconds)
+    grace = dt.timedelta(seconds=settings.heartbeat_grace_seconds)
+    window = now + dt.timedelta(seconds=wait) + grace
+    with runtime.sessions.begin() as session:
+        liveness.extend_connected_until(session, connector_id, now + grace)
+        acknowledged = dispatch.store_results(session, connector_id, body.results, now)
+        dispatch.extend_leases(session, connector_id, body.running, now, lease)
+        jobs = dispatch.claim_jobs(session, connector_id, body.capacity, now, lease)
+        if jobs or body.capacity == 0 or wait <= 0:
+            return _Opened(acknowledged, jobs, None)
+        liveness.extend_connected_until(session, connector_id, window)
+    return _Opened(acknowledged, [], window)
+
+
+async def _wait_for_jobs(
+    request: Request, waiter: Waiter, connector_id: str, capacity: int, wait: float
+) -> list[Job]:
+    """Claim when woken; a wake that finds nothing (another poll took the job) waits on. When the
+    wait ends, claim once more: a wake-up lost on the way costs a delay, never a job."""
+    runtime = runtime_of(request)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    while True:
+        woken = await waiter.wait(deadline - loop.time())
+        waiter.clear()
+        if await request.is_disconnected():
+            # The connector gave up on this poll (timeout, restart): a job claimed now would sit
+            # leased, undelivered, until its lease ran out. Leave it queued for the next poll.
+            return []
+        jobs = await run_in_threadpool(_claim, runtime, connector_id, capacity)
+        if jobs or not woken or loop.time() >= deadline:
+            return jobs
+
+
+def _claim(runtime: Runtime, connector_id: str, capacity: int) -> list[Job]:
+    now = runtime.now()
+    with runtime.sessions.begin() as session:
+        return dispatch.claim_jobs(
+            session, connector_id, capacity, now, dt.timedelta(seconds=runtime.settings.lease_seconds)
+        )
+
+
+def _close(runtime: Runtime, connector_id: str, window: dt.datetime) -> None:
+    grace = dt.timedelta(seconds=runtime.settings.heartbeat_grace_seconds)
+    with runtime.sessions.begin() as session:
+        liveness.close_poll_window(session, connector_id, window, runtime.now() + grace)

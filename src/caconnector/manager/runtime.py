@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from caconnector.manager.db.engine import make_engine, make_sessionmaker
 from caconnector.manager.keys import load_or_create_box
+from caconnector.manager.services.wakeups import JobWakeups, wakeups_for
 from caconnector.manager.settings import Settings
 from caconnector.pki.secretbox import SecretBox
 
@@ -28,6 +29,7 @@ class Runtime:
     engine: Engine
     sessions: sessionmaker[Session]
     box: SecretBox
+    wakeups: JobWakeups  # wakes the long polls waiting for a connector's jobs
     clock: Clock = field(default=utcnow)
 
     def now(self) -> dt.datetime:
@@ -36,4 +38,7 @@ class Runtime:
 
 def build_runtime(settings: Settings, clock: Clock = utcnow) -> Runtime:
     engine = make_engine(settings)
-    return Runtime(settings, engine, make_sessionmaker(engine), load_or_create_box(settings), clock)
+    sessions = make_sessionmaker(engine)
+    wakeups = wakeups_for(engine)
+    wakeups.attach(sessions)
+    return Runtime(settings, engine, sessions, load_or_create_box(settings), wakeups, clock)

@@ -1,7 +1,162 @@
-"""Placeholder until its owner fills it in (being written now)."""
+"""`/api/v1/backends`: the CA backends the connectors report, with the CAs behind them.
+
+Each appears by itself once its connector reports it (no linking step); administrators may rename or
+disable one, and anyone who may operate can ask its connector to check it again.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
 
-router = APIRouter()
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select, tuple_
+from sqlalchemy.orm import selectinload
+
+from caconnector.manager.api.cas import CAOut
+from caconnector.manager.api.jobs import JobOut
+from caconnector.manager.api.pagination import (
+    DEFAULT_LIMIT,
+    Cursor,
+    Limit,
+    Page,
+    decode_cursor,
+    encode_cursor,
+)
+from caconnector.manager.auth import ADMIN, OPERATE, READ, Principal, require_roles, runtime_of
+from caconnector.manager.db.models import ManagedBackend
+from caconnector.manager.problems import Problem
+from caconnector.manager.runtime import Runtime
+from caconnector.manager.services import backends as service
+
+router = APIRouter(prefix="/backends", tags=["backends"])
+
+Reader = Annotated[Principal, Depends(require_roles(*READ))]
+Operator = Annotated[Principal, Depends(require_roles(*OPERATE))]
+Admin = Annotated[Principal, Depends(require_roles(*ADMIN))]
+
+
+class BackendOut(BaseModel):
+    id: str
+    name: str = Field(description="the display name; an administrator may change it")
+    connector: str = Field(description="the connector's id")
+    connector_name: str
+    local_backend: str = Field(description="the backend's name on its connector")
+    type: str
+    status: str = Field(description="Available | Offline (Offline whenever its connector is not Connected)")
+    error: str | None
+    cas: list[CAOut]
+    templates: list[Any]
+    organizations: list[Any]
+    disabled: bool
+    present: bool = Field(description="false once the connector stops reporting it")
+    reported_at: dt.datetime
+    checked_at: dt.datetime | None
+
+
+class BackendUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, description="the new display name")
+    disabled: bool | None = Field(default=None, description="a disabled backend takes no new requests")
+
+
+class CheckStarted(BaseModel):
+    job: JobOut
+
+
+@contextmanager
+def _as_problem() -> Iterator[None]:
+    try:
+        yield
+    except service.BackendNotFound as exc:
+        raise Problem(404, "Not found", str(exc), code="not_found") from None
+    except service.BackendConflict as exc:
+        raise Problem(409, "Conflict", str(exc), code="conflict") from None
+    except service.BackendError as exc:
+        raise Problem(422, "Invalid request", str(exc), code="invalid_request") from None
+
+
+def _view(runtime: Runtime, backend: ManagedBackend) -> BackendOut:
+    return BackendOut(
+        id=backend.id,
+        name=backend.name,
+        connector=backend.connector_id,
+        connector_name=backend.connector.name,
+        local_backend=backend.local_name,
+        type=backend.type,
+        status=service.backend_status(backend, runtime.now(), runtime.settings),
+        error=backend.error,
+        cas=[CAOut.of(ca) for ca in sorted(backend.cas, key=lambda ca: (ca.name, ca.id))],
+        templates=backend.templates,
+        organizations=backend.organizations,
+        disabled=backend.disabled,
+        present=backend.present,
+        reported_at=backend.reported_at,
+        checked_at=backend.checked_at,
+    )
+
+
+@router.get("", response_model=Page[BackendOut])
+def list_backends(
+    request: Request,
+    _caller: Reader,
+    *,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+    connector: Annotated[str | None, Query(max_length=32, description="only this connector's (id)")] = None,
+    backend_type: Annotated[
+        str | None, Query(alias="type", max_length=32, description="only this backend type")
+    ] = None,
+) -> Page[BackendOut]:
+    # Names need not be unique (two connectors may each have a "corp-aws"): the id breaks ties.
+    query = (
+        select(ManagedBackend)
+        .options(selectinload(ManagedBackend.cas), selectinload(ManagedBackend.connector))
+        .order_by(ManagedBackend.name, ManagedBackend.id)
+        .limit(limit + 1)
+    )
+    if cursor:
+        query = query.where(
+            tuple_(ManagedBackend.name, ManagedBackend.id) > tuple(decode_cursor(cursor, str, str))
+        )
+    if connector is not None:
+        query = query.where(ManagedBackend.connector_id == connector)
+    if backend_type is not None:
+        query = query.where(ManagedBackend.type == backend_type)
+    runtime = runtime_of(request)
+    with runtime.sessions.begin() as session:
+        rows = list(session.scalars(query))
+        items = [_view(runtime, row) for row in rows[:limit]]
+    last = rows[limit - 1] if len(rows) > limit else None
+    return Page[BackendOut](items=items, next_cursor=encode_cursor(last.name, last.id) if last else None)
+
+
+@router.get("/{backend_id}", response_model=BackendOut)
+def get_backend(backend_id: str, request: Request, _caller: Reader) -> BackendOut:
+    runtime = runtime_of(request)
+    with _as_problem(), runtime.sessions.begin() as session:
+        return _view(runtime, service.get_backend(session, backend_id))
+
+
+@router.patch("/{backend_id}", response_model=BackendOut)
+def update_backend(backend_id: str, body: BackendUpdate, request: Request, caller: Admin) -> BackendOut:
+    runtime = runtime_of(request)
+    with _as_problem(), runtime.sessions.begin() as session:
+        backend = service.get_backend(session, backend_id)
+        service.update_backend(
+            session, backend, runtime.now(), caller.actor, name=body.name, disabled=body.disabled
+        )
+        return _view(runtime, backend)
+
+
+@router.post("/{backend_id}/check", status_code=202, response_model=CheckStarted)
+def check_backend(backend_id: str, request: Request, caller: Operator) -> CheckStarted:
+    runtime = runtime_of(request)
+    with _as_problem(), runtime.sessions.begin() as session:
+        backend = service.get_backend(session, backend_id)
+        job = service.request_check(session, backend, runtime.now(), caller.actor)
+        return CheckStarted(job=JobOut.of(job))

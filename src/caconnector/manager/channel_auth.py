@@ -1,0 +1,127 @@
+"""Who is calling the connector channel: `Authorization: Bearer <JWT>` signed with a registered
+connector's key (see `protocol.signing`), as a FastAPI dependency.
+
+Checked in order: the token names a connector that exists and is registered; its signature, lifetime
+and method/path binding verify with that connector's key; the connector is not Expired; its `jti` was
+never seen (remembered in `seen_requests`, whose primary key turns a replay into an IntegrityError).
+Then the request counts as contact: `last_seen` moves to now.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy import delete
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from caconnector.manager.auth import runtime_of
+from caconnector.manager.db.models import Connector, SeenRequest
+from caconnector.manager.problems import Problem
+from caconnector.manager.services.limits import TooLong, check_length
+from caconnector.manager.services.status import ConnectorStatus, connector_status
+from caconnector.protocol.errors import ChannelError
+from caconnector.protocol.signing import (
+    CLOCK_LEEWAY,
+    SignatureInvalid,
+    load_public_key,
+    unverified_connector_id,
+    verify_request,
+)
+
+# Expired request ids are purged on about one request in this many: often enough to keep the table
+# at a few minutes of traffic, rarely enough to cost nothing per request.
+PURGE_ONE_IN = 100
+
+
+@dataclass(frozen=True)
+class ConnectorCaller:
+    id: str
+    name: str
+    status: ConnectorStatus
+
+
+def refused(status: int, code: ChannelError, detail: str) -> Problem:
+    return Problem(status, "Connector refused", detail, code=code.value)
+
+
+def _bearer(request: Request) -> str:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise refused(
+            401,
+            ChannelError.SIGNATURE_INVALID,
+            "send Authorization: Bearer <a request signed by the connector>",
+        )
+    return token.strip()
+
+
+def _signed_path(request: Request) -> str:
+    """The channel path the route serves (a protocol constant): what the connector signs. A prefix under
+    which a reverse proxy mounts the manager is not part of it."""
+    route = request.scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else request.url.path
+
+
+def signed_connector(request: Request) -> ConnectorCaller:
+    """A sync dependency: FastAPI runs it in the threadpool, so its database work blocks no loop."""
+    runtime = runtime_of(request)
+    token = _bearer(request)
+    try:
+        connector_id = unverified_connector_id(token)
+    except SignatureInvalid as exc:
+        raise refused(401, ChannelError.SIGNATURE_INVALID, str(exc)) from None
+    now = runtime.now()
+    with runtime.sessions.begin() as session:
+        connector = session.get(Connector, connector_id)
+        if connector is None or connector.public_key_pem is None:
+            raise refused(
+                401,
+                ChannelError.CONNECTOR_UNKNOWN,
+                "this connector was deleted from the manager; add it again and register with a new token",
+            )
+        try:
+            verified = verify_request(
+                token, load_public_key(connector.public_key_pem), request.method, _signed_path(request), now
+            )
+        except SignatureInvalid as exc:
+            raise refused(401, ChannelError.SIGNATURE_INVALID, str(exc)) from None
+        status = connector_status(connector, now, runtime.settings)
+        if status is ConnectorStatus.EXPIRED:
+            raise refused(
+                403,
+                ChannelError.CONNECTOR_EXPIRED,
+                f"connector {connector.name!r} was not seen for too long and its key is refused; restore "
+                f"it: ca-manager connector restore -name {connector.name}, then ca-connector register "
+                "-token T -force",
+            )
+        try:
+            check_length("the request id (jti)", verified.jti, SeenRequest.jti)
+        except TooLong as exc:
+            raise refused(401, ChannelError.SIGNATURE_INVALID, str(exc)) from None
+        _remember(session, connector.id, verified.jti, verified.expires_at, now)
+        connector.last_seen = now
+        return ConnectorCaller(connector.id, connector.name, status)
+
+
+def _remember(
+    session: Session, connector_id: str, jti: str, expires_at: dt.datetime, now: dt.datetime
+) -> None:
+    # Kept until the signed request could no longer verify anyway (its expiry plus the clock leeway).
+    session.add(SeenRequest(jti=jti, connector_id=connector_id, expires_at=expires_at + CLOCK_LEEWAY))
+    try:
+        session.flush()
+    except IntegrityError:
+        raise refused(
+            401, ChannelError.REPLAYED, "this signed request was seen before; sign each request anew"
+        ) from None
+    if secrets.randbelow(PURGE_ONE_IN) == 0:
+        session.execute(delete(SeenRequest).where(SeenRequest.expires_at < now))
+
+
+SignedConnector = Annotated[ConnectorCaller, Depends(signed_connector)]

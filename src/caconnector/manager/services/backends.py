@@ -1,0 +1,94 @@
+"""CA backends, the administrator's side: what status to show, rename, disable, ask for a check.
+
+The rows come from the connectors' reports (services.inventory); only `name` and `disabled` are the
+administrator's.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy.orm import Session
+
+from caconnector.manager import audit
+from caconnector.manager.db.models import Job, ManagedBackend
+from caconnector.manager.services.dispatch import create_job
+from caconnector.manager.services.status import ConnectorStatus, connector_status
+from caconnector.manager.settings import Settings
+from caconnector.protocol.messages import JobKind
+
+OFFLINE = "Offline"
+MAX_NAME = 200
+
+
+class BackendError(ValueError):
+    """A backend operation the caller can fix (API 422)."""
+
+
+class BackendNotFound(BackendError):
+    """API 404."""
+
+
+class BackendConflict(BackendError):
+    """The backend's state forbids it (API 409)."""
+
+
+def target(backend: ManagedBackend) -> str:
+    return f"backend:{backend.id}"
+
+
+def get_backend(session: Session, backend_id: str) -> ManagedBackend:
+    backend = session.get(ManagedBackend, backend_id)
+    if backend is None:
+        raise BackendNotFound(f"no backend with id {backend_id!r}")
+    return backend
+
+
+def backend_status(backend: ManagedBackend, now: dt.datetime, settings: Settings) -> str:
+    """What the connector last reported, while the connector is there to vouch for it: a backend whose
+    connector is not Connected, or that its connector no longer reports, is Offline."""
+    if not backend.present:
+        return OFFLINE
+    if connector_status(backend.connector, now, settings) is not ConnectorStatus.CONNECTED:
+        return OFFLINE
+    return backend.reported_status
+
+
+def update_backend(
+    session: Session,
+    backend: ManagedBackend,
+    now: dt.datetime,
+    actor: str,
+    *,
+    name: str | None = None,
+    disabled: bool | None = None,
+) -> ManagedBackend:
+    changes: dict[str, object] = {}
+    if name is not None and name != backend.name:
+        if not name.strip() or name != name.strip() or len(name) > MAX_NAME:
+            raise BackendError(
+                f"invalid backend name {name!r}: 1-{MAX_NAME} characters, no leading or trailing space"
+            )
+        changes["name"] = {"from": backend.name, "to": name}
+        backend.name = name
+    if disabled is not None and disabled != backend.disabled:
+        changes["disabled"] = disabled
+        backend.disabled = disabled
+    if changes:
+        session.flush()
+        audit.record(session, now, actor, "backend.update", target(backend), **changes)
+    return backend
+
+
+def request_check(session: Session, backend: ManagedBackend, now: dt.datetime, actor: str) -> Job:
+    """A `check` job for the backend's connector; its result updates the backend's status and CAs."""
+    if not backend.present:
+        raise BackendConflict(
+            f"connector {backend.connector.name!r} no longer reports backend {backend.local_name!r}; "
+            "nothing to check"
+        )
+    job = create_job(
+        session, backend.connector_id, JobKind.CHECK, backend_name=backend.local_name, payload={}, now=now
+    )
+    audit.record(session, now, actor, "backend.check", target(backend), job=job.id)
+    return job

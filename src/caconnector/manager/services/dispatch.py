@@ -1,0 +1,218 @@
+"""Jobs for connectors: create them, hand them out under a lease, take their results back.
+
+Delivery is at least once: a job whose lease runs out is handed out again, and a result that arrives
+twice is applied once. Each state change is an UPDATE whose WHERE repeats the state it expects, so of
+two concurrent polls (threads here, or other manager processes on PostgreSQL) only one can win.
+What to do about an error outcome (retry, give up) is the lifecycle's decision, not made here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy.orm import Session
+
+from caconnector.manager.db.models import Job, new_id
+from caconnector.manager.services import inventory
+from caconnector.manager.services.limits import TooLong
+from caconnector.manager.services.wakeups import job_created
+from caconnector.protocol import messages
+
+log = logging.getLogger(__name__)
+
+# Kinds whose ok result is a BackendReport, applied to the backend's row.
+_REPORTING_KINDS = frozenset({messages.JobKind.CHECK, messages.JobKind.INVENTORY})
+
+
+class JobStatus(enum.StrEnum):
+    QUEUED = "queued"  # waiting for a poll (or handed out before, and its lease ran out)
+    LEASED = "leased"  # handed out; redelivered if no result comes before lease_expires_at
+    DONE = "done"  # a result was stored
+
+
+def create_job(
+    session: Session,
+    connector_id: str,
+    kind: messages.JobKind,
+    *,
+    backend_name: str | None,
+    payload: dict[str, Any],
+    now: dt.datetime,
+) -> Job:
+    """A queued job. The connector's waiting poll wakes when the caller's transaction commits."""
+    job = Job(
+        id=new_id(),
+        connector_id=connector_id,
+        kind=kind.value,
+        backend_name=backend_name,
+        payload=payload,
+        status=JobStatus.QUEUED.value,
+        attempts=0,
+        created_at=now,
+    )
+    session.add(job)
+    session.flush()
+    job_created(session, connector_id)
+    return job
+
+
+def _claimable(now: dt.datetime) -> ColumnElement[bool]:
+    return or_(
+        Job.status == JobStatus.QUEUED.value,
+        and_(Job.status == JobStatus.LEASED.value, Job.lease_expires_at < now),
+    )
+
+
+def claim_jobs(
+    session: Session, connector_id: str, capacity: int, now: dt.datetime, lease: dt.timedelta
+) -> list[Job]:
+    """Lease up to `capacity` of the connector's jobs, oldest first: queued ones, and leased ones whose
+    lease ran out (redelivery). Each claim counts as an attempt."""
+    if capacity <= 0:
+        return []
+    # PostgreSQL: rows another transaction is claiming are skipped, not waited for. SQLite has no row
+    # locks (SQLAlchemy leaves FOR UPDATE out); its writers are serialised and the UPDATE below
+    # re-checks that each job is still claimable, so a job raced away is simply not returned.
+    candidates = (
+        select(Job.id)
+        .where(Job.connector_id == connector_id, _claimable(now))
+        .order_by(Job.created_at, Job.id)
+        .limit(capacity)
+        .with_for_update(skip_locked=True)
+    )
+    ids = list(session.scalars(candidates))
+    if not ids:
+        return []
+    claimed = session.scalars(
+        update(Job)
+        .where(Job.id.in_(ids), _claimable(now))
+        .values(
+            status=JobStatus.LEASED.value,
+            attempts=Job.attempts + 1,
+            lease_expires_at=now + lease,
+            delivered_at=now,
+        )
+        .returning(Job),
+        # Fresh values even for a job this session loaded before (the identity map would keep old ones).
+        execution_options={"synchronize_session": False, "populate_existing": True},
+    ).all()
+    return sorted(claimed, key=lambda job: (job.created_at, job.id))
+
+
+def extend_leases(
+    session: Session, connector_id: str, job_ids: Sequence[str], now: dt.datetime, lease: dt.timedelta
+) -> None:
+    """The connector is still working on these: push their redelivery back."""
+    if not job_ids:
+        return
+    session.execute(
+        update(Job)
+        .where(Job.connector_id == connector_id, Job.id.in_(job_ids), Job.status == JobStatus.LEASED.value)
+        .values(lease_expires_at=now + lease),
+        execution_options={"synchronize_session": False},
+    )
+
+
+def store_results(
+    session: Session, connector_id: str, results: Sequence[messages.JobResult], now: dt.datetime
+) -> list[str]:
+    """Store each result once; return the ids the connector may forget.
+
+    Every result is acknowledged, including a duplicate (already stored: ignored) and one for a job
+    this connector does not have (deleted meanwhile): keeping it would only make the connector send
+    it forever.
+    """
+    for result in results:
+        _store_result(session, connector_id, result, now)
+    return [result.job_id for result in results]
+
+
+def _store_result(session: Session, connector_id: str, result: messages.JobResult, now: dt.datetime) -> None:
+    job = session.get(Job, result.job_id)
+    if job is None or job.connector_id != connector_id:
+        log.warning("connector %s sent a result for unknown job %r; ignored", connector_id, result.job_id)
+        return
+    if job.status == JobStatus.DONE.value:
+        return  # a redelivered job's second answer: at least once in, exactly once applied
+    outcome, body, error, report = _checked_outcome(job, result)
+    stored = session.scalar(
+        update(Job)
+        .where(
+            Job.id == job.id,
+            Job.status.in_([JobStatus.LEASED.value, JobStatus.QUEUED.value]),
+            Job.delivered_at.is_not(None),
+        )
+        .values(
+            status=JobStatus.DONE.value,
+            outcome=outcome.value,
+            result=body,
+            error=error,
+            completed_at=now,
+            lease_expires_at=None,
+        )
+        .returning(Job.id),
+        execution_options={"synchronize_session": False},
+    )
+    if stored is None or report is None:
+        return
+    if isinstance(report, messages.InventoryReport):
+        inventory.apply_inventory(session, connector_id, report, now)
+    else:
+        inventory.apply_backend_report(session, connector_id, report, now, checked=True)
+
+
+_Report = messages.BackendReport | messages.InventoryReport
+
+
+def _checked_outcome(
+    job: Job, result: messages.JobResult
+) -> tuple[messages.JobOutcome, dict[str, Any] | None, dict[str, Any] | None, _Report | None]:
+    """(outcome, result, error, report to apply). A check, or an inventory of one backend, answers
+    with that backend's report; an inventory of the whole connector with an InventoryReport. A
+    malformed report becomes an error outcome, so the job shows what went wrong instead of a result
+    nobody can read."""
+    error = result.error.model_dump(mode="json") if result.error is not None else None
+    if result.outcome is not messages.JobOutcome.OK or job.kind not in _REPORTING_KINDS:
+        return result.outcome, result.result, error, None
+    whole = job.kind == messages.JobKind.INVENTORY and not job.backend_name
+    model: type[_Report] = messages.InventoryReport if whole else messages.BackendReport
+    try:
+        report = model.model_validate(result.result or {})
+        if isinstance(report, messages.InventoryReport):
+            inventory.check_inventory(report)
+        else:
+            inventory.check_backend_report(report)
+    except (ValidationError, TooLong) as exc:
+        return _invalid(result, f"the connector's {job.kind} result is not a valid report: {exc}")
+    if isinstance(report, messages.BackendReport) and job.backend_name and report.name != job.backend_name:
+        # The manager asked about one backend; a report naming another is not an answer to it.
+        return _invalid(
+            result, f"asked about backend {job.backend_name!r}, the connector reported {report.name!r}"
+        )
+    return result.outcome, result.result, error, report
+
+
+def _invalid(
+    result: messages.JobResult, message: str
+) -> tuple[messages.JobOutcome, dict[str, Any] | None, dict[str, Any] | None, None]:
+    body = messages.ErrorBody(code="invalid_result", message=message)
+    return messages.JobOutcome.ERROR, result.result, body.model_dump(mode="json"), None
+
+
+def job_message(job: Job) -> messages.Job:
+    if job.lease_expires_at is None:
+        raise ValueError(f"job {job.id} is not leased")
+    return messages.Job(
+        id=job.id,
+        kind=messages.JobKind(job.kind),
+        backend=job.backend_name,
+        payload=job.payload,
+        attempt=job.attempts,
+        lease_expires_at=job.lease_expires_at,
+    )

@@ -1,0 +1,149 @@
+"""What connectors report about their backends and CAs, kept as ManagedBackend and ManagedCA rows.
+
+A backend is identified by connector + its local name and appears in the manager by itself. Rows are
+never deleted here: a backend the connector stops reporting is marked absent (`present=False`), a CA
+the backend stops listing gets state `absent`, because profiles and certificates point at them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, selectinload
+
+from caconnector.manager.db.models import Connector, ManagedBackend, ManagedCA, new_id
+from caconnector.manager.services.limits import check_length
+from caconnector.protocol import messages
+
+CA_ABSENT = "absent"
+
+
+class UnknownConnector(LookupError):
+    """Deleted while its request was on the way."""
+
+
+def check_inventory(report: messages.InventoryReport) -> None:
+    """Raise TooLong if a value would not fit its column."""
+    check_length("hostname", report.hostname, Connector.hostname)
+    check_length("version", report.version, Connector.version)
+    check_length("protocol_version", report.protocol_version, Connector.protocol_version)
+    for backend in report.backends:
+        check_backend_report(backend)
+
+
+def check_backend_report(report: messages.BackendReport) -> None:
+    """Raise TooLong if a value would not fit its column."""
+    where = f"backend {report.name[:40]!r}"
+    check_length("backend name", report.name, ManagedBackend.local_name)
+    check_length(f"{where}: type", report.type, ManagedBackend.type)
+    for ca in report.cas:
+        check_length(f"{where}: CA id", ca.id, ManagedCA.ca_ref)
+        check_length(f"{where}: CA name", ca.name, ManagedCA.name)
+        check_length(f"{where}: CA key_type", ca.key_type, ManagedCA.key_type)
+        check_length(f"{where}: CA serial", ca.serial, ManagedCA.serial)
+        check_length(f"{where}: CA state", ca.state, ManagedCA.state)
+
+
+def apply_inventory(
+    session: Session, connector_id: str, report: messages.InventoryReport, now: dt.datetime
+) -> list[ManagedBackend]:
+    """The connector's whole list of backends: upsert those reported, mark the others absent.
+    Call `check_inventory` first. Raises UnknownConnector when the connector is gone."""
+    # An UPDATE even when nothing changes: it locks the connector row (PostgreSQL) or takes the write
+    # lock (SQLite) before the backends are read, so two inventories of one connector run one after
+    # the other and the second sees the backends the first inserted.
+    updated = session.scalar(
+        update(Connector)
+        .where(Connector.id == connector_id)
+        .values(hostname=report.hostname, version=report.version, protocol_version=report.protocol_version)
+        .returning(Connector.id)
+    )
+    if updated is None:
+        raise UnknownConnector(connector_id)
+    existing = _backends_of(session, connector_id)
+    names = {b.name for b in report.backends}
+    for name, backend in existing.items():
+        if name not in names:
+            backend.present = False
+    reported = []
+    for each in report.backends:
+        # Kept in `existing` at once: a name listed twice updates one row instead of inserting two.
+        existing[each.name] = _upsert(session, connector_id, existing.get(each.name), each, now)
+        reported.append(existing[each.name])
+    return reported
+
+
+def apply_backend_report(
+    session: Session, connector_id: str, report: messages.BackendReport, now: dt.datetime, *, checked: bool
+) -> ManagedBackend:
+    """One backend's report (a check or inventory job's result): upsert it alone. Call
+    `check_backend_report` first."""
+    existing = session.scalar(
+        select(ManagedBackend)
+        .where(ManagedBackend.connector_id == connector_id, ManagedBackend.local_name == report.name)
+        .options(selectinload(ManagedBackend.cas))
+    )
+    backend = _upsert(session, connector_id, existing, report, now)
+    if checked:
+        backend.checked_at = now
+    return backend
+
+
+def _backends_of(session: Session, connector_id: str) -> dict[str, ManagedBackend]:
+    rows = session.scalars(
+        select(ManagedBackend)
+        .where(ManagedBackend.connector_id == connector_id)
+        .options(selectinload(ManagedBackend.cas))
+    )
+    return {backend.local_name: backend for backend in rows}
+
+
+def _upsert(
+    session: Session,
+    connector_id: str,
+    backend: ManagedBackend | None,
+    report: messages.BackendReport,
+    now: dt.datetime,
+) -> ManagedBackend:
+    if backend is None:
+        backend = ManagedBackend(
+            id=new_id(), connector_id=connector_id, local_name=report.name, name=report.name, cas=[]
+        )
+        session.add(backend)
+    backend.type = report.type
+    backend.reported_status = report.status
+    backend.error = report.error
+    backend.present = True
+    backend.reported_at = now
+    # An Offline backend could not reach its CA: its empty lists mean "unknown", not "none", so the
+    # last known templates and CAs stay.
+    if report.status == "Available":
+        backend.templates = list(report.templates)
+        _reconcile_cas(backend, report.cas)
+    return backend
+
+
+def _reconcile_cas(backend: ManagedBackend, reports: list[messages.CAReport]) -> None:
+    by_ref = {ca.ca_ref: ca for ca in backend.cas}
+    for report in reports:
+        ca = by_ref.get(report.id)
+        if ca is None:
+            ca = by_ref[report.id] = ManagedCA(id=new_id(), ca_ref=report.id)
+            backend.cas.append(ca)
+        ca.name = report.name
+        ca.subject = report.subject
+        ca.key_type = report.key_type
+        ca.serial = report.serial
+        ca.not_after = _utc(report.not_after)
+        ca.state = report.state
+        ca.certificate_pem = report.certificate_pem or ca.certificate_pem
+    listed = {report.id for report in reports}
+    for ref, ca in by_ref.items():
+        if ref not in listed:
+            ca.state = CA_ABSENT
+
+
+def _utc(value: dt.datetime | None) -> dt.datetime | None:
+    # The protocol's times are UTC; a connector that leaves the zone out means UTC too.
+    return value.replace(tzinfo=dt.UTC) if value is not None and value.tzinfo is None else value

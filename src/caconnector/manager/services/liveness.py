@@ -1,0 +1,47 @@
+"""When a connector counts as Connected: `connected_until` (see `services.status`).
+
+A poll pushes it to the end of its wait plus the grace while it is open, and back to now plus the grace
+when it answers (unless another poll pushed it further meanwhile); a goodbye pulls it to now, so a
+cleanly stopped connector shows Disconnected at once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import case, or_, update
+from sqlalchemy.orm import Session
+
+from caconnector.manager.db.models import Connector
+
+
+def extend_connected_until(session: Session, connector_id: str, until: dt.datetime) -> None:
+    """Connected until at least `until`. Never shortens: polls of one connector overlap (the agent
+    reports a finished job with a short poll while its long poll waits), and the short one must not
+    cut the long one's window. Writes the row even when nothing changes, so it always locks it."""
+    current = Connector.connected_until
+    session.execute(
+        update(Connector)
+        .where(Connector.id == connector_id)
+        .values(connected_until=case((or_(current.is_(None), current < until), until), else_=current)),
+        execution_options={"synchronize_session": False},
+    )
+
+
+def disconnect(session: Session, connector_id: str, now: dt.datetime) -> None:
+    """A goodbye: the connector stopped cleanly, so it is Disconnected at once."""
+    session.execute(
+        update(Connector).where(Connector.id == connector_id).values(connected_until=now),
+        execution_options={"synchronize_session": False},
+    )
+
+
+def close_poll_window(session: Session, connector_id: str, opened: dt.datetime, until: dt.datetime) -> None:
+    """Shorten the window a poll opened, unless something moved it since: a later poll of the same
+    connector (whose window must stay) or a goodbye (which must not be undone)."""
+    session.execute(
+        update(Connector)
+        .where(Connector.id == connector_id, Connector.connected_until == opened)
+        .values(connected_until=until),
+        execution_options={"synchronize_session": False},
+    )

@@ -1,0 +1,157 @@
+"""Wake-ups for waiting long polls: a job created for a connector wakes the polls waiting for it.
+
+In one process, a waiting poll is an asyncio event on the server's event loop, and jobs are created in
+worker threads, so a wake crosses over with `loop.call_soon_threadsafe`. Across processes (PostgreSQL),
+the transaction that creates a job also calls `pg_notify`, which PostgreSQL delivers only when that
+transaction commits; a listener thread in each process turns the notifications back into local wakes.
+
+A missed wake-up only delays a job until the poll's wait ends (the poll claims once more then), and a
+spurious one costs one empty claim, so everything here errs on the side of waking too often.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+from typing import Protocol
+
+from sqlalchemy import Engine, event, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from caconnector.manager.services.pg_listener import PostgresListener
+
+CHANNEL = "caconnector_jobs"
+# session.info key: connectors whose waiters to wake once the session's transaction commits.
+_PENDING = "caconnector.wake_connectors"
+
+
+class Listener(Protocol):
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+# Builds the cross-process listener: (wake one connector's waiters, wake every waiter) -> Listener.
+ListenerFactory = Callable[[Callable[[str], None], Callable[[], None]], Listener]
+
+
+class Waiter:
+    """One waiting poll. Created, cleared and awaited on the event loop; woken from any thread."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._event = asyncio.Event()
+        self.waiting = False  # inside wait(): the poll found nothing and is parked
+
+    def wake(self) -> None:
+        # The loop is gone only once the server has stopped, and with it everyone waiting.
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(self._event.set)
+
+    def clear(self) -> None:
+        """Forget earlier wakes; call before looking for work, so a wake during the look is kept."""
+        self._event.clear()
+
+    async def wait(self, timeout: float) -> bool:
+        """True when woken, False when the timeout passed first."""
+        self.waiting = True
+        try:
+            async with asyncio.timeout(max(timeout, 0.0)):
+                await self._event.wait()
+        except TimeoutError:
+            return False
+        finally:
+            self.waiting = False
+        return True
+
+
+def job_created(session: Session, connector_id: str) -> None:
+    """Record that this session's transaction creates work for a connector: its waiting polls in this
+    process wake when the transaction commits (see `JobWakeups.attach`), and on PostgreSQL those of
+    every other process too."""
+    session.info.setdefault(_PENDING, set()).add(connector_id)
+    if session.get_bind().dialect.name == "postgresql":
+        # Queued with the transaction: delivered at commit, dropped on rollback, so a woken process
+        # always finds the job visible.
+        session.execute(select(func.pg_notify(CHANNEL, connector_id)))
+
+
+class JobWakeups:
+    """The waiting polls of one process, by connector id; thread-safe."""
+
+    def __init__(self, listener_factory: ListenerFactory | None = None) -> None:
+        self._lock = threading.Lock()
+        self._waiters: dict[str, set[Waiter]] = {}
+        self._listener_factory = listener_factory
+        self._listener: Listener | None = None
+
+    def attach(self, sessions: sessionmaker[Session]) -> None:
+        """Wake waiters after each commit of a session from `sessions` that created jobs."""
+        event.listen(sessions, "after_commit", self._after_commit)
+        event.listen(sessions, "after_rollback", self._after_rollback)
+
+    def _after_commit(self, session: Session) -> None:
+        for connector_id in session.info.pop(_PENDING, ()):
+            self.notify(connector_id)
+
+    def _after_rollback(self, session: Session) -> None:
+        session.info.pop(_PENDING, None)
+
+    @contextlib.contextmanager
+    def subscribe(self, connector_id: str) -> Iterator[Waiter]:
+        """A waiter for the connector's jobs, registered for the duration of the block. Call on the
+        event loop, before looking for work, so no job created meanwhile goes unnoticed."""
+        waiter = Waiter(asyncio.get_running_loop())
+        with self._lock:
+            self._waiters.setdefault(connector_id, set()).add(waiter)
+            # Started on the first wait rather than at start-up: a manager nobody polls (the CLI, a
+            # test) holds no extra database connection.
+            if self._listener is None and self._listener_factory is not None:
+                self._listener = self._listener_factory(self.notify, self.notify_all)
+                self._listener.start()
+        try:
+            yield waiter
+        finally:
+            with self._lock:
+                waiters = self._waiters.get(connector_id)
+                if waiters is not None:
+                    waiters.discard(waiter)
+                    if not waiters:
+                        del self._waiters[connector_id]
+
+    def notify(self, connector_id: str) -> None:
+        with self._lock:
+            waiters = list(self._waiters.get(connector_id, ()))
+        for waiter in waiters:
+            waiter.wake()
+
+    def notify_all(self) -> None:
+        with self._lock:
+            waiters = [w for group in self._waiters.values() for w in group]
+        for waiter in waiters:
+            waiter.wake()
+
+    def waiting(self, connector_id: str) -> int:
+        """How many polls of the connector are parked, waiting for a job (tests and benchmarks)."""
+        with self._lock:
+            return sum(waiter.waiting for waiter in self._waiters.get(connector_id, ()))
+
+    def close(self) -> None:
+        """Stop the listener; a later wait starts a new one."""
+        with self._lock:
+            listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.stop()
+
+
+def wakeups_for(engine: Engine) -> JobWakeups:
+    """In-process wake-ups, plus a LISTEN connection on PostgreSQL for the jobs other processes create."""
+    if engine.dialect.name != "postgresql":
+        return JobWakeups()
+    conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+    def factory(on_notify: Callable[[str], None], on_resync: Callable[[], None]) -> Listener:
+        return PostgresListener(conninfo, CHANNEL, on_notify, on_resync)
+
+    return JobWakeups(factory)
