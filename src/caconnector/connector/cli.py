@@ -22,8 +22,14 @@ from caconnector.backends.base import CRLPublisher, EnrollRequest, Issued, Revok
 from caconnector.backends.configs import BUILTIN_CONFIGS, BackendConfig
 from caconnector.backends.errors import BackendError, ConfigError
 from caconnector.backends.registry import UnknownBackendType, known_types, type_info
-from caconnector.connector import backend_admin, output
+from caconnector.connector import backend_admin, cli_agent, cli_link, output
+from caconnector.connector.agent import AgentError
 from caconnector.connector.backend_admin import InvalidOptions
+from caconnector.connector.cli_common import PROG, CommandError, CommandFailed, UsageError
+from caconnector.connector.journal import JournalError
+from caconnector.connector.link import LinkError
+from caconnector.connector.registration import RegistrationError
+from caconnector.connector.settings import InvalidSetting
 from caconnector.connector.store import ConnectorStore, StoreError, default_datadir
 from caconnector.pki.chain import load_certificates
 from caconnector.pki.csr import describe_csr, load_csr
@@ -33,16 +39,8 @@ from caconnector.pki.keys import load_private_key, private_key_pem
 from caconnector.pki.revocation import RevocationReason
 from caconnector.pki.serial import canonical_serial
 
-PROG = "ca-connector"
 SECRET_MASK = "********"  # noqa: S105  (what is shown instead of a secret)
-
-
-class UsageError(Exception):
-    """A command line that cannot be run as written (exit 2)."""
-
-
-class CommandError(Exception):
-    """A command that ran and failed (exit 1)."""
+__all__ = ["PROG", "CommandError", "UsageError", "build_parser", "main"]
 
 
 class Parser(argparse.ArgumentParser):
@@ -201,15 +199,130 @@ def build_parser() -> Parser:
         default="MachineEnrollmentAgent",
         help="the Enrollment Agent template (default MachineEnrollmentAgent)",
     )
+
+    _link_commands(commands)
+    _agent_commands(commands)
     return root
 
 
-def _positive_int(option: str) -> Callable[[str], int]:
+def _proxy_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    _opt(parser, "proxyhost", metavar="H", required=required, help="the proxy's host name or IP address")
+    _opt(parser, "proxyport", metavar="P", required=required, help="the proxy's port (1-65535)")
+    _opt(parser, "proxyuser", metavar="U", help="the user name for the proxy (with -proxypassword)")
+    _opt(
+        parser, "proxypassword", metavar="W", help="the password for the proxy (with -proxyuser; never shown)"
+    )
+
+
+def _link_commands(commands: Any) -> None:
+    """install, register, proxy, test-connection: connecting to the manager."""
+    install = commands.add_parser(
+        "install",
+        help="register with the manager, save the proxy, install and start the service",
+        description="The silent install of the reference document: save the proxy, register with the "
+        "token, then install and start the service (when systemd runs this host).",
+    )
+    _common(install)
+    _opt(
+        install, "token", metavar="T", help="the installation token (asked for when omitted, unless -silent)"
+    )
+    _opt(install, "manager", metavar="URL", required=True, help="the manager's https:// address")
+    _opt(install, "silent", action="store_true", help="never prompt")
+    _opt(install, "proxy", metavar="0|1", choices=["0", "1"], help="1: use the proxy given; 0: no proxy")
+    _proxy_options(install, required=False)
+    _opt(install, "cacert", metavar="FILE", help="CA certificates (PEM) to trust for the manager's TLS")
+
+    register = commands.add_parser(
+        "register",
+        help="register with the manager using an installation token",
+        description="Register with the manager. -force replaces an existing registration (the restore "
+        "flow: Restore in the manager gives the token).",
+    )
+    _common(register)
+    _opt(register, "token", metavar="T", required=True, help="the installation or restore token")
+    _opt(
+        register,
+        "manager",
+        metavar="URL",
+        help="the manager's https:// address (default: the registered one)",
+    )
+    _opt(register, "force", action="store_true", help="replace an existing registration")
+    _opt(register, "cacert", metavar="FILE", help="CA certificates (PEM) to trust for the manager's TLS")
+
+    proxy = commands.add_parser("proxy", help="set, clear or show the HTTP proxy to the manager")
+    proxy_commands = proxy.add_subparsers(dest="proxy_command", metavar="SUBCOMMAND", parser_class=Parser)
+    proxy_set = proxy_commands.add_parser("set", help="use an HTTP proxy (CONNECT) to reach the manager")
+    _common(proxy_set)
+    _proxy_options(proxy_set, required=True)
+    for name, text in (("clear", "connect directly"), ("show", "show the proxy, password masked")):
+        _common(proxy_commands.add_parser(name, help=text))
+
+    test = commands.add_parser(
+        "test-connection",
+        help="reach the manager step by step: DNS, TCP, proxy authentication, TLS, health, registration",
+    )
+    _common(test)
+    _opt(test, "manager", metavar="URL", help="test this address instead of the registered one")
+    _opt(test, "cacert", metavar="FILE", help="CA certificates (PEM) to trust instead of the stored ones")
+
+
+def _agent_commands(commands: Any) -> None:
+    """run, status, service, uninstall: running the agent."""
+    run = commands.add_parser("run", help="run the agent in the foreground (what the service runs)")
+    _common(run)
+    _opt(run, "once", action="store_true", help="one cycle: inventory, one poll, its jobs, their results")
+    _opt(
+        run, "pollwait", metavar="S", type=_seconds, help="long-poll wait in seconds (default: the manager's)"
+    )
+    _opt(
+        run,
+        "workers",
+        metavar="N",
+        type=_positive_int("-workers", "jobs"),
+        default=4,
+        help="jobs run at once (4)",
+    )
+
+    status = commands.add_parser("status", help="registration, manager, proxy, backends, agent and service")
+    _common(status)
+
+    service = commands.add_parser("service", help="the systemd service ca-connector.service")
+    service_commands = service.add_subparsers(
+        dest="service_command", metavar="SUBCOMMAND", parser_class=Parser
+    )
+    for name, text in (
+        ("install", "write, enable and start the unit (root)"),
+        ("uninstall", "stop, disable and remove the unit (root)"),
+        ("start", "start the service"),
+        ("stop", "stop the service"),
+        ("restart", "restart the service"),
+        ("status", "show whether the service is installed, enabled and active"),
+    ):
+        _common(service_commands.add_parser(name, help=text))
+
+    uninstall = commands.add_parser("uninstall", help="stop and remove the service; -purge deletes the data")
+    _common(uninstall)
+    _opt(uninstall, "purge", action="store_true", help="also delete the data directory (asks first)")
+    _opt(uninstall, "yes", action="store_true", help="do not ask before -purge")
+    _opt(uninstall, "silent", action="store_true", help="never prompt (same as -yes)")
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expects a number of seconds, not {text!r}") from None
+    if not 0 <= value <= 60:
+        raise argparse.ArgumentTypeError(f"expects 0 to 60 seconds, not {text}")
+    return value
+
+
+def _positive_int(option: str, unit: str = "days") -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expects a whole number of days, not {text!r}") from None
+            raise argparse.ArgumentTypeError(f"expects a whole number of {unit}, not {text!r}") from None
         if value < 1:
             raise argparse.ArgumentTypeError(f"{option} expects a positive number, not {value}")
         return value
@@ -466,6 +579,21 @@ HANDLERS: dict[tuple[str, ...], Callable[[argparse.Namespace], Any]] = {
     ("backend", "revoke"): cmd_backend_revoke,
     ("backend", "crl"): cmd_backend_crl,
     ("backend", "msca", "enroll-agent-cert"): cmd_msca_enroll_agent_cert,
+    ("install",): cli_link.cmd_install,
+    ("register",): cli_link.cmd_register,
+    ("proxy", "set"): cli_link.cmd_proxy_set,
+    ("proxy", "clear"): cli_link.cmd_proxy_clear,
+    ("proxy", "show"): cli_link.cmd_proxy_show,
+    ("test-connection",): cli_link.cmd_test_connection,
+    ("run",): cli_agent.cmd_run,
+    ("status",): cli_agent.cmd_status,
+    ("service", "install"): cli_agent.cmd_service,
+    ("service", "uninstall"): cli_agent.cmd_service,
+    ("service", "start"): cli_agent.cmd_service,
+    ("service", "stop"): cli_agent.cmd_service,
+    ("service", "restart"): cli_agent.cmd_service,
+    ("service", "status"): cli_agent.cmd_service,
+    ("uninstall",): cli_agent.cmd_uninstall,
 }
 
 
@@ -490,6 +618,8 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911  (one exit 
                 args.command,
                 getattr(args, "backend_command", None),
                 getattr(args, "msca_command", None),
+                getattr(args, "proxy_command", None),
+                getattr(args, "service_command", None),
             )
             if p
         )
@@ -501,7 +631,7 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911  (one exit 
             sys.stderr.write(_help(parser, path))
             return 2
         view, text = handler(args)
-    except UsageError as exc:
+    except (UsageError, InvalidSetting) as exc:
         message = str(exc)
         print(message if message.startswith(PROG) else f"{PROG}: {message}", file=sys.stderr)
         return 2
@@ -509,16 +639,35 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911  (one exit 
         for problem in exc.problems:
             print(f"{PROG}: backend {getattr(args, 'name', '?')!r}: {problem}", file=sys.stderr)
         return 2
-    except (CommandError, BackendError, StoreError, ConfigError) as exc:
+    except CommandFailed as exc:
+        _print_result(args, exc.view, exc.text)
         print(f"{PROG}: {exc}", file=sys.stderr)
+        return 1
+    except (
+        CommandError,
+        BackendError,
+        StoreError,
+        ConfigError,
+        RegistrationError,
+        AgentError,
+        JournalError,
+    ) as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 1
+    except LinkError as exc:
+        print(f"{PROG}: {exc.message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+    _print_result(args, view, text)
+    return 0
+
+
+def _print_result(args: argparse.Namespace, view: Any, text: str) -> None:
     if getattr(args, "json", False):
         print(json.dumps(view, indent=2, default=str))
     elif text:
         print(text)
-    return 0
 
 
 if __name__ == "__main__":

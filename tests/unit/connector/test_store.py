@@ -43,7 +43,7 @@ def store(datadir: Path) -> ConnectorStore:
     return ConnectorStore(datadir)
 
 
-def aws(name: str = "corp-aws", secret: str = "aws-secret-value-1") -> StoredBackend:  # noqa: S107
+def aws(name: str = "corp-aws", secret: str = "aws-secret-value-1") -> StoredBackend:
     return StoredBackend(
         name=name,
         type="acmpca",

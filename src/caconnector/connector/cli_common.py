@@ -1,0 +1,38 @@
+"""What the CLI's handler modules share: the two error kinds and their exit codes, and the data directory
+named by -datadir."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from caconnector.connector.store import ConnectorStore, default_datadir
+
+PROG = "ca-connector"
+
+
+class UsageError(Exception):
+    """A command line that cannot be run as written (exit 2)."""
+
+
+class CommandError(Exception):
+    """A command that ran and failed (exit 1)."""
+
+
+class CommandFailed(CommandError):
+    """A command that failed but still has a result to print (the steps of test-connection)."""
+
+    def __init__(self, message: str, view: Any, text: str) -> None:
+        super().__init__(message)
+        self.view = view
+        self.text = text
+
+
+def datadir_of(args: argparse.Namespace) -> Path:
+    datadir = getattr(args, "datadir", None)
+    return Path(datadir).expanduser() if datadir else default_datadir()
+
+
+def store_of(args: argparse.Namespace) -> ConnectorStore:
+    return ConnectorStore(datadir_of(args))

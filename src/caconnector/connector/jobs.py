@@ -1,0 +1,238 @@
+"""Running one job against a configured backend, and building inventory reports.
+
+Everything that can go wrong becomes a wire result here, in one place: backend errors become an
+ErrorBody with the backend's `code`, `message`, `retryable` and `retry_after`; a payload this version
+cannot read becomes `invalid_job`; anything unexpected becomes `internal_error` naming only the
+exception's type (the traceback goes to the log, whose formatter scrubs known secret values). A
+traceback never travels to the manager.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from pydantic import BaseModel, ValidationError
+
+from caconnector import __version__
+from caconnector.backends.base import (
+    Backend,
+    CAInfo,
+    Collector,
+    EnrollRequest,
+    Issued,
+    Pending,
+    RevokeRequest,
+    Scanner,
+)
+from caconnector.backends.errors import BackendError, NotSupported, Rejected, Transient
+from caconnector.connector import backend_admin
+from caconnector.connector.store import ConnectorStore, StoreError
+from caconnector.pki.csr import load_csr
+from caconnector.pki.errors import PKIError
+from caconnector.pki.revocation import RevocationReason
+from caconnector.pki.serial import canonical_serial
+from caconnector.protocol.messages import (
+    BackendReport,
+    CAReport,
+    CollectPayload,
+    EnrollPayload,
+    ErrorBody,
+    InventoryReport,
+    IssuedBody,
+    Job,
+    JobKind,
+    JobOutcome,
+    JobResult,
+    PendingBody,
+    RevokePayload,
+    ScanBody,
+    ScanPayload,
+)
+
+log = logging.getLogger("caconnector.connector.jobs")
+
+_P = TypeVar("_P", bound=BaseModel)
+
+
+class InvalidJob(Exception):
+    """The job's payload or target cannot be used as sent; the manager should not retry it as is."""
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    outcome: JobOutcome
+    result: dict[str, Any]
+
+
+def _pem(certificate: x509.Certificate) -> str:
+    return certificate.public_bytes(Encoding.PEM).decode()
+
+
+def issued_body(issued: Issued) -> IssuedBody:
+    return IssuedBody(
+        certificate_pem=_pem(issued.certificate),
+        chain_pem=[_pem(c) for c in issued.chain],
+        order_ref=issued.order_ref,
+    )
+
+
+def _issued_or_pending(result: Issued | Pending) -> _Outcome:
+    if isinstance(result, Pending):
+        body = PendingBody(order_ref=result.order_ref, reason=result.reason, retry_after=result.retry_after)
+        return _Outcome(JobOutcome.PENDING, body.model_dump(mode="json"))
+    return _Outcome(JobOutcome.OK, issued_body(result).model_dump(mode="json"))
+
+
+def ca_report(ca: CAInfo) -> CAReport:
+    return CAReport(
+        id=ca.id,
+        name=ca.name,
+        subject=ca.subject,
+        key_type=ca.key_type,
+        serial=ca.serial,
+        not_after=ca.not_after,
+        state=ca.state,
+        certificate_pem=_pem(ca.certificate) if ca.certificate is not None else None,
+    )
+
+
+def error_body(exc: BaseException) -> ErrorBody:
+    """The wire form of a failure. Only our own messages travel; a foreign exception is named by type."""
+    if isinstance(exc, BackendError):
+        retry_after = exc.retry_after if isinstance(exc, Transient) else None
+        return ErrorBody(code=exc.code, message=exc.message, retryable=exc.retryable, retry_after=retry_after)
+    if isinstance(exc, InvalidJob):
+        return ErrorBody(code="invalid_job", message=str(exc))
+    if isinstance(exc, PKIError):
+        return ErrorBody(code=Rejected.code, message=str(exc))
+    if isinstance(exc, StoreError):
+        return ErrorBody(code="config_error", message=str(exc))
+    return ErrorBody(
+        code="internal_error",
+        message=f"the connector failed unexpectedly ({type(exc).__name__}); see the connector's log",
+    )
+
+
+class JobRunner:
+    """Runs jobs against the backends configured in a data directory (opened afresh for each job, so a
+    `backend update` in another process applies to the next job)."""
+
+    def __init__(self, store: ConnectorStore, hostname: str) -> None:
+        self.store = store
+        self.hostname = hostname
+
+    # ---- inventory ----------------------------------------------------------------------------------
+
+    def backend_report(self, name: str) -> BackendReport:
+        """Check one backend. A backend that fails its check is reported Offline, with the reason."""
+        type_name = "unknown"
+        try:
+            stored = backend_admin.get_backend(self.store, name)
+            type_name = stored.type
+            check = backend_admin.open_backend(self.store, name).backend.check()
+        except BackendError as exc:
+            return BackendReport(name=name, type=type_name, status="Offline", error=exc.message)
+        except Exception as exc:
+            log.exception("backend %r: check failed unexpectedly", name)
+            return BackendReport(name=name, type=type_name, status="Offline", error=error_body(exc).message)
+        return BackendReport(
+            name=name,
+            type=type_name,
+            status="Available",
+            cas=[ca_report(ca) for ca in check.cas],
+            templates=list(check.templates),
+        )
+
+    def inventory(self) -> InventoryReport:
+        names = list(self.store.read().backends)
+        return InventoryReport(
+            hostname=self.hostname,
+            version=__version__,
+            backends=[self.backend_report(name) for name in names],
+        )
+
+    # ---- jobs ---------------------------------------------------------------------------------------
+
+    def run(self, job: Job) -> JobResult:
+        """Run a job; never raises (every failure is a result)."""
+        try:
+            outcome = self._dispatch(job)
+        except Exception as exc:
+            if not isinstance(exc, BackendError | InvalidJob | PKIError | StoreError):
+                # The type name goes to the manager; the traceback only to the log.
+                log.exception("job %s (%s): unexpected %s", job.id, job.kind.value, type(exc).__name__)
+            return JobResult(job_id=job.id, outcome=JobOutcome.ERROR, error=error_body(exc))
+        return JobResult(job_id=job.id, outcome=outcome.outcome, result=outcome.result)
+
+    def _dispatch(self, job: Job) -> _Outcome:
+        if job.kind is JobKind.INVENTORY:
+            # With a backend named, the report of that backend; otherwise the whole connector's.
+            report = self.backend_report(job.backend) if job.backend else self.inventory()
+            return _Outcome(JobOutcome.OK, report.model_dump(mode="json"))
+        if job.kind is JobKind.CHECK:
+            return _Outcome(
+                JobOutcome.OK, self.backend_report(self._backend_name(job)).model_dump(mode="json")
+            )
+        backend = self._open(job)
+        if job.kind is JobKind.ENROLL:
+            return self._enroll(backend, _payload(job, EnrollPayload))
+        if job.kind is JobKind.COLLECT:
+            collect = _payload(job, CollectPayload)
+            if not isinstance(backend, Collector):
+                raise NotSupported(f"backend {job.backend!r} has no orders that wait: nothing to collect")
+            return _issued_or_pending(backend.collect(collect.order_ref))
+        if job.kind is JobKind.REVOKE:
+            return self._revoke(backend, _payload(job, RevokePayload))
+        if job.kind is JobKind.SCAN:
+            scan = _payload(job, ScanPayload)
+            if not isinstance(backend, Scanner):
+                raise NotSupported(f"backend {job.backend!r} cannot list what its CA issued")
+            body = ScanBody(certificates=[issued_body(i) for i in backend.scan(scan.since)])
+            return _Outcome(JobOutcome.OK, body.model_dump(mode="json"))
+        raise InvalidJob(f"job kind {job.kind.value!r} is not supported by this connector")
+
+    @staticmethod
+    def _enroll(backend: Backend, payload: EnrollPayload) -> _Outcome:
+        csr = load_csr(payload.csr_pem.encode())
+        request = EnrollRequest(
+            csr=csr,
+            request_id=payload.request_id,
+            ca=payload.ca,
+            template=payload.template,
+            validity_days=payload.validity_days,
+        )
+        return _issued_or_pending(backend.enroll(request))
+
+    @staticmethod
+    def _revoke(backend: Backend, payload: RevokePayload) -> _Outcome:
+        try:
+            serial = canonical_serial(payload.serial)
+            reason = RevocationReason.parse(payload.reason)
+        except ValueError as exc:
+            raise InvalidJob(str(exc)) from None
+        backend.revoke(RevokeRequest(serial=serial, reason=reason, ca=payload.ca))
+        return _Outcome(JobOutcome.OK, {})
+
+    @staticmethod
+    def _backend_name(job: Job) -> str:
+        if not job.backend:
+            raise InvalidJob(f"a {job.kind.value} job must name a backend")
+        return job.backend
+
+    def _open(self, job: Job) -> Backend:
+        return backend_admin.open_backend(self.store, self._backend_name(job)).backend
+
+
+def _payload(job: Job, model: type[_P]) -> _P:
+    try:
+        return model.model_validate(job.payload)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'payload'}: {e['msg']}"
+            for e in exc.errors(include_input=False, include_url=False)
+        )
+        raise InvalidJob(f"the {job.kind.value} job's payload is not valid ({problems})") from None
