@@ -277,7 +277,8 @@ class Link:
         proxy = self.settings.proxy
         if isinstance(exc, httpx.ProxyError) and proxy is not None:
             # httpcore raises ProxyError("<status> <reason>") when the CONNECT is answered with non-2xx.
-            if str(exc).startswith("407"):
+            # 407 is the standard refusal; tinyproxy 1.11 answers a CONNECT with 401 instead.
+            if str(exc).startswith(("407", "401")):
                 return _proxy_auth_failed(proxy)
             host, port = url_host_port(self.settings.manager_url)
             return ManagerUnreachable(
@@ -292,7 +293,7 @@ class Link:
         status = response.status_code
         if status < 300:
             return
-        if status == 407 and self.settings.proxy is not None:
+        if self.settings.proxy is not None and _proxy_refusal(response):
             raise _proxy_auth_failed(self.settings.proxy)
         if status == 429 or status >= 500:
             raise ManagerUnreachable(
@@ -404,3 +405,15 @@ def describe_network_error(exc: BaseException) -> str:
         if isinstance(cause, OSError) and cause.strerror:
             return cause.strerror
     return str(exc) or type(exc).__name__
+
+
+def _proxy_refusal(response: httpx.Response) -> bool:
+    """Whether a response came from the proxy refusing our credentials rather than from the manager.
+
+    407 always does. tinyproxy 1.11 answers 401 with an HTML page; the manager's own 401s are problem
+    documents (application/problem+json), so a 401 of any other type is the proxy's.
+    """
+    if response.status_code == 407:
+        return True
+    content_type = response.headers.get("content-type", "")
+    return response.status_code == 401 and not content_type.startswith("application/problem+json")

@@ -1,0 +1,89 @@
+"""A real `ca-manager serve` over TLS on a free port, with an admin API key, for end-to-end tests."""
+
+from __future__ import annotations
+
+import json
+import ssl
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from tests.e2e.processes import (
+    BIN,
+    Process,
+    TLSFiles,
+    clean_env,
+    free_port,
+    healthy,
+    make_tls,
+    run,
+    wait_until,
+)
+
+
+@dataclass
+class Manager:
+    url: str
+    env: dict[str, str]
+    tls: TLSFiles
+    api_key: str
+    process: Process
+    datadir: Path
+
+    def cli(self, *args: str, env: dict[str, str] | None = None) -> Any:
+        done = run([str(BIN / "ca-manager"), *args, "-json"], {**self.env, **(env or {})})
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    def api(self) -> httpx.Client:
+        return httpx.Client(
+            base_url=f"{self.url}/api/v1",
+            verify=ssl.create_default_context(cafile=str(self.tls.ca_pem)),
+            headers={"Authorization": f"Bearer {self.api_key}"},
+            trust_env=False,
+            timeout=30,
+        )
+
+    def connector(self, connector_id: str) -> dict[str, Any]:
+        with self.api() as client:
+            response = client.get(f"/connectors/{connector_id}")
+            response.raise_for_status()
+            document: dict[str, Any] = response.json()
+            return document
+
+
+@pytest.fixture
+def manager(tmp_path: Path) -> Iterator[Manager]:
+    tls = make_tls(tmp_path / "tls")
+    port = free_port()
+    url = f"https://127.0.0.1:{port}"
+    datadir = tmp_path / "manager"
+    env = clean_env(
+        CA_MANAGER_HOME=str(datadir),
+        CA_MANAGER_PUBLIC_URL=url,
+        CA_MANAGER_POLL_WAIT_SECONDS="5",
+        CA_MANAGER_HEARTBEAT_GRACE_SECONDS="2",
+    )
+    bin_manager = str(BIN / "ca-manager")
+    assert run([bin_manager, "admin", "create", "-username", "admin"], env).returncode == 0
+    key = json.loads(run([bin_manager, "apikey", "create", "-username", "admin", "-json"], env).stdout)
+    api_key = key["api_key"]
+    argv = [
+        bin_manager,
+        "serve",
+        "-port",
+        str(port),
+        "-tls-cert",
+        str(tls.cert_pem),
+        "-tls-key",
+        str(tls.key_pem),
+    ]
+    process = Process("manager", argv, tmp_path / "manager.log", env).start()
+    try:
+        wait_until(lambda: healthy(url, tls.ca_pem), 30, what="the manager to serve /healthz")
+        yield Manager(url, env, tls, api_key, process, datadir)
+    finally:
+        process.stop()

@@ -1,0 +1,165 @@
+"""Issue acceptance for the manager/connector link, with real processes on loopback: `ca-manager serve`
+over TLS, `ca-connector register`/`run`, and tinyproxy requiring basic authentication."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.e2e.conftest import Manager
+from tests.e2e.processes import BIN, Process, clean_env, run, tinyproxy, wait_until
+
+from caconnector import __version__
+
+pytestmark = pytest.mark.slow
+
+CONNECTOR = str(BIN / "ca-connector")
+
+
+def _connector_env(datadir: Path) -> dict[str, str]:
+    return clean_env(CA_CONNECTOR_HOME=str(datadir))
+
+
+def _cc(datadir: Path, *args: str) -> Any:
+    return run([CONNECTOR, *args], _connector_env(datadir))
+
+
+def _status(manager: Manager, connector_id: str) -> str:
+    return str(manager.connector(connector_id)["status"])
+
+
+def _agent(tmp_path: Path, datadir: Path, name: str) -> Process:
+    return Process(name, [CONNECTOR, "run"], tmp_path / f"{name}.log", _connector_env(datadir)).start()
+
+
+def test_register_connect_disconnect_restore_delete(manager: Manager, tmp_path: Path) -> None:
+    added = manager.cli("connector", "add", "-name", "dc1", "-comments", "first site")
+    assert added["status"] == "Pending"
+    token, connector_id = added["token"], added["id"]
+    home = tmp_path / "dc1"
+    registered = _cc(
+        home, "register", "-token", token, "-manager", manager.url, "-cacert", str(manager.tls.ca_pem)
+    )
+    assert registered.returncode == 0, registered.stderr
+    # Registering counts as contact for a moment; let that pass so Connected below is the agent's doing.
+    wait_until(lambda: _status(manager, connector_id) == "Disconnected", 10, what="Disconnected before run")
+
+    started = time.monotonic()
+    agent = _agent(tmp_path, home, "agent1")
+    try:
+        wait_until(lambda: _status(manager, connector_id) == "Connected", 10, what="Connected")
+        connected_after = time.monotonic() - started
+        print(f"connector showed Connected {connected_after:.2f}s after `run` started")
+        assert connected_after < 2.0, agent.log()
+        view = manager.connector(connector_id)
+        assert view["version"] == __version__
+        assert view["hostname"] == socket.gethostname()
+        assert view["last_seen"] is not None
+    finally:
+        assert agent.stop(signal.SIGTERM) == 0, agent.log()
+    wait_until(lambda: _status(manager, connector_id) == "Disconnected", 10, what="Disconnected after stop")
+
+    # The same token a second time: refused, and nothing is stored on the second host.
+    again = _cc(
+        tmp_path / "other",
+        "register",
+        "-token",
+        token,
+        "-manager",
+        manager.url,
+        "-cacert",
+        str(manager.tls.ca_pem),
+    )
+    assert again.returncode == 1
+    assert "already used" in again.stderr
+    assert "restore" in again.stderr
+
+    # An expired token: issued with a 1-second lifetime, used after it ran out.
+    short = manager.cli("connector", "add", "-name", "dc-late", env={"CA_MANAGER_TOKEN_TTL_SECONDS": "1"})
+    time.sleep(1.5)
+    late = _cc(
+        tmp_path / "late",
+        "register",
+        "-token",
+        short["token"],
+        "-manager",
+        manager.url,
+        "-cacert",
+        str(manager.tls.ca_pem),
+    )
+    assert late.returncode == 1
+    assert "expired" in late.stderr
+
+    # Restore: a new token, `register -token NEW -force` on the same host, and it connects again.
+    restored = manager.cli("connector", "restore", "-name", "dc1")
+    assert restored["token"] != token
+    forced = _cc(home, "register", "-token", restored["token"], "-force")
+    assert forced.returncode == 0, forced.stderr
+    agent = _agent(tmp_path, home, "agent2")
+    try:
+        wait_until(lambda: _status(manager, connector_id) == "Connected", 10, what="Connected after restore")
+        # Delete: the running connector's next request is refused, and it says so in its log and status.
+        manager.cli("connector", "delete", "-name", "dc1")
+        wait_until(lambda: "deleted" in agent.log(), 30, what="the agent to log the refusal")
+        status = json.loads(_cc(home, "status", "-json").stdout)
+        assert "refused" in json.dumps(status)
+        assert "deleted" in json.dumps(status)
+    finally:
+        agent.stop()
+
+
+def test_through_a_proxy_with_basic_authentication(manager: Manager, tmp_path: Path) -> None:
+    added = manager.cli("connector", "add", "-name", "behind-proxy")
+    home = tmp_path / "proxied"
+    port = manager.url.rsplit(":", 1)[1]
+    with tinyproxy(tmp_path / "proxy") as proxy:
+        installed = _cc(
+            home, "install", "-silent", "-token", added["token"], "-manager", manager.url,
+            "-proxy", "1", "-proxyhost", "127.0.0.1", "-proxyport", str(proxy.port),
+            "-proxyuser", proxy.user, "-proxypassword", proxy.password, "-cacert", str(manager.tls.ca_pem),
+        )  # fmt: skip
+        assert installed.returncode == 0, installed.stderr
+        assert proxy.connections_to(int(port)) >= 1, "registration did not go through the proxy"
+
+        checked = _cc(home, "test-connection")
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+
+        agent = _agent(tmp_path, home, "proxied-agent")
+        try:
+            wait_until(lambda: _status(manager, added["id"]) == "Connected", 10, what="Connected via proxy")
+        finally:
+            agent.stop()
+        log = proxy.log_path.read_text()
+        assert f"CONNECT 127.0.0.1:{port}" in log
+        assert log.count(f"CONNECT 127.0.0.1:{port}") >= 3  # registration, test-connection, polling
+
+        wrong = _cc(
+            home,
+            "proxy",
+            "set",
+            "-proxyhost",
+            "127.0.0.1",
+            "-proxyport",
+            str(proxy.port),
+            "-proxyuser",
+            proxy.user,
+            "-proxypassword",
+            "not-the-password",
+        )
+        assert wrong.returncode == 0, wrong.stderr
+        refused = _cc(home, "test-connection")
+        assert refused.returncode == 1
+        assert "proxy refused authentication" in refused.stdout + refused.stderr
+
+        outputs = installed.stdout + installed.stderr + checked.stdout + refused.stdout + refused.stderr
+        assert proxy.password not in outputs
+        shown = _cc(home, "proxy", "show", "-json").stdout
+        assert proxy.password not in shown and "not-the-password" not in shown
+    stored = b"".join(p.read_bytes() for p in home.rglob("*") if p.is_file())
+    assert proxy.password.encode() not in stored
+    assert b"not-the-password" not in stored
