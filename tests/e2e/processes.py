@@ -11,7 +11,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,14 +28,23 @@ def free_port() -> int:
         return port
 
 
-def wait_until(predicate: object, timeout: float, interval: float = 0.05, what: str = "condition") -> float:
-    """Poll `predicate()` until true; return the seconds it took. Fails the test with `what` otherwise."""
+def wait_until(
+    predicate: Callable[[], object], timeout: float, interval: float = 0.05, what: str = "it"
+) -> float:
+    """Poll `predicate()` until true; return the seconds it took. A predicate that raises counts as
+    not yet (a server still starting); on time-out the test fails naming `what` and the last error."""
     started = time.monotonic()
+    last_error: Exception | None = None
     while True:
-        if callable(predicate) and predicate():
-            return time.monotonic() - started
+        try:
+            if predicate():
+                return time.monotonic() - started
+        except Exception as exc:  # noqa: BLE001  (any failure just means "not yet")
+            last_error = exc
         if time.monotonic() - started > timeout:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            raise AssertionError(
+                f"timed out after {timeout}s waiting for {what} (last error: {last_error!r})"
+            )
         time.sleep(interval)
 
 

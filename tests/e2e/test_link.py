@@ -103,12 +103,72 @@ def test_register_connect_disconnect_restore_delete(manager: Manager, tmp_path: 
     agent = _agent(tmp_path, home, "agent2")
     try:
         wait_until(lambda: _status(manager, connector_id) == "Connected", 10, what="Connected after restore")
+        _backend_reported_and_checked(manager, home, connector_id)
         # Delete: the running connector's next request is refused, and it says so in its log and status.
         manager.cli("connector", "delete", "-name", "dc1")
         wait_until(lambda: "deleted" in agent.log(), 30, what="the agent to log the refusal")
         status = json.loads(_cc(home, "status", "-json").stdout)
         assert "refused" in json.dumps(status)
         assert "deleted" in json.dumps(status)
+    finally:
+        agent.stop()
+
+
+def _backends(manager: Manager) -> list[dict[str, Any]]:
+    with manager.api() as client:
+        items: list[dict[str, Any]] = client.get("/backends").json()["items"]
+        return items
+
+
+def _backend_reported_and_checked(manager: Manager, home: Path, connector_id: str) -> None:
+    """`backend add` on the host reaches the manager by itself (inventory), and a check job round-trips."""
+    assert _cc(home, "backend", "add", "-name", "LocalCA", "-type", "local").returncode == 0
+    wait_until(
+        lambda: any(b["local_backend"] == "LocalCA" for b in _backends(manager)),
+        15,
+        what="the new backend in the manager's inventory",
+    )
+    backend = next(b for b in _backends(manager) if b["local_backend"] == "LocalCA")
+    assert backend["type"] == "local"
+    assert backend["status"] == "Available"
+    assert backend["cas"][0]["subject"] == "CN=LocalCA Local CA"
+    with manager.api() as client:
+        job = client.post(f"/backends/{backend['id']}/check").json()["job"]
+
+        def done() -> bool:
+            return bool(client.get(f"/jobs/{job['id']}").json()["status"] == "done")
+
+        wait_until(done, 15, what="the check job to finish")
+        checked = client.get(f"/backends/{backend['id']}").json()
+    assert checked["checked_at"] is not None
+    assert checked["status"] == "Available"
+
+
+def test_reconnects_after_the_manager_restarts(manager: Manager, tmp_path: Path) -> None:
+    added = manager.cli("connector", "add", "-name", "patient")
+    home = tmp_path / "patient"
+    assert (
+        _cc(
+            home,
+            "register",
+            "-token",
+            added["token"],
+            "-manager",
+            manager.url,
+            "-cacert",
+            str(manager.tls.ca_pem),
+        ).returncode
+        == 0
+    )
+    agent = _agent(tmp_path, home, "patient-agent")
+    try:
+        wait_until(lambda: _status(manager, added["id"]) == "Connected", 10, what="Connected")
+        manager.process.stop()
+        time.sleep(4)  # the manager is down: the agent backs off instead of spinning
+        lines_while_down = agent.log().count("\n")
+        manager.process.start()
+        wait_until(lambda: _status(manager, added["id"]) == "Connected", 90, what="Connected after restart")
+        assert lines_while_down < 40, agent.log()  # a handful of back-off lines, not a busy loop
     finally:
         agent.stop()
 
