@@ -87,6 +87,8 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
         public_url="http://127.0.0.1:8443",
         poll_wait_seconds=2.0,
         heartbeat_grace_seconds=3.0,
+        # Tests run the scheduler's rounds themselves (scheduler.run_due), at the FakeClock's times.
+        scheduler_interval_seconds=0.0,
     )
 
 

@@ -11,9 +11,10 @@ from sqlalchemy import text
 
 from caconnector import __version__
 from caconnector.manager import channel
-from caconnector.manager.api import audit_log, backends, cas, connectors, jobs
+from caconnector.manager.api import audit_log, backends, cas, certificates, connectors, jobs, profiles
 from caconnector.manager.problems import install_handlers
 from caconnector.manager.runtime import Clock, Runtime, build_runtime, utcnow
+from caconnector.manager.services.scheduler import Scheduler
 from caconnector.manager.settings import Settings
 
 API_PREFIX = "/api/v1"
@@ -24,9 +25,17 @@ def create_app(settings: Settings, clock: Clock = utcnow, runtime: Runtime | Non
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        yield
-        # Stops the PostgreSQL LISTEN thread (the server has answered or cut every poll by now).
-        runtime.wakeups.close()
+        interval = settings.scheduler_interval_seconds
+        scheduler = Scheduler(runtime, interval) if interval > 0 else None
+        if scheduler is not None:
+            scheduler.start()
+        try:
+            yield
+        finally:
+            if scheduler is not None:
+                await scheduler.stop()
+            # Stops the PostgreSQL LISTEN threads (the server has answered or cut every request by now).
+            runtime.close_wakeups()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -38,7 +47,7 @@ def create_app(settings: Settings, clock: Clock = utcnow, runtime: Runtime | Non
     )
     app.state.runtime = runtime
     install_handlers(app)
-    for module in (connectors, backends, cas, jobs, audit_log):
+    for module in (connectors, backends, cas, profiles, certificates, jobs, audit_log):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(channel.router)
 

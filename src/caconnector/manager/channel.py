@@ -131,7 +131,7 @@ def _open(runtime: Runtime, connector_id: str, body: messages.PollRequest, wait:
     window = now + dt.timedelta(seconds=wait) + grace
     with runtime.sessions.begin() as session:
         liveness.extend_connected_until(session, connector_id, now + grace)
-        acknowledged = dispatch.store_results(session, connector_id, body.results, now)
+        acknowledged = dispatch.store_results(session, connector_id, body.results, now, runtime.retry)
         dispatch.extend_leases(session, connector_id, body.running, now, lease)
         jobs = dispatch.claim_jobs(session, connector_id, body.capacity, now, lease)
         if jobs or body.capacity == 0 or wait <= 0:

@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from caconnector.manager.db.engine import make_engine, make_sessionmaker
 from caconnector.manager.keys import load_or_create_box
-from caconnector.manager.services.wakeups import JobWakeups, wakeups_for
+from caconnector.manager.services.retry import RetryPolicy
+from caconnector.manager.services.wakeups import CERTIFICATES_CHANNEL, JobWakeups, Wakeups, wakeups_for
 from caconnector.manager.settings import Settings
 from caconnector.pki.secretbox import SecretBox
 
@@ -31,9 +32,17 @@ class Runtime:
     box: SecretBox
     wakeups: JobWakeups  # wakes the long polls waiting for a connector's jobs
     clock: Clock = field(default=utcnow)
+    # Wakes the API requests waiting (`wait`) for a certificate to be issued, fail or be revoked.
+    certificate_wakeups: Wakeups = field(default_factory=lambda: Wakeups(channel=CERTIFICATES_CHANNEL))
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
 
     def now(self) -> dt.datetime:
         return self.clock()
+
+    def close_wakeups(self) -> None:
+        """Stop the PostgreSQL LISTEN threads, if any were started."""
+        self.wakeups.close()
+        self.certificate_wakeups.close()
 
 
 def build_runtime(settings: Settings, clock: Clock = utcnow) -> Runtime:
@@ -41,4 +50,15 @@ def build_runtime(settings: Settings, clock: Clock = utcnow) -> Runtime:
     sessions = make_sessionmaker(engine)
     wakeups = wakeups_for(engine)
     wakeups.attach(sessions)
-    return Runtime(settings, engine, sessions, load_or_create_box(settings), wakeups, clock)
+    certificate_wakeups = wakeups_for(engine, CERTIFICATES_CHANNEL)
+    certificate_wakeups.attach(sessions)
+    return Runtime(
+        settings,
+        engine,
+        sessions,
+        load_or_create_box(settings),
+        wakeups,
+        clock,
+        certificate_wakeups,
+        RetryPolicy(max_attempts=settings.retry_max_attempts, base_seconds=settings.retry_base_seconds),
+    )

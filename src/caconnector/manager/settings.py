@@ -37,6 +37,17 @@ class Settings(BaseModel):
     )
     lease_seconds: float = Field(default=120.0, description="a delivered job is redelivered after this")
     inventory_interval_seconds: float = Field(default=600.0)
+    scheduler_interval_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        description="how often due collects and retries are looked for; 0 turns the scheduler off",
+    )
+    retry_base_seconds: float = Field(
+        default=5.0, gt=0, description="the first retry's delay; each later one doubles, up to 15 minutes"
+    )
+    retry_max_attempts: int = Field(
+        default=10, ge=1, description="a request fails after this many retryable errors in a row"
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

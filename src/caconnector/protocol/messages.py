@@ -62,6 +62,18 @@ class CAReport(Message):
     not_after: dt.datetime | None = None
     state: str = "active"
     certificate_pem: str | None = None
+    crl_der_b64: str | None = Field(
+        default=None, description="the CA's latest CRL, DER in base64, where the backend publishes one"
+    )
+
+
+class OrganizationReport(Message):
+    """An organization as the CA validates it (DigiCert, Entrust): requests naming it wait until then."""
+
+    id: str
+    name: str
+    status: str = Field(description="`validated` when the CA will issue for it; anything else when not")
+    validated_until: dt.datetime | None = None
 
 
 class BackendReport(Message):
@@ -71,6 +83,7 @@ class BackendReport(Message):
     error: str | None = None
     cas: list[CAReport] = []
     templates: list[str] = []
+    organizations: list[OrganizationReport] = []
 
 
 class InventoryReport(Message):
@@ -144,13 +157,21 @@ class PendingBody(Message):
 
 
 class JobOutcome(enum.StrEnum):
-    OK = "ok"  # result: IssuedBody (enroll/collect), BackendReport (check/inventory), {} (revoke), ScanBody
+    # result: IssuedBody (enroll/collect), BackendReport (check/inventory), ScanBody (scan),
+    # RevokeBody (revoke: {} or {"crl_der_b64": ...})
+    OK = "ok"
     PENDING = "pending"  # result: PendingBody
     ERROR = "error"  # error: ErrorBody
 
 
 class ScanBody(Message):
     certificates: list[IssuedBody]
+
+
+class RevokeBody(Message):
+    crl_der_b64: str | None = Field(
+        default=None, description="the CA's CRL made after the revocation, DER in base64, where it has one"
+    )
 
 
 class JobResult(Message):

@@ -68,6 +68,10 @@ class CheckStarted(BaseModel):
     job: JobOut
 
 
+class ScanStarted(BaseModel):
+    job: JobOut = Field(description="follow it at /jobs/{id}: once done, its result holds the counts")
+
+
 @contextmanager
 def _as_problem() -> Iterator[None]:
     try:
@@ -154,9 +158,21 @@ def update_backend(backend_id: str, body: BackendUpdate, request: Request, calle
 
 
 @router.post("/{backend_id}/check", status_code=202, response_model=CheckStarted)
+@router.post("/{backend_id}/refresh", status_code=202, response_model=CheckStarted)
 def check_backend(backend_id: str, request: Request, caller: Operator) -> CheckStarted:
+    """Ask the connector to check the backend again: status, CAs, templates (and CRLs) are refreshed."""
     runtime = runtime_of(request)
     with _as_problem(), runtime.sessions.begin() as session:
         backend = service.get_backend(session, backend_id)
         job = service.request_check(session, backend, runtime.now(), caller.actor)
         return CheckStarted(job=JobOut.of(job))
+
+
+@router.post("/{backend_id}/scan", status_code=202, response_model=ScanStarted)
+def scan_backend(backend_id: str, request: Request, caller: Operator) -> ScanStarted:
+    """Import what the backend's CA has issued: each certificate not known yet becomes an Issued
+    certificate with source `scan`."""
+    runtime = runtime_of(request)
+    with _as_problem(), runtime.sessions.begin() as session:
+        backend = service.get_backend(session, backend_id)
+        return ScanStarted(job=JobOut.of(service.request_scan(session, backend, runtime.now(), caller.actor)))

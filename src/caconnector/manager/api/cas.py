@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select, tuple_
 
@@ -19,6 +19,10 @@ from caconnector.manager.api.pagination import (
 )
 from caconnector.manager.auth import READ, Principal, require_roles, runtime_of
 from caconnector.manager.db.models import ManagedCA
+from caconnector.manager.problems import Problem, not_found
+from caconnector.pki.formats import OutputFormat, media_type
+
+PKIX_CRL = "application/pkix-crl"  # RFC 2585
 
 router = APIRouter(prefix="/cas", tags=["cas"])
 
@@ -35,6 +39,7 @@ class CAOut(BaseModel):
     serial: str
     not_after: dt.datetime | None
     state: str = Field(description="as the backend reports it; `absent` once the backend stops listing it")
+    crl_updated_at: dt.datetime | None = Field(description="when its latest CRL arrived; null: none known")
 
     @classmethod
     def of(cls, ca: ManagedCA) -> CAOut:
@@ -48,6 +53,7 @@ class CAOut(BaseModel):
             serial=ca.serial,
             not_after=ca.not_after,
             state=ca.state,
+            crl_updated_at=ca.crl_updated_at,
         )
 
 
@@ -71,3 +77,41 @@ def list_cas(
         items = [CAOut.of(row) for row in rows[:limit]]
     last = rows[limit - 1] if len(rows) > limit else None
     return Page[CAOut](items=items, next_cursor=encode_cursor(last.name, last.id) if last else None)
+
+
+def _ca(request: Request, ca_id: str) -> ManagedCA:
+    runtime = runtime_of(request)
+    with runtime.sessions.begin() as session:
+        ca = session.get(ManagedCA, ca_id)
+        if ca is None:
+            raise not_found("CA", ca_id)
+        return ca
+
+
+@router.get("/{ca_id}", response_model=CAOut)
+def get_ca(ca_id: str, request: Request, _caller: Reader) -> CAOut:
+    return CAOut.of(_ca(request, ca_id))
+
+
+@router.get(
+    "/{ca_id}/certificate",
+    response_class=Response,
+    responses={200: {"content": {media_type(OutputFormat.PEM): {}}}},
+)
+def get_ca_certificate(ca_id: str, request: Request, _caller: Reader) -> Response:
+    """The CA's certificate, PEM."""
+    ca = _ca(request, ca_id)
+    if ca.certificate_pem is None:
+        detail = f"backend {ca.backend_id} did not report the certificate of CA {ca.name!r}"
+        raise Problem(404, "Not found", detail, code="no_certificate")
+    return Response(ca.certificate_pem, media_type=media_type(OutputFormat.PEM))
+
+
+@router.get("/{ca_id}/crl", response_class=Response, responses={200: {"content": {PKIX_CRL: {}}}})
+def get_ca_crl(ca_id: str, request: Request, _caller: Reader) -> Response:
+    """The CA's latest CRL (DER), where its backend publishes one."""
+    ca = _ca(request, ca_id)
+    if ca.crl_der is None:
+        detail = f"no CRL is known for CA {ca.name!r}: its backend publishes none, or has not sent it yet"
+        raise Problem(404, "Not found", detail, code="no_crl")
+    return Response(ca.crl_der, media_type=PKIX_CRL)

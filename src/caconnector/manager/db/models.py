@@ -9,7 +9,17 @@ import datetime as dt
 import uuid
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from caconnector.manager.db.types import UTCDateTime
@@ -146,6 +156,9 @@ class ManagedCA(Base):
     not_after: Mapped[dt.datetime | None]
     state: Mapped[str] = mapped_column(String(32))
     certificate_pem: Mapped[str | None] = mapped_column(Text)
+    # The latest CRL the backend published (DER), from an inventory or a revocation's result.
+    crl_der: Mapped[bytes | None] = mapped_column(LargeBinary)
+    crl_updated_at: Mapped[dt.datetime | None]
 
     backend: Mapped[ManagedBackend] = relationship(back_populates="cas")
 
@@ -169,5 +182,84 @@ class Job(Base):
     outcome: Mapped[str | None] = mapped_column(String(16))  # ok | pending | error
     result: Mapped[dict[str, Any] | None]
     error: Mapped[dict[str, Any] | None]
+    # The certificate an enroll, collect or revoke job works for: its result is applied to it.
+    certificate_id: Mapped[str | None] = mapped_column(
+        ForeignKey("certificates.id", ondelete="SET NULL"), index=True
+    )
 
     connector: Mapped[Connector] = relationship(back_populates="jobs")
+
+
+class Profile(Base):
+    """What may be requested through a backend: its CA, template or product, key types and terms."""
+
+    __tablename__ = "profiles"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    # A profile cannot outlive its backend (deleting a connector deletes its backends); the certificates
+    # requested through it stay, their profile_id set to NULL.
+    backend_id: Mapped[str] = mapped_column(ForeignKey("backends.id", ondelete="CASCADE"), index=True)
+    # NULL: the backend's only CA, looked up at each request.
+    ca_id: Mapped[str | None] = mapped_column(ForeignKey("cas.id", ondelete="CASCADE"), index=True)
+    template: Mapped[str | None] = mapped_column(String(200))
+    product: Mapped[str | None] = mapped_column(String(200))
+    organization: Mapped[str | None] = mapped_column(String(200))
+    cert_type: Mapped[str] = mapped_column(String(16))  # server | client
+    terms_days: Mapped[list[Any]] = mapped_column(default=list)  # allowed terms; the first is the default
+    key_types: Mapped[list[Any]] = mapped_column(default=list)  # pki.keys names: ec-p256, rsa-2048, ...
+    created_at: Mapped[dt.datetime]
+
+    backend: Mapped[ManagedBackend] = relationship()
+    ca: Mapped[ManagedCA | None] = relationship()
+
+
+class Certificate(Base):
+    """One request's lifecycle (source `enroll`), or a certificate a scan found at the CA (`scan`).
+
+    Stored status: Requested | Pending | Issued | Failed | Revoked. `Expired` is derived when read,
+    from not_after, so no job has to sweep the table. (ca_id, serial) is unique: the key that keeps a
+    scan from importing a certificate twice, or one the manager issued itself.
+    """
+
+    __tablename__ = "certificates"
+    __table_args__ = (
+        UniqueConstraint("ca_id", "serial"),
+        Index("ix_certificates_status_next_attempt_at", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    profile_id: Mapped[str | None] = mapped_column(ForeignKey("profiles.id", ondelete="SET NULL"), index=True)
+    # The inventory outlives the connector that delivered it: deleting one leaves these NULL.
+    backend_id: Mapped[str | None] = mapped_column(ForeignKey("backends.id", ondelete="SET NULL"), index=True)
+    ca_id: Mapped[str | None] = mapped_column(ForeignKey("cas.id", ondelete="SET NULL"))
+    status: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(String(8))  # enroll | scan
+    csr_pem: Mapped[str | None] = mapped_column(Text)
+    subject: Mapped[str] = mapped_column(Text)
+    sans: Mapped[list[Any]] = mapped_column(default=list)  # "DNS:www.example.com", "IP:10.0.0.1", ...
+    key_type: Mapped[str] = mapped_column(String(32))
+    term_days: Mapped[int | None] = mapped_column(Integer)
+    serial: Mapped[str | None] = mapped_column(String(64), index=True)  # canonical, once issued
+    not_before: Mapped[dt.datetime | None]
+    not_after: Mapped[dt.datetime | None]
+    issued_at: Mapped[dt.datetime | None]
+    certificate_pem: Mapped[str | None] = mapped_column(Text)
+    chain_pem: Mapped[list[Any]] = mapped_column(default=list)  # issuer first, up to the root
+    order_ref: Mapped[str | None] = mapped_column(String(255))
+    pending_reason: Mapped[str | None] = mapped_column(Text)  # what the CA is waiting for
+    error: Mapped[dict[str, Any] | None]  # {code, message, retryable}: the last failure
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # answers received from the CA
+    failures: Mapped[int] = mapped_column(Integer, default=0)  # retryable errors in a row
+    # When the scheduler acts next (collect, enroll again, revoke again); NULL while a job is out.
+    next_attempt_at: Mapped[dt.datetime | None]
+    renewed_from_id: Mapped[str | None] = mapped_column(ForeignKey("certificates.id", ondelete="SET NULL"))
+    # Set when a revocation is asked for (and kept while it is retried); revoked_at once the CA did it.
+    revocation_reason: Mapped[str | None] = mapped_column(String(32))
+    revoked_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = mapped_column(index=True)
+    updated_at: Mapped[dt.datetime]
+
+    profile: Mapped[Profile | None] = relationship()
+    backend: Mapped[ManagedBackend | None] = relationship()
+    ca: Mapped[ManagedCA | None] = relationship()

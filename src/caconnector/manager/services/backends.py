@@ -15,7 +15,7 @@ from caconnector.manager.db.models import Job, ManagedBackend
 from caconnector.manager.services.dispatch import create_job
 from caconnector.manager.services.status import ConnectorStatus, connector_status
 from caconnector.manager.settings import Settings
-from caconnector.protocol.messages import JobKind
+from caconnector.protocol.messages import JobKind, ScanPayload
 
 OFFLINE = "Offline"
 MAX_NAME = 200
@@ -80,15 +80,35 @@ def update_backend(
     return backend
 
 
-def request_check(session: Session, backend: ManagedBackend, now: dt.datetime, actor: str) -> Job:
-    """A `check` job for the backend's connector; its result updates the backend's status and CAs."""
+def _ensure_present(backend: ManagedBackend, what: str) -> None:
     if not backend.present:
         raise BackendConflict(
             f"connector {backend.connector.name!r} no longer reports backend {backend.local_name!r}; "
-            "nothing to check"
+            f"nothing to {what}"
         )
+
+
+def request_check(session: Session, backend: ManagedBackend, now: dt.datetime, actor: str) -> Job:
+    """A `check` job for the backend's connector; its result updates the backend's status and CAs."""
+    _ensure_present(backend, "check")
     job = create_job(
         session, backend.connector_id, JobKind.CHECK, backend_name=backend.local_name, payload={}, now=now
     )
     audit.record(session, now, actor, "backend.check", target(backend), job=job.id)
+    return job
+
+
+def request_scan(session: Session, backend: ManagedBackend, now: dt.datetime, actor: str) -> Job:
+    """A `scan` job: its result imports what the CA issued that the manager does not know yet (see
+    services.scan_import); the job's result then holds the counts."""
+    _ensure_present(backend, "scan")
+    job = create_job(
+        session,
+        backend.connector_id,
+        JobKind.SCAN,
+        backend_name=backend.local_name,
+        payload=ScanPayload().model_dump(mode="json"),
+        now=now,
+    )
+    audit.record(session, now, actor, "backend.scan", target(backend), job=job.id)
     return job

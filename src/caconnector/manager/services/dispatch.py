@@ -3,7 +3,8 @@
 Delivery is at least once: a job whose lease runs out is handed out again, and a result that arrives
 twice is applied once. Each state change is an UPDATE whose WHERE repeats the state it expects, so of
 two concurrent polls (threads here, or other manager processes on PostgreSQL) only one can win.
-What to do about an error outcome (retry, give up) is the lifecycle's decision, not made here.
+What a result means for its certificate (issued, retry, give up) is the lifecycle's business: it is
+called once, by the one transaction that marks the job done.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from caconnector.manager.db.models import Job, new_id
-from caconnector.manager.services import inventory
+from caconnector.manager.services import inventory, lifecycle
 from caconnector.manager.services.limits import TooLong
+from caconnector.manager.services.retry import RetryPolicy
 from caconnector.manager.services.wakeups import job_created
 from caconnector.protocol import messages
 
@@ -44,6 +46,7 @@ def create_job(
     backend_name: str | None,
     payload: dict[str, Any],
     now: dt.datetime,
+    certificate_id: str | None = None,
 ) -> Job:
     """A queued job. The connector's waiting poll wakes when the caller's transaction commits."""
     job = Job(
@@ -55,6 +58,7 @@ def create_job(
         status=JobStatus.QUEUED.value,
         attempts=0,
         created_at=now,
+        certificate_id=certificate_id,
     )
     session.add(job)
     session.flush()
@@ -120,7 +124,11 @@ def extend_leases(
 
 
 def store_results(
-    session: Session, connector_id: str, results: Sequence[messages.JobResult], now: dt.datetime
+    session: Session,
+    connector_id: str,
+    results: Sequence[messages.JobResult],
+    now: dt.datetime,
+    policy: RetryPolicy,
 ) -> list[str]:
     """Store each result once; return the ids the connector may forget.
 
@@ -129,11 +137,13 @@ def store_results(
     it forever.
     """
     for result in results:
-        _store_result(session, connector_id, result, now)
+        _store_result(session, connector_id, result, now, policy)
     return [result.job_id for result in results]
 
 
-def _store_result(session: Session, connector_id: str, result: messages.JobResult, now: dt.datetime) -> None:
+def _store_result(
+    session: Session, connector_id: str, result: messages.JobResult, now: dt.datetime, policy: RetryPolicy
+) -> None:
     job = session.get(Job, result.job_id)
     if job is None or job.connector_id != connector_id:
         log.warning("connector %s sent a result for unknown job %r; ignored", connector_id, result.job_id)
@@ -156,15 +166,17 @@ def _store_result(session: Session, connector_id: str, result: messages.JobResul
             completed_at=now,
             lease_expires_at=None,
         )
-        .returning(Job.id),
-        execution_options={"synchronize_session": False},
+        .returning(Job),
+        # The job as stored, for the lifecycle (the identity map would keep the values read above).
+        execution_options={"synchronize_session": False, "populate_existing": True},
     )
-    if stored is None or report is None:
+    if stored is None:
         return
     if isinstance(report, messages.InventoryReport):
         inventory.apply_inventory(session, connector_id, report, now)
-    else:
+    elif report is not None:
         inventory.apply_backend_report(session, connector_id, report, now, checked=True)
+    lifecycle.job_done(session, stored, now, policy)
 
 
 _Report = messages.BackendReport | messages.InventoryReport

@@ -13,6 +13,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, selectinload
 
 from caconnector.manager.db.models import Connector, ManagedBackend, ManagedCA, new_id
+from caconnector.manager.services.crls import apply_crl
 from caconnector.manager.services.limits import check_length
 from caconnector.protocol import messages
 
@@ -120,11 +121,12 @@ def _upsert(
     # last known templates and CAs stay.
     if report.status == "Available":
         backend.templates = list(report.templates)
-        _reconcile_cas(backend, report.cas)
+        backend.organizations = [org.model_dump(mode="json") for org in report.organizations]
+        _reconcile_cas(backend, report.cas, now)
     return backend
 
 
-def _reconcile_cas(backend: ManagedBackend, reports: list[messages.CAReport]) -> None:
+def _reconcile_cas(backend: ManagedBackend, reports: list[messages.CAReport], now: dt.datetime) -> None:
     by_ref = {ca.ca_ref: ca for ca in backend.cas}
     for report in reports:
         ca = by_ref.get(report.id)
@@ -138,6 +140,7 @@ def _reconcile_cas(backend: ManagedBackend, reports: list[messages.CAReport]) ->
         ca.not_after = _utc(report.not_after)
         ca.state = report.state
         ca.certificate_pem = report.certificate_pem or ca.certificate_pem
+        apply_crl(ca, report.crl_der_b64, now)
     listed = {report.id for report in reports}
     for ref, ca in by_ref.items():
         if ref not in listed:

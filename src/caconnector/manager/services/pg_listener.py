@@ -1,5 +1,6 @@
 """A dedicated PostgreSQL connection doing LISTEN in a background thread, so a job created by another
-manager process wakes the polls waiting in this one.
+manager process wakes the polls waiting in this one (and a certificate another process moved on wakes
+the requests waiting for it, on a channel of its own).
 
 The thread blocks in `select` on the connection's socket and on a socket pair of its own, so stopping
 is immediate and an idle listener costs no CPU (no timeout loop). When the connection breaks it
@@ -65,7 +66,11 @@ class PostgresListener:
                     self._on_resync()
                     self._listen(connection)
             except (psycopg.Error, OSError) as exc:
-                log.warning("job wake-up listener lost its database connection (%s); reconnecting", exc)
+                log.warning(
+                    "wake-up listener for %s lost its database connection (%s); reconnecting",
+                    self._channel,
+                    exc,
+                )
                 self._on_resync()
                 if self._wait_for_stop(backoff):
                     return

@@ -1,4 +1,6 @@
-"""Wake-ups for waiting long polls: a job created for a connector wakes the polls waiting for it.
+"""Wake-ups for waiting requests: a job created for a connector wakes the polls waiting for it, and a
+certificate whose lifecycle moved wakes the API requests waiting for it (`wait`). One class, two
+channels: each `Wakeups` keys its waiters by a string (a connector id, a certificate id).
 
 In one process, a waiting poll is an asyncio event on the server's event loop, and jobs are created in
 worker threads, so a wake crosses over with `loop.call_soon_threadsafe`. Across processes (PostgreSQL),
@@ -22,9 +24,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from caconnector.manager.services.pg_listener import PostgresListener
 
-CHANNEL = "caconnector_jobs"
-# session.info key: connectors whose waiters to wake once the session's transaction commits.
-_PENDING = "caconnector.wake_connectors"
+CHANNEL = "caconnector_jobs"  # keys: connector ids
+CERTIFICATES_CHANNEL = "caconnector_certificates"  # keys: certificate ids
+
+
+def _pending(channel: str) -> str:
+    """session.info key: the keys whose waiters to wake once the session's transaction commits."""
+    return f"caconnector.wake.{channel}"
 
 
 class Listener(Protocol):
@@ -66,45 +72,57 @@ class Waiter:
         return True
 
 
-def job_created(session: Session, connector_id: str) -> None:
-    """Record that this session's transaction creates work for a connector: its waiting polls in this
-    process wake when the transaction commits (see `JobWakeups.attach`), and on PostgreSQL those of
-    every other process too."""
-    session.info.setdefault(_PENDING, set()).add(connector_id)
+def wake_after_commit(session: Session, channel: str, key: str) -> None:
+    """Record that this session's transaction changes something `key`'s waiters wait for: they wake in
+    this process when the transaction commits (see `Wakeups.attach`), and on PostgreSQL in every other
+    process too."""
+    session.info.setdefault(_pending(channel), set()).add(key)
     if session.get_bind().dialect.name == "postgresql":
         # Queued with the transaction: delivered at commit, dropped on rollback, so a woken process
-        # always finds the job visible.
-        session.execute(select(func.pg_notify(CHANNEL, connector_id)))
+        # always finds the change visible.
+        session.execute(select(func.pg_notify(channel, key)))
 
 
-class JobWakeups:
-    """The waiting polls of one process, by connector id; thread-safe."""
+def job_created(session: Session, connector_id: str) -> None:
+    """This transaction creates work for the connector: its waiting polls wake once it commits."""
+    wake_after_commit(session, CHANNEL, connector_id)
 
-    def __init__(self, listener_factory: ListenerFactory | None = None) -> None:
+
+def certificate_changed(session: Session, certificate_id: str) -> None:
+    """This transaction moves the certificate on: requests waiting for it look again once it commits."""
+    wake_after_commit(session, CERTIFICATES_CHANNEL, certificate_id)
+
+
+class Wakeups:
+    """The waiters of one process on one channel, by key; thread-safe."""
+
+    def __init__(self, listener_factory: ListenerFactory | None = None, channel: str = CHANNEL) -> None:
+        self.channel = channel
+        self._pending = _pending(channel)
         self._lock = threading.Lock()
         self._waiters: dict[str, set[Waiter]] = {}
         self._listener_factory = listener_factory
         self._listener: Listener | None = None
 
     def attach(self, sessions: sessionmaker[Session]) -> None:
-        """Wake waiters after each commit of a session from `sessions` that created jobs."""
+        """Wake waiters after each commit of a session from `sessions` that marked their key."""
         event.listen(sessions, "after_commit", self._after_commit)
         event.listen(sessions, "after_rollback", self._after_rollback)
 
     def _after_commit(self, session: Session) -> None:
-        for connector_id in session.info.pop(_PENDING, ()):
-            self.notify(connector_id)
+        for key in session.info.pop(self._pending, ()):
+            self.notify(key)
 
     def _after_rollback(self, session: Session) -> None:
-        session.info.pop(_PENDING, None)
+        session.info.pop(self._pending, None)
 
     @contextlib.contextmanager
-    def subscribe(self, connector_id: str) -> Iterator[Waiter]:
-        """A waiter for the connector's jobs, registered for the duration of the block. Call on the
-        event loop, before looking for work, so no job created meanwhile goes unnoticed."""
+    def subscribe(self, key: str) -> Iterator[Waiter]:
+        """A waiter for `key` (a connector's jobs, a certificate), registered for the duration of the
+        block. Call on the event loop, before looking, so no change made meanwhile goes unnoticed."""
         waiter = Waiter(asyncio.get_running_loop())
         with self._lock:
-            self._waiters.setdefault(connector_id, set()).add(waiter)
+            self._waiters.setdefault(key, set()).add(waiter)
             # Started on the first wait rather than at start-up: a manager nobody polls (the CLI, a
             # test) holds no extra database connection.
             if self._listener is None and self._listener_factory is not None:
@@ -114,15 +132,15 @@ class JobWakeups:
             yield waiter
         finally:
             with self._lock:
-                waiters = self._waiters.get(connector_id)
+                waiters = self._waiters.get(key)
                 if waiters is not None:
                     waiters.discard(waiter)
                     if not waiters:
-                        del self._waiters[connector_id]
+                        del self._waiters[key]
 
-    def notify(self, connector_id: str) -> None:
+    def notify(self, key: str) -> None:
         with self._lock:
-            waiters = list(self._waiters.get(connector_id, ()))
+            waiters = list(self._waiters.get(key, ()))
         for waiter in waiters:
             waiter.wake()
 
@@ -132,10 +150,10 @@ class JobWakeups:
         for waiter in waiters:
             waiter.wake()
 
-    def waiting(self, connector_id: str) -> int:
-        """How many polls of the connector are parked, waiting for a job (tests and benchmarks)."""
+    def waiting(self, key: str) -> int:
+        """How many waiters of `key` are parked (tests and benchmarks)."""
         with self._lock:
-            return sum(waiter.waiting for waiter in self._waiters.get(connector_id, ()))
+            return sum(waiter.waiting for waiter in self._waiters.get(key, ()))
 
     def close(self) -> None:
         """Stop the listener; a later wait starts a new one."""
@@ -145,13 +163,18 @@ class JobWakeups:
             listener.stop()
 
 
-def wakeups_for(engine: Engine) -> JobWakeups:
-    """In-process wake-ups, plus a LISTEN connection on PostgreSQL for the jobs other processes create."""
+# The long polls' wake-ups: waiters keyed by connector id.
+JobWakeups = Wakeups
+
+
+def wakeups_for(engine: Engine, channel: str = CHANNEL) -> Wakeups:
+    """In-process wake-ups, plus a LISTEN connection on PostgreSQL for what other processes change
+    (opened on the first wait, so each channel costs a connection only once someone waits on it)."""
     if engine.dialect.name != "postgresql":
-        return JobWakeups()
+        return Wakeups(channel=channel)
     conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
 
     def factory(on_notify: Callable[[str], None], on_resync: Callable[[], None]) -> Listener:
-        return PostgresListener(conninfo, CHANNEL, on_notify, on_resync)
+        return PostgresListener(conninfo, channel, on_notify, on_resync)
 
-    return JobWakeups(factory)
+    return Wakeups(factory, channel)

@@ -1,0 +1,384 @@
+"""`/api/v1/certificates`: enroll, follow, download, revoke and renew certificates.
+
+`wait` holds an answer until the certificate is settled (issued, failed, revoked) or the wait ends.
+The request subscribes to the certificate's wake-ups before it first looks, so a change made meanwhile
+is not missed; the lifecycle wakes it after the change commits, in this process directly and from other
+processes through PostgreSQL's NOTIFY (services.wakeups). A re-check every RECHECK_SECONDS is the
+fallback for a notification lost while a LISTEN connection reconnects: it bounds the delay, never the
+correctness.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select, tuple_
+from sqlalchemy.orm import selectinload
+from starlette.concurrency import run_in_threadpool
+
+from caconnector.manager.api.errors import service_errors
+from caconnector.manager.api.jobs import JobOut
+from caconnector.manager.api.pagination import (
+    DEFAULT_LIMIT,
+    Cursor,
+    Limit,
+    Page,
+    decode_cursor,
+    encode_cursor,
+)
+from caconnector.manager.auth import OPERATE, READ, Principal, require_roles, runtime_of
+from caconnector.manager.db.models import Certificate, ManagedBackend
+from caconnector.manager.problems import Problem
+from caconnector.manager.runtime import Runtime
+from caconnector.manager.services import certificates as service
+from caconnector.manager.services import enrollment
+from caconnector.manager.services.profiles import find_profile
+from caconnector.manager.services.states import CertStatus, settled, status_at, status_is
+from caconnector.pki.csr import MAX_CSR_BYTES
+from caconnector.pki.formats import OutputFormat, encode_certificate, media_type
+from caconnector.pki.serial import canonical_serial
+
+router = APIRouter(prefix="/certificates", tags=["certificates"])
+
+Reader = Annotated[Principal, Depends(require_roles(*READ))]
+Operator = Annotated[Principal, Depends(require_roles(*OPERATE))]
+
+MAX_WAIT_SECONDS = 120.0
+RECHECK_SECONDS = 2.0
+# PEM is base64 (4/3) with line breaks: room for the largest CSR load_csr accepts, so it names the limit.
+MAX_CSR_TEXT = MAX_CSR_BYTES * 2
+_SUFFIX = {
+    OutputFormat.PEM: ".pem",
+    OutputFormat.PEM_CHAIN: ".fullchain.pem",
+    OutputFormat.CHAIN: ".chain.pem",
+    OutputFormat.DER: ".cer",
+    OutputFormat.PKCS7: ".p7b",
+}
+
+T = TypeVar("T")
+View = Callable[[Certificate, dt.datetime], T]
+
+
+def _wait() -> Any:
+    # A new FieldInfo for each model: pydantic completes a FieldInfo in place, so none is shared.
+    return Field(
+        default=0.0,
+        ge=0,
+        le=MAX_WAIT_SECONDS,
+        description=f"seconds to hold the answer until the certificate is settled (max {MAX_WAIT_SECONDS:g})",
+    )
+
+
+class EnrollIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    profile: str = Field(max_length=128, description="the profile's id or name")
+    csr: str = Field(max_length=MAX_CSR_TEXT, description="the certificate request, PEM")
+    term_days: int | None = Field(
+        default=None, ge=1, description="one of the profile's terms; default its first"
+    )
+    wait: float = _wait()
+
+
+class RenewIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    csr: str | None = Field(
+        default=None, max_length=MAX_CSR_TEXT, description="a new request; default the old one's (same key)"
+    )
+    term_days: int | None = Field(default=None, ge=1, description="default the old one's term")
+    wait: float = _wait()
+
+
+class RevokeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(
+        default="unspecified", max_length=64, description="RFC 5280 name: keyCompromise, superseded, ..."
+    )
+    wait: float = _wait()
+
+
+class EnrollOut(BaseModel):
+    id: str
+    status: CertStatus
+    reason: str | None = Field(default=None, description="why it is not issued (yet)")
+    error: dict[str, Any] | None = Field(default=None, description="{code, message, retryable} of a failure")
+    certificate: str | None = Field(default=None, description="the certificate, PEM, once issued")
+    chain: list[str] | None = Field(default=None, description="its issuers, PEM, issuer first")
+
+
+class CertificateOut(BaseModel):
+    id: str
+    status: CertStatus
+    source: str = Field(description="enroll (requested here) | scan (found at the CA)")
+    profile: str | None = Field(description="the profile's id")
+    backend: str | None = Field(description="the backend's id")
+    ca: str | None = Field(description="the CA's id")
+    subject: str
+    sans: list[str]
+    key_type: str
+    term_days: int | None
+    serial: str | None = Field(description="canonical: lower-case hex, no separators")
+    not_before: dt.datetime | None
+    not_after: dt.datetime | None
+    issued_at: dt.datetime | None
+    order_ref: str | None
+    reason: str | None
+    error: dict[str, Any] | None = Field(description="{code, message, retryable} of the last failure")
+    attempts: int = Field(description="answers received from the CA")
+    next_attempt_at: dt.datetime | None = Field(description="when it is collected or tried again")
+    renewed_from: str | None
+    revocation_reason: str | None
+    revoked_at: dt.datetime | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+    @classmethod
+    def of(cls, certificate: Certificate, now: dt.datetime) -> CertificateOut:
+        return cls(
+            id=certificate.id,
+            status=status_at(certificate, now),
+            source=certificate.source,
+            profile=certificate.profile_id,
+            backend=certificate.backend_id,
+            ca=certificate.ca_id,
+            subject=certificate.subject,
+            sans=certificate.sans,
+            key_type=certificate.key_type,
+            term_days=certificate.term_days,
+            serial=certificate.serial,
+            not_before=certificate.not_before,
+            not_after=certificate.not_after,
+            issued_at=certificate.issued_at,
+            order_ref=certificate.order_ref,
+            reason=service.reason_of(certificate, now),
+            error=certificate.error,
+            attempts=certificate.attempts,
+            next_attempt_at=certificate.next_attempt_at,
+            renewed_from=certificate.renewed_from_id,
+            revocation_reason=certificate.revocation_reason,
+            revoked_at=certificate.revoked_at,
+            created_at=certificate.created_at,
+            updated_at=certificate.updated_at,
+        )
+
+
+class RevokeStarted(BaseModel):
+    certificate: CertificateOut
+    job: JobOut
+
+
+# ---- enroll and renew -------------------------------------------------------------------------------
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=EnrollOut,
+    responses={201: {"model": EnrollOut, "description": "issued within the wait"}},
+)
+async def enroll(body: EnrollIn, request: Request, response: Response, caller: Operator) -> EnrollOut:
+    """201 with the certificate when it was issued within `wait`; 202 with its status otherwise."""
+    runtime = runtime_of(request)
+    certificate_id = await run_in_threadpool(_enroll, runtime, body, caller)
+    return await _answer(request, response, certificate_id, body.wait)
+
+
+@router.post(
+    "/{certificate_id}/renew",
+    status_code=202,
+    response_model=EnrollOut,
+    responses={201: {"model": EnrollOut, "description": "issued within the wait"}},
+)
+async def renew(
+    certificate_id: str, body: RenewIn, request: Request, response: Response, caller: Operator
+) -> EnrollOut:
+    """A new request on the same profile, linked to this one (`renewed_from`)."""
+    runtime = runtime_of(request)
+    new_id = await run_in_threadpool(_renew, runtime, certificate_id, body, caller)
+    return await _answer(request, response, new_id, body.wait)
+
+
+def _enroll(runtime: Runtime, body: EnrollIn, caller: Principal) -> str:
+    with service_errors(), runtime.sessions.begin() as session:
+        profile = find_profile(session, body.profile)
+        certificate = enrollment.enroll(
+            session, profile, body.csr, body.term_days, now=runtime.now(), actor=caller.actor
+        )
+        return certificate.id
+
+
+def _renew(runtime: Runtime, certificate_id: str, body: RenewIn, caller: Principal) -> str:
+    with service_errors(), runtime.sessions.begin() as session:
+        old = service.get_certificate(session, certificate_id)
+        certificate = enrollment.renew(
+            session, old, body.csr, body.term_days, now=runtime.now(), actor=caller.actor
+        )
+        return certificate.id
+
+
+async def _answer(request: Request, response: Response, certificate_id: str, wait: float) -> EnrollOut:
+    answer = await _wait_until_settled(request, certificate_id, wait, _enroll_answer)
+    if answer.status is CertStatus.ISSUED:
+        response.status_code = 201
+        response.headers["Location"] = (
+            f"{request.url.path.rsplit('/certificates', 1)[0]}/certificates/{answer.id}"
+        )
+    return answer
+
+
+def _enroll_answer(certificate: Certificate, now: dt.datetime) -> EnrollOut:
+    status = status_at(certificate, now)
+    if status is CertStatus.ISSUED:
+        return EnrollOut(
+            id=certificate.id,
+            status=status,
+            certificate=certificate.certificate_pem,
+            chain=list(certificate.chain_pem),
+        )
+    return EnrollOut(
+        id=certificate.id, status=status, reason=service.reason_of(certificate, now), error=certificate.error
+    )
+
+
+async def _wait_until_settled(request: Request, certificate_id: str, wait: float, view: View[T]) -> T:
+    runtime = runtime_of(request)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    with runtime.certificate_wakeups.subscribe(certificate_id) as waiter:
+        while True:
+            waiter.clear()  # before looking: a change during the look wakes the next wait at once
+            answer, done = await run_in_threadpool(_look, runtime, certificate_id, view)
+            remaining = deadline - loop.time()
+            if done or remaining <= 0 or await request.is_disconnected():
+                return answer
+            await waiter.wait(min(remaining, RECHECK_SECONDS))
+
+
+def _look(runtime: Runtime, certificate_id: str, view: View[T]) -> tuple[T, bool]:
+    with service_errors(), runtime.sessions.begin() as session:
+        certificate = service.get_certificate(session, certificate_id)
+        return view(certificate, runtime.now()), settled(certificate)
+
+
+# ---- read -------------------------------------------------------------------------------------------
+
+
+@router.get("", response_model=Page[CertificateOut])
+def list_certificates(
+    request: Request,
+    _caller: Reader,
+    *,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+    status: Annotated[CertStatus | None, Query(description="only this status (Expired included)")] = None,
+    profile: Annotated[str | None, Query(max_length=32, description="only this profile's (id)")] = None,
+    backend: Annotated[str | None, Query(max_length=32, description="only this backend's (id)")] = None,
+    serial: Annotated[str | None, Query(max_length=128, description="this serial, in any spelling")] = None,
+) -> Page[CertificateOut]:
+    """Newest first."""
+    runtime = runtime_of(request)
+    now = runtime.now()
+    query = (
+        select(Certificate)
+        # reason_of names a Requested certificate's connector: loaded with the page, not row by row.
+        .options(selectinload(Certificate.backend).selectinload(ManagedBackend.connector))
+        .order_by(Certificate.created_at.desc(), Certificate.id.desc())
+        .limit(limit + 1)
+    )
+    if cursor:
+        created, ident = decode_cursor(cursor, str, str)
+        query = query.where(tuple_(Certificate.created_at, Certificate.id) < (_cursor_time(created), ident))
+    if status is not None:
+        query = query.where(status_is(status, now))
+    if profile is not None:
+        query = query.where(Certificate.profile_id == profile)
+    if backend is not None:
+        query = query.where(Certificate.backend_id == backend)
+    if serial is not None:
+        query = query.where(Certificate.serial == _canonical(serial))
+    with runtime.sessions.begin() as session:
+        rows = list(session.scalars(query))
+        items = [CertificateOut.of(row, now) for row in rows[:limit]]
+    last = rows[limit - 1] if len(rows) > limit else None
+    next_cursor = encode_cursor(last.created_at.isoformat(), last.id) if last else None
+    return Page[CertificateOut](items=items, next_cursor=next_cursor)
+
+
+def _cursor_time(text: str) -> dt.datetime:
+    try:
+        value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise Problem(
+            422, "Invalid request", "cursor: not a cursor of this list", code="invalid_cursor"
+        ) from None
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+
+
+def _canonical(serial: str) -> str:
+    try:
+        return canonical_serial(serial)
+    except ValueError as exc:
+        raise Problem(422, "Invalid request", f"serial: {exc}", code="invalid_request") from None
+
+
+@router.get("/{certificate_id}", response_model=CertificateOut)
+def get_certificate(certificate_id: str, request: Request, _caller: Reader) -> CertificateOut:
+    runtime = runtime_of(request)
+    with service_errors(), runtime.sessions.begin() as session:
+        return CertificateOut.of(service.get_certificate(session, certificate_id), runtime.now())
+
+
+@router.get(
+    "/{certificate_id}/download",
+    response_class=Response,
+    responses={200: {"content": {media_type(f): {} for f in OutputFormat}}},
+)
+def download(
+    certificate_id: str,
+    request: Request,
+    _caller: Reader,
+    fmt: Annotated[OutputFormat, Query(alias="format", description="pem, pem-chain, chain, der or pkcs7")] = (
+        OutputFormat.PEM
+    ),
+) -> Response:
+    """The certificate (and chain) in the asked format; 409 while nothing is issued."""
+    runtime = runtime_of(request)
+    with service_errors(), runtime.sessions.begin() as session:
+        certificate = service.get_certificate(session, certificate_id)
+        leaf, chain = service.stored_certificates(certificate)
+        name = certificate.serial or certificate.id
+    return Response(
+        encode_certificate(leaf, chain, fmt),
+        media_type=media_type(fmt),
+        headers={"Content-Disposition": f'attachment; filename="{name}{_SUFFIX[fmt]}"'},
+    )
+
+
+# ---- revoke -----------------------------------------------------------------------------------------
+
+
+@router.post("/{certificate_id}/revoke", status_code=202, response_model=RevokeStarted)
+async def revoke(
+    certificate_id: str, body: RevokeIn, request: Request, response: Response, caller: Operator
+) -> RevokeStarted:
+    """202 while the revocation is on its way; 200 when it was done within `wait`."""
+    runtime = runtime_of(request)
+    job = await run_in_threadpool(_revoke, runtime, certificate_id, body.reason, caller)
+    view = await _wait_until_settled(request, certificate_id, body.wait, CertificateOut.of)
+    if view.status is CertStatus.REVOKED:
+        response.status_code = 200
+    return RevokeStarted(certificate=view, job=job)
+
+
+def _revoke(runtime: Runtime, certificate_id: str, reason: str, caller: Principal) -> JobOut:
+    with service_errors(), runtime.sessions.begin() as session:
+        certificate = service.get_certificate(session, certificate_id)
+        job = service.request_revocation(session, certificate, reason, runtime.now(), caller.actor)
+        return JobOut.of(job)

@@ -1,0 +1,100 @@
+"""Certificates, the operator's side besides enrolling: find one, ask for its revocation, say why it
+is where it is, and read the stored certificate back."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from cryptography import x509
+from sqlalchemy.orm import Session
+
+from caconnector.manager import audit
+from caconnector.manager.db.models import Certificate, Job
+from caconnector.manager.services.dispatch import create_job
+from caconnector.manager.services.errors import Conflict, NotFound, ServiceError
+from caconnector.manager.services.states import CertStatus, revocation_in_progress, status_at, target
+from caconnector.pki.revocation import RevocationReason
+from caconnector.protocol.messages import JobKind, RevokePayload
+
+
+def get_certificate(session: Session, certificate_id: str) -> Certificate:
+    certificate = session.get(Certificate, certificate_id)
+    if certificate is None:
+        raise NotFound(f"no certificate with id {certificate_id!r}")
+    return certificate
+
+
+def request_revocation(
+    session: Session, certificate: Certificate, reason_text: str, now: dt.datetime, actor: str
+) -> Job:
+    """A revoke job for an Issued certificate. The reason is kept on the certificate from now on: it is
+    what marks the revocation as asked for, and what a retry sends again."""
+    try:
+        reason = RevocationReason.parse(reason_text)
+    except ValueError as exc:
+        raise ServiceError(str(exc), code="invalid_reason") from None
+    status = status_at(certificate, now)
+    if status is not CertStatus.ISSUED:
+        raise Conflict(
+            f"certificate {certificate.id} is {status.value}; only an Issued certificate can be revoked"
+        )
+    if revocation_in_progress(certificate):
+        raise Conflict(
+            f"certificate {certificate.id} is already being revoked ({certificate.revocation_reason})"
+        )
+    backend = certificate.backend
+    if backend is None or certificate.serial is None:
+        raise Conflict(f"certificate {certificate.id} has no backend to revoke it through any more")
+    certificate.revocation_reason = reason.value
+    certificate.error = None
+    certificate.failures = 0
+    certificate.next_attempt_at = None
+    certificate.updated_at = now
+    payload = RevokePayload(
+        serial=certificate.serial,
+        reason=reason.value,
+        ca=certificate.ca.ca_ref if certificate.ca is not None else None,
+    )
+    job = create_job(
+        session,
+        backend.connector_id,
+        JobKind.REVOKE,
+        backend_name=backend.local_name,
+        payload=payload.model_dump(),
+        now=now,
+        certificate_id=certificate.id,
+    )
+    audit.record(
+        session, now, actor, "certificate.revoke", target(certificate), reason=reason.value, job=job.id
+    )
+    return job
+
+
+def reason_of(certificate: Certificate, now: dt.datetime) -> str | None:
+    """Why the certificate is where it is, in words, for anything that is not plainly done."""
+    status = status_at(certificate, now)
+    error = certificate.error or {}
+    if status is CertStatus.PENDING:
+        return certificate.pending_reason
+    if status is CertStatus.FAILED:
+        return str(error.get("message", "failed"))
+    if status is CertStatus.REQUESTED:
+        if error:
+            return f"{error.get('message')}; trying again"
+        connector = certificate.backend.connector.name if certificate.backend is not None else "?"
+        return f"waiting for connector {connector} to take the request"
+    if status is CertStatus.ISSUED and revocation_in_progress(certificate):
+        return f"being revoked ({certificate.revocation_reason})"
+    return None
+
+
+def stored_certificates(certificate: Certificate) -> tuple[x509.Certificate, list[x509.Certificate]]:
+    """The leaf and its chain; Conflict when nothing was issued."""
+    if certificate.certificate_pem is None:
+        raise Conflict(
+            f"certificate {certificate.id} is {certificate.status}: there is no certificate to download yet",
+            code="not_issued",
+        )
+    leaf = x509.load_pem_x509_certificate(certificate.certificate_pem.encode())
+    chain = [x509.load_pem_x509_certificate(pem.encode()) for pem in certificate.chain_pem]
+    return leaf, chain
