@@ -9,6 +9,7 @@ traceback never travels to the manager.
 
 from __future__ import annotations
 
+import base64
 import logging
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -22,6 +23,7 @@ from caconnector.backends.base import (
     Backend,
     CAInfo,
     Collector,
+    CRLPublisher,
     EnrollRequest,
     Issued,
     Pending,
@@ -48,6 +50,7 @@ from caconnector.protocol.messages import (
     JobOutcome,
     JobResult,
     PendingBody,
+    RevokeBody,
     RevokePayload,
     ScanBody,
     ScanPayload,
@@ -87,7 +90,14 @@ def _issued_or_pending(result: Issued | Pending) -> _Outcome:
     return _Outcome(JobOutcome.OK, issued_body(result).model_dump(mode="json"))
 
 
-def ca_report(ca: CAInfo) -> CAReport:
+def _crl_b64(backend: object, ca_id: str | None) -> str | None:
+    """The CA's current CRL for the manager to publish, where the backend makes one (the local CA)."""
+    if not isinstance(backend, CRLPublisher):
+        return None
+    return base64.b64encode(backend.crl(ca_id).public_bytes(Encoding.DER)).decode()
+
+
+def ca_report(ca: CAInfo, crl_der_b64: str | None = None) -> CAReport:
     return CAReport(
         id=ca.id,
         name=ca.name,
@@ -97,6 +107,7 @@ def ca_report(ca: CAInfo) -> CAReport:
         not_after=ca.not_after,
         state=ca.state,
         certificate_pem=_pem(ca.certificate) if ca.certificate is not None else None,
+        crl_der_b64=crl_der_b64,
     )
 
 
@@ -133,7 +144,9 @@ class JobRunner:
         try:
             stored = backend_admin.get_backend(self.store, name)
             type_name = stored.type
-            check = backend_admin.open_backend(self.store, name).backend.check()
+            backend = backend_admin.open_backend(self.store, name).backend
+            check = backend.check()
+            cas = [ca_report(ca, _crl_b64(backend, ca.id)) for ca in check.cas]
         except BackendError as exc:
             return BackendReport(name=name, type=type_name, status="Offline", error=exc.message)
         except Exception as exc:
@@ -143,7 +156,7 @@ class JobRunner:
             name=name,
             type=type_name,
             status="Available",
-            cas=[ca_report(ca) for ca in check.cas],
+            cas=cas,
             templates=list(check.templates),
         )
 
@@ -215,7 +228,9 @@ class JobRunner:
         except ValueError as exc:
             raise InvalidJob(str(exc)) from None
         backend.revoke(RevokeRequest(serial=serial, reason=reason, ca=payload.ca))
-        return _Outcome(JobOutcome.OK, {})
+        # Hand the manager the CRL that now lists the serial, so GET /cas/{id}/crl is current at once.
+        crl = _crl_b64(backend, payload.ca)
+        return _Outcome(JobOutcome.OK, RevokeBody(crl_der_b64=crl).model_dump(mode="json", exclude_none=True))
 
     @staticmethod
     def _backend_name(job: Job) -> str:
