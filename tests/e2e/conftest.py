@@ -66,6 +66,7 @@ def manager(tmp_path: Path) -> Iterator[Manager]:
         CA_MANAGER_PUBLIC_URL=url,
         CA_MANAGER_POLL_WAIT_SECONDS="5",
         CA_MANAGER_HEARTBEAT_GRACE_SECONDS="2",
+        CA_MANAGER_LEASE_SECONDS="5",  # redeliver quickly after a connector is killed
     )
     bin_manager = str(BIN / "ca-manager")
     assert run([bin_manager, "admin", "create", "-username", "admin"], env).returncode == 0

@@ -28,6 +28,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session
 
 from caconnector import __version__
+from caconnector.manager import quickstart
 from caconnector.manager import serve as server
 from caconnector.manager.db.migrate import current_revision, head_revision, upgrade
 from caconnector.manager.db.models import Connector
@@ -161,12 +162,18 @@ def build_parser() -> Parser:
     helper = commands.add_parser("help", help="print help for a command")
     helper.add_argument("topic", nargs="*", metavar="COMMAND")
     _command(commands, "version", "print the version")
-    _command(
+    quick = _command(
         commands,
         "quickstart",
-        "(not available in this version) manager + a connector + a local CA on embedded defaults",
-        json_flag=False,
+        "manager + a connector + a local CA on embedded defaults; prints the addresses and the admin "
+        "credentials and issues a first certificate",
     )
+    _opt(quick, "host", metavar="H", default="127.0.0.1", help="the loopback address to listen on")
+    _opt(quick, "port", metavar="P", type=_port, default=8443, help="the port to listen on (default 8443)")
+    _opt(
+        quick, "out", metavar="DIR", help="where to write the first certificate (default: DATADIR/quickstart)"
+    )
+    _opt(quick, "exit", action="store_true", help="stop after issuing the first certificate (scripts, CI)")
 
     serve = _command(commands, "serve", "run the manager (REST API)", json_flag=False, public_url=True)
     _opt(serve, "host", metavar="H", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)")
@@ -275,8 +282,16 @@ def cmd_version(_args: argparse.Namespace) -> View:
     return {"version": __version__}, f"{PROG} {__version__}"
 
 
-def cmd_quickstart(_args: argparse.Namespace) -> View:
-    raise CommandError(f"'quickstart' is not available in this version of {PROG}")
+def cmd_quickstart(args: argparse.Namespace) -> View:
+    if not server.is_loopback(args.host):
+        raise UsageError("quickstart: -host must be a loopback address (it serves plain HTTP)")
+    settings = _settings(args).model_copy(update={"public_url": f"http://{args.host}:{args.port}"})
+    out = Path(args.out).expanduser() if args.out else settings.datadir / "quickstart"
+    try:
+        outcome = quickstart.run_quickstart(settings, args.host, args.port, out, stay=not args.exit)
+    except quickstart.QuickstartError as exc:
+        raise CommandError(f"quickstart: {exc}") from None
+    return outcome.view(), outcome.text() if args.exit else ""
 
 
 def cmd_serve(args: argparse.Namespace) -> View:
