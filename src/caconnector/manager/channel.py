@@ -102,7 +102,12 @@ async def poll(
         opened = await run_in_threadpool(_open, runtime, caller.id, body, wait)
         jobs = opened.jobs
         if opened.window is not None:
-            jobs = await _wait_for_jobs(request, waiter, caller.id, body.capacity, wait)
+            gone = asyncio.Event()
+            watcher = asyncio.create_task(_watch_disconnect(request, waiter, gone))
+            try:
+                jobs = await _wait_for_jobs(request, waiter, caller.id, body.capacity, wait, gone=gone)
+            finally:
+                watcher.cancel()
             await run_in_threadpool(_close, runtime, caller.id, opened.window)
     return messages.PollResponse(
         jobs=[dispatch.job_message(job) for job in jobs],
@@ -140,8 +145,18 @@ def _open(runtime: Runtime, connector_id: str, body: messages.PollRequest, wait:
     return _Opened(acknowledged, [], window)
 
 
+async def _watch_disconnect(request: Request, waiter: Waiter, gone: asyncio.Event) -> None:
+    """End a parked poll as soon as its connector hangs up (it stopped, or restarted), instead of holding
+    it until the wait runs out, which would also hold up a server shutdown. With the body read, the next
+    ASGI message on this request can only be its disconnect."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+    gone.set()
+    waiter.wake()
+
+
 async def _wait_for_jobs(
-    request: Request, waiter: Waiter, connector_id: str, capacity: int, wait: float
+    request: Request, waiter: Waiter, connector_id: str, capacity: int, wait: float, *, gone: asyncio.Event
 ) -> list[Job]:
     """Claim when woken; a wake that finds nothing (another poll took the job) waits on. When the
     wait ends, claim once more: a wake-up lost on the way costs a delay, never a job."""
@@ -151,7 +166,7 @@ async def _wait_for_jobs(
     while True:
         woken = await waiter.wait(deadline - loop.time())
         waiter.clear()
-        if await request.is_disconnected():
+        if gone.is_set() or await request.is_disconnected():
             # The connector gave up on this poll (timeout, restart): a job claimed now would sit
             # leased, undelivered, until its lease ran out. Leave it queued for the next poll.
             return []
