@@ -13,7 +13,7 @@ import sys
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -22,6 +22,7 @@ from caconnector.backends.base import CRLPublisher, EnrollRequest, Issued, Revok
 from caconnector.backends.configs import BUILTIN_CONFIGS, BackendConfig
 from caconnector.backends.errors import BackendError, ConfigError
 from caconnector.backends.registry import UnknownBackendType, known_types, type_info
+from caconnector.cliparse import Parser, opt
 from caconnector.connector import backend_admin, cli_agent, cli_link, output
 from caconnector.connector.agent import AgentError
 from caconnector.connector.backend_admin import InvalidOptions
@@ -43,30 +44,9 @@ SECRET_MASK = "********"  # noqa: S105  (what is shown instead of a secret)
 __all__ = ["PROG", "CommandError", "UsageError", "build_parser", "main"]
 
 
-class Parser(argparse.ArgumentParser):
-    """argparse with exact option names only, and usage errors raised rather than printed and exited."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("allow_abbrev", False)
-        super().__init__(*args, **kwargs)
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message} (see: {PROG} help {self.prog.removeprefix(PROG).strip()})")
-
-    # Single-dash long options (`-name`) make argparse's prefix matching and short-flag grouping
-    # surprising: `-na` would mean `-name`, `-hx` would mean `-h x`. Scripts need exact names.
-    def _get_option_tuples(self, option_string: str) -> list[tuple[Any, ...]]:
-        return []
-
-
-def _opt(parser: argparse.ArgumentParser, name: str, **kwargs: Any) -> None:
-    """Declare `-name` and `--name` as one option."""
-    parser.add_argument(f"-{name}", f"--{name}", dest=name, **kwargs)
-
-
 def _common(parser: argparse.ArgumentParser, *, json_flag: bool = True) -> None:
     # SUPPRESS so a subcommand's default does not overwrite a -datadir given before the subcommand.
-    _opt(
+    opt(
         parser,
         "datadir",
         metavar="D",
@@ -75,7 +55,7 @@ def _common(parser: argparse.ArgumentParser, *, json_flag: bool = True) -> None:
         "else ~/.local/share/ca-connector)",
     )
     if json_flag:
-        _opt(
+        opt(
             parser,
             "json",
             action="store_true",
@@ -128,11 +108,11 @@ def build_parser() -> Parser:
     )
     for parser in (add, update):
         _common(parser)
-        _opt(parser, "name", required=True, help="the backend's name")
+        opt(parser, "name", required=True, help="the backend's name")
         if parser is add:
-            _opt(parser, "type", required=True, metavar="TYPE", help=f"one of: {', '.join(BUILTIN_CONFIGS)}")
+            opt(parser, "type", required=True, metavar="TYPE", help=f"one of: {', '.join(BUILTIN_CONFIGS)}")
         for option in _type_option_names():
-            _opt(parser, option, metavar="VALUE", default=None, help=argparse.SUPPRESS)
+            opt(parser, option, metavar="VALUE", default=None, help=argparse.SUPPRESS)
 
     for command, text in (
         ("list", "list the configured backends"),
@@ -144,7 +124,7 @@ def build_parser() -> Parser:
         sub = backend_commands.add_parser(command, help=text, description=text)
         _common(sub)
         if command != "list":
-            _opt(sub, "name", required=True, help="the backend's name")
+            opt(sub, "name", required=True, help="the backend's name")
 
     enroll = backend_commands.add_parser(
         "enroll",
@@ -152,12 +132,12 @@ def build_parser() -> Parser:
         description="Issue a certificate through one backend (diagnostics).",
     )
     _common(enroll)
-    _opt(enroll, "name", required=True, help="the backend's name")
-    _opt(enroll, "csr", required=True, metavar="FILE", help="the PKCS#10 request, PEM or DER")
-    _opt(enroll, "ca", metavar="ID", help="the CA to use (see backend cas)")
-    _opt(enroll, "template", metavar="T", help="the template or product (local: server or client)")
-    _opt(enroll, "days", metavar="D", type=_positive_int("-days"), help="the validity in days")
-    _opt(
+    opt(enroll, "name", required=True, help="the backend's name")
+    opt(enroll, "csr", required=True, metavar="FILE", help="the PKCS#10 request, PEM or DER")
+    opt(enroll, "ca", metavar="ID", help="the CA to use (see backend cas)")
+    opt(enroll, "template", metavar="T", help="the template or product (local: server or client)")
+    opt(enroll, "days", metavar="D", type=_positive_int("-days"), help="the validity in days")
+    opt(
         enroll,
         "out",
         metavar="FILE",
@@ -166,9 +146,9 @@ def build_parser() -> Parser:
 
     revoke = backend_commands.add_parser("revoke", help="revoke a certificate by serial number")
     _common(revoke)
-    _opt(revoke, "name", required=True, help="the backend's name")
-    _opt(revoke, "serial", required=True, metavar="HEX", type=_serial, help="the serial number in hex")
-    _opt(
+    opt(revoke, "name", required=True, help="the backend's name")
+    opt(revoke, "serial", required=True, metavar="HEX", type=_serial, help="the serial number in hex")
+    opt(
         revoke,
         "reason",
         metavar="R",
@@ -176,13 +156,13 @@ def build_parser() -> Parser:
         default=RevocationReason.UNSPECIFIED,
         help=f"an RFC 5280 reason: {', '.join(r.value for r in RevocationReason)}",
     )
-    _opt(revoke, "ca", metavar="ID", help="the CA that issued it")
+    opt(revoke, "ca", metavar="ID", help="the CA that issued it")
 
     crl = backend_commands.add_parser("crl", help="write the CRL of a backend that publishes one (local)")
     _common(crl)
-    _opt(crl, "name", required=True, help="the backend's name")
-    _opt(crl, "ca", metavar="ID", help="the CA whose CRL to write")
-    _opt(crl, "out", metavar="FILE", help="write the CRL (DER) here; PEM on stdout otherwise")
+    opt(crl, "name", required=True, help="the backend's name")
+    opt(crl, "ca", metavar="ID", help="the CA whose CRL to write")
+    opt(crl, "out", metavar="FILE", help="write the CRL (DER) here; PEM on stdout otherwise")
 
     msca = backend_commands.add_parser("msca", help="Microsoft CA specific commands")
     msca_commands = msca.add_subparsers(dest="msca_command", metavar="SUBCOMMAND", parser_class=Parser)
@@ -190,9 +170,9 @@ def build_parser() -> Parser:
         "enroll-agent-cert", help="make the Enrollment Agent key pair and enroll its certificate"
     )
     _common(agent_cert)
-    _opt(agent_cert, "name", required=True, help="the msca backend's name")
-    _opt(agent_cert, "ca", required=True, metavar="CN", help="the CA's common name")
-    _opt(
+    opt(agent_cert, "name", required=True, help="the msca backend's name")
+    opt(agent_cert, "ca", required=True, metavar="CN", help="the CA's common name")
+    opt(
         agent_cert,
         "template",
         metavar="T",
@@ -206,10 +186,10 @@ def build_parser() -> Parser:
 
 
 def _proxy_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
-    _opt(parser, "proxyhost", metavar="H", required=required, help="the proxy's host name or IP address")
-    _opt(parser, "proxyport", metavar="P", required=required, help="the proxy's port (1-65535)")
-    _opt(parser, "proxyuser", metavar="U", help="the user name for the proxy (with -proxypassword)")
-    _opt(
+    opt(parser, "proxyhost", metavar="H", required=required, help="the proxy's host name or IP address")
+    opt(parser, "proxyport", metavar="P", required=required, help="the proxy's port (1-65535)")
+    opt(parser, "proxyuser", metavar="U", help="the user name for the proxy (with -proxypassword)")
+    opt(
         parser, "proxypassword", metavar="W", help="the password for the proxy (with -proxyuser; never shown)"
     )
 
@@ -223,14 +203,12 @@ def _link_commands(commands: Any) -> None:
         "token, then install and start the service (when systemd runs this host).",
     )
     _common(install)
-    _opt(
-        install, "token", metavar="T", help="the installation token (asked for when omitted, unless -silent)"
-    )
-    _opt(install, "manager", metavar="URL", required=True, help="the manager's https:// address")
-    _opt(install, "silent", action="store_true", help="never prompt")
-    _opt(install, "proxy", metavar="0|1", choices=["0", "1"], help="1: use the proxy given; 0: no proxy")
+    opt(install, "token", metavar="T", help="the installation token (asked for when omitted, unless -silent)")
+    opt(install, "manager", metavar="URL", required=True, help="the manager's https:// address")
+    opt(install, "silent", action="store_true", help="never prompt")
+    opt(install, "proxy", metavar="0|1", choices=["0", "1"], help="1: use the proxy given; 0: no proxy")
     _proxy_options(install, required=False)
-    _opt(install, "cacert", metavar="FILE", help="CA certificates (PEM) to trust for the manager's TLS")
+    opt(install, "cacert", metavar="FILE", help="CA certificates (PEM) to trust for the manager's TLS")
 
     register = commands.add_parser(
         "register",
@@ -239,15 +217,15 @@ def _link_commands(commands: Any) -> None:
         "flow: Restore in the manager gives the token).",
     )
     _common(register)
-    _opt(register, "token", metavar="T", required=True, help="the installation or restore token")
-    _opt(
+    opt(register, "token", metavar="T", required=True, help="the installation or restore token")
+    opt(
         register,
         "manager",
         metavar="URL",
         help="the manager's https:// address (default: the registered one)",
     )
-    _opt(register, "force", action="store_true", help="replace an existing registration")
-    _opt(register, "cacert", metavar="FILE", help="CA certificates (PEM) to trust for the manager's TLS")
+    opt(register, "force", action="store_true", help="replace an existing registration")
+    opt(register, "cacert", metavar="FILE", help="CA certificates (PEM) to trust for the manager's TLS")
 
     proxy = commands.add_parser("proxy", help="set, clear or show the HTTP proxy to the manager")
     proxy_commands = proxy.add_subparsers(dest="proxy_command", metavar="SUBCOMMAND", parser_class=Parser)
@@ -262,19 +240,19 @@ def _link_commands(commands: Any) -> None:
         help="reach the manager step by step: DNS, TCP, proxy authentication, TLS, health, registration",
     )
     _common(test)
-    _opt(test, "manager", metavar="URL", help="test this address instead of the registered one")
-    _opt(test, "cacert", metavar="FILE", help="CA certificates (PEM) to trust instead of the stored ones")
+    opt(test, "manager", metavar="URL", help="test this address instead of the registered one")
+    opt(test, "cacert", metavar="FILE", help="CA certificates (PEM) to trust instead of the stored ones")
 
 
 def _agent_commands(commands: Any) -> None:
     """run, status, service, uninstall: running the agent."""
     run = commands.add_parser("run", help="run the agent in the foreground (what the service runs)")
     _common(run)
-    _opt(run, "once", action="store_true", help="one cycle: inventory, one poll, its jobs, their results")
-    _opt(
+    opt(run, "once", action="store_true", help="one cycle: inventory, one poll, its jobs, their results")
+    opt(
         run, "pollwait", metavar="S", type=_seconds, help="long-poll wait in seconds (default: the manager's)"
     )
-    _opt(
+    opt(
         run,
         "workers",
         metavar="N",
@@ -302,9 +280,9 @@ def _agent_commands(commands: Any) -> None:
 
     uninstall = commands.add_parser("uninstall", help="stop and remove the service; -purge deletes the data")
     _common(uninstall)
-    _opt(uninstall, "purge", action="store_true", help="also delete the data directory (asks first)")
-    _opt(uninstall, "yes", action="store_true", help="do not ask before -purge")
-    _opt(uninstall, "silent", action="store_true", help="never prompt (same as -yes)")
+    opt(uninstall, "purge", action="store_true", help="also delete the data directory (asks first)")
+    opt(uninstall, "yes", action="store_true", help="do not ask before -purge")
+    opt(uninstall, "silent", action="store_true", help="never prompt (same as -yes)")
 
 
 def _seconds(text: str) -> float:

@@ -7,17 +7,12 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from caconnector.cliparse import CommandError, UsageError
 from caconnector.connector.store import ConnectorStore, default_datadir
 
+__all__ = ["PROG", "CommandError", "CommandFailed", "UsageError", "datadir_of", "store_of"]
+
 PROG = "ca-connector"
-
-
-class UsageError(Exception):
-    """A command line that cannot be run as written (exit 2)."""
-
-
-class CommandError(Exception):
-    """A command that ran and failed (exit 1)."""
 
 
 class CommandFailed(CommandError):

@@ -14,12 +14,11 @@ import getpass
 import json
 import logging
 import os
-import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 from urllib.parse import urlsplit
 
 from alembic.util.exc import CommandError as AlembicCommandError
@@ -28,6 +27,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session
 
 from caconnector import __version__
+from caconnector.cliparse import CommandError, Parser, UsageError, opt
 from caconnector.manager import quickstart
 from caconnector.manager import serve as server
 from caconnector.manager.db.migrate import current_revision, head_revision, upgrade
@@ -39,58 +39,12 @@ from caconnector.manager.services.users import Role, UserError, create_api_key, 
 from caconnector.manager.settings import Settings
 
 PROG = "ca-manager"
-_OPTION_LIKE = re.compile(r"-[^\d.]")  # what argparse takes for an option rather than a value like -1
 View = tuple[Any, str]
-
-
-class UsageError(Exception):
-    """A command line that cannot be run as written (exit 2)."""
-
-
-class CommandError(Exception):
-    """A command that ran and failed (exit 1)."""
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse with exact option names only, and usage errors raised rather than printed and exited."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("allow_abbrev", False)
-        super().__init__(*args, **kwargs)
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message} (see: {' '.join([PROG, 'help', *self.prog.split()[1:]])})")
-
-    # Single-dash long options (`-name`) make argparse's prefix matching and short-flag grouping
-    # surprising: `-na` would mean `-name`, `-hx` would mean `-h x`. Scripts need exact names.
-    def _get_option_tuples(self, option_string: str) -> list[tuple[Any, ...]]:
-        return []
-
-    # typeshed declares overloads for namespace subclasses; this CLI only ever passes None.
-    def parse_known_args(  # type: ignore[override]
-        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
-    ) -> tuple[argparse.Namespace, list[str]]:
-        # argparse reports a missing required option before an unknown one, so a typo (`-nam`) would
-        # read "-name is required"; name the typo first. Only a command's own parser knows its options.
-        if self._subparsers is None and args is not None:
-            unknown = [
-                a
-                for a in args
-                if _OPTION_LIKE.match(a) and a.split("=", 1)[0] not in self._option_string_actions
-            ]
-            if unknown:
-                self.error(f"unrecognized arguments: {' '.join(unknown)}")
-        return super().parse_known_args(args, namespace)
-
-
-def _opt(parser: argparse.ArgumentParser, name: str, **kwargs: Any) -> None:
-    """Declare `-name` and `--name` as one option."""
-    parser.add_argument(f"-{name}", f"--{name}", dest=name.replace("-", "_"), **kwargs)
 
 
 def _common(parser: argparse.ArgumentParser, *, json_flag: bool = True, public_url: bool = False) -> None:
     # SUPPRESS so a subcommand's default does not overwrite a value given before the subcommand.
-    _opt(
+    opt(
         parser,
         "datadir",
         metavar="D",
@@ -98,7 +52,7 @@ def _common(parser: argparse.ArgumentParser, *, json_flag: bool = True, public_u
         help="the data directory (default: $CA_MANAGER_HOME, /var/lib/ca-manager as root, "
         "else ~/.local/share/ca-manager)",
     )
-    _opt(
+    opt(
         parser,
         "database",
         metavar="URL",
@@ -106,7 +60,7 @@ def _common(parser: argparse.ArgumentParser, *, json_flag: bool = True, public_u
         help="the database URL (default: $CA_MANAGER_DATABASE_URL, else SQLite in the data directory)",
     )
     if public_url:
-        _opt(
+        opt(
             parser,
             "public-url",
             metavar="URL",
@@ -115,7 +69,7 @@ def _common(parser: argparse.ArgumentParser, *, json_flag: bool = True, public_u
             "else the address served)",
         )
     if json_flag:
-        _opt(
+        opt(
             parser,
             "json",
             action="store_true",
@@ -168,18 +122,18 @@ def build_parser() -> Parser:
         "manager + a connector + a local CA on embedded defaults; prints the addresses and the admin "
         "credentials and issues a first certificate",
     )
-    _opt(quick, "host", metavar="H", default="127.0.0.1", help="the loopback address to listen on")
-    _opt(quick, "port", metavar="P", type=_port, default=8443, help="the port to listen on (default 8443)")
-    _opt(
+    opt(quick, "host", metavar="H", default="127.0.0.1", help="the loopback address to listen on")
+    opt(quick, "port", metavar="P", type=_port, default=8443, help="the port to listen on (default 8443)")
+    opt(
         quick, "out", metavar="DIR", help="where to write the first certificate (default: DATADIR/quickstart)"
     )
-    _opt(quick, "exit", action="store_true", help="stop after issuing the first certificate (scripts, CI)")
+    opt(quick, "exit", action="store_true", help="stop after issuing the first certificate (scripts, CI)")
 
     serve = _command(commands, "serve", "run the manager (REST API)", json_flag=False, public_url=True)
-    _opt(serve, "host", metavar="H", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)")
-    _opt(serve, "port", metavar="P", type=_port, default=8443, help="the port to listen on (default 8443)")
-    _opt(serve, "tls-cert", metavar="FILE", help="serve HTTPS with this certificate chain (PEM)")
-    _opt(serve, "tls-key", metavar="FILE", help="the private key of -tls-cert (PEM)")
+    opt(serve, "host", metavar="H", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)")
+    opt(serve, "port", metavar="P", type=_port, default=8443, help="the port to listen on (default 8443)")
+    opt(serve, "tls-cert", metavar="FILE", help="serve HTTPS with this certificate chain (PEM)")
+    opt(serve, "tls-key", metavar="FILE", help="the private key of -tls-cert (PEM)")
 
     db = commands.add_parser("db", help="database migrations")
     _command(_subcommands(db, "db_command"), "upgrade", "migrate the database to this version's schema")
@@ -188,8 +142,8 @@ def build_parser() -> Parser:
     create = _command(
         _subcommands(admin, "admin_command"), "create", "create a user; prints its password once"
     )
-    _opt(create, "username", required=True, metavar="U", help="the user's name")
-    _opt(
+    opt(create, "username", required=True, metavar="U", help="the user's name")
+    opt(
         create,
         "role",
         metavar="ROLE",
@@ -200,7 +154,7 @@ def build_parser() -> Parser:
 
     apikey = commands.add_parser("apikey", help="API keys")
     key = _command(_subcommands(apikey, "apikey_command"), "create", "create an API key; prints it once")
-    _opt(key, "username", required=True, metavar="U", help="the user the key acts as")
+    opt(key, "username", required=True, metavar="U", help="the user the key acts as")
 
     _connector_commands(commands)
     return root
@@ -210,19 +164,19 @@ def _connector_commands(commands: Any) -> None:
     connector = commands.add_parser("connector", help="connectors (add, list, show, edit, restore, delete)")
     group = _subcommands(connector, "connector_command")
     add = _command(group, "add", "add a connector; prints its installation token", public_url=True)
-    _opt(add, "name", required=True, metavar="N", help="1-128 characters: letters, digits, space, . _ -")
-    _opt(add, "comments", metavar="C", default="", help="free text for the administrators")
+    opt(add, "name", required=True, metavar="N", help="1-128 characters: letters, digits, space, . _ -")
+    opt(add, "comments", metavar="C", default="", help="free text for the administrators")
     _command(group, "list", "list the connectors")
     show = _command(group, "show", "show a connector (and its token while unused)", public_url=True)
     edit = _command(group, "edit", "rename a connector or change its comments", public_url=True)
-    _opt(edit, "newname", metavar="X", help="the new name")
-    _opt(edit, "comments", metavar="C", help="the new comments")
+    opt(edit, "newname", metavar="X", help="the new name")
+    opt(edit, "comments", metavar="C", help="the new comments")
     restore = _command(
         group, "restore", "issue a new token; the host then runs register -force", public_url=True
     )
     delete = _command(group, "delete", "delete a connector; its key is refused from then on")
     for parser in (show, edit, restore, delete):
-        _opt(parser, "name", required=True, metavar="N", help="the connector's name (or id)")
+        opt(parser, "name", required=True, metavar="N", help="the connector's name (or id)")
 
 
 # ---- context ----------------------------------------------------------------------------------------
