@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends, Request
 
 from caconnector.manager.problems import Problem
 from caconnector.manager.runtime import Runtime
@@ -60,3 +61,8 @@ def require_roles(*roles: Role) -> Callable[[Request], Principal]:
 READ = (Role.ADMIN, Role.OPERATOR, Role.AUDITOR)
 OPERATE = (Role.ADMIN, Role.OPERATOR)
 ADMIN = (Role.ADMIN,)
+
+# Endpoint parameters that authenticate the caller and check the role: `def f(caller: Reader)`.
+Reader = Annotated[Principal, Depends(require_roles(*READ))]
+Operator = Annotated[Principal, Depends(require_roles(*OPERATE))]
+Admin = Annotated[Principal, Depends(require_roles(*ADMIN))]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 from sqlalchemy import select
 
@@ -17,12 +17,10 @@ from caconnector.manager.api.pagination import (
     decode_cursor,
     encode_cursor,
 )
-from caconnector.manager.auth import READ, Principal, require_roles, runtime_of
+from caconnector.manager.auth import Reader, runtime_of
 from caconnector.manager.db.models import AuditEvent
 
 router = APIRouter(prefix="/audit", tags=["audit"])
-
-Reader = Annotated[Principal, Depends(require_roles(*READ))]
 
 
 class AuditEventOut(BaseModel):

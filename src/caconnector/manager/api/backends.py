@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select, tuple_
 from sqlalchemy.orm import selectinload
@@ -26,17 +26,18 @@ from caconnector.manager.api.pagination import (
     decode_cursor,
     encode_cursor,
 )
-from caconnector.manager.auth import ADMIN, OPERATE, READ, Principal, require_roles, runtime_of
+from caconnector.manager.auth import (
+    Admin,
+    Operator,
+    Reader,
+    runtime_of,
+)
 from caconnector.manager.db.models import ManagedBackend
 from caconnector.manager.problems import Problem
 from caconnector.manager.runtime import Runtime
 from caconnector.manager.services import backends as service
 
 router = APIRouter(prefix="/backends", tags=["backends"])
-
-Reader = Annotated[Principal, Depends(require_roles(*READ))]
-Operator = Annotated[Principal, Depends(require_roles(*OPERATE))]
-Admin = Annotated[Principal, Depends(require_roles(*ADMIN))]
 
 
 class BackendOut(BaseModel):

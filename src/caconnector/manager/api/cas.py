@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select, tuple_
 
@@ -17,7 +17,7 @@ from caconnector.manager.api.pagination import (
     decode_cursor,
     encode_cursor,
 )
-from caconnector.manager.auth import READ, Principal, require_roles, runtime_of
+from caconnector.manager.auth import Reader, runtime_of
 from caconnector.manager.db.models import ManagedCA
 from caconnector.manager.problems import Problem, not_found
 from caconnector.pki.formats import OutputFormat, media_type
@@ -25,8 +25,6 @@ from caconnector.pki.formats import OutputFormat, media_type
 PKIX_CRL = "application/pkix-crl"  # RFC 2585
 
 router = APIRouter(prefix="/cas", tags=["cas"])
-
-Reader = Annotated[Principal, Depends(require_roles(*READ))]
 
 
 class CAOut(BaseModel):

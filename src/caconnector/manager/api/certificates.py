@@ -15,7 +15,7 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select, tuple_
 from sqlalchemy.orm import selectinload
@@ -31,7 +31,7 @@ from caconnector.manager.api.pagination import (
     decode_cursor,
     encode_cursor,
 )
-from caconnector.manager.auth import OPERATE, READ, Principal, require_roles, runtime_of
+from caconnector.manager.auth import Operator, Principal, Reader, runtime_of
 from caconnector.manager.db.models import Certificate, ManagedBackend
 from caconnector.manager.problems import Problem
 from caconnector.manager.runtime import Runtime
@@ -45,8 +45,6 @@ from caconnector.pki.serial import canonical_serial
 
 router = APIRouter(prefix="/certificates", tags=["certificates"])
 
-Reader = Annotated[Principal, Depends(require_roles(*READ))]
-Operator = Annotated[Principal, Depends(require_roles(*OPERATE))]
 
 MAX_WAIT_SECONDS = 120.0
 RECHECK_SECONDS = 2.0

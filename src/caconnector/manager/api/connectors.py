@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from caconnector.manager.api.pagination import (
@@ -22,7 +22,7 @@ from caconnector.manager.api.pagination import (
     decode_cursor,
     encode_cursor,
 )
-from caconnector.manager.auth import ADMIN, READ, Principal, require_roles, runtime_of
+from caconnector.manager.auth import Admin, Principal, Reader, runtime_of
 from caconnector.manager.db.models import Connector
 from caconnector.manager.problems import Problem
 from caconnector.manager.services import connectors as service
@@ -30,9 +30,6 @@ from caconnector.manager.services.status import ConnectorStatus
 from caconnector.manager.services.users import Role
 
 router = APIRouter(prefix="/connectors", tags=["connectors"])
-
-Admin = Annotated[Principal, Depends(require_roles(*ADMIN))]
-Reader = Annotated[Principal, Depends(require_roles(*READ))]
 
 
 class ConnectorCreate(BaseModel):

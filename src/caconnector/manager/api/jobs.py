@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
-from caconnector.manager.auth import READ, Principal, require_roles, runtime_of
+from caconnector.manager.auth import Reader, runtime_of
 from caconnector.manager.db.models import Job
 from caconnector.manager.problems import not_found
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
-
-Reader = Annotated[Principal, Depends(require_roles(*READ))]
 
 
 class JobOut(BaseModel):

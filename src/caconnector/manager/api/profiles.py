@@ -4,9 +4,9 @@ may read them."""
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select, tuple_
 
@@ -19,7 +19,7 @@ from caconnector.manager.api.pagination import (
     decode_cursor,
     encode_cursor,
 )
-from caconnector.manager.auth import ADMIN, READ, Principal, require_roles, runtime_of
+from caconnector.manager.auth import Admin, Reader, runtime_of
 from caconnector.manager.db.models import Profile
 from caconnector.manager.services import profiles as service
 from caconnector.manager.services.profiles import CertType, ProfileFields
@@ -27,8 +27,6 @@ from caconnector.pki.keys import KEY_TYPES
 
 router = APIRouter(prefix="/profiles", tags=["profiles"])
 
-Reader = Annotated[Principal, Depends(require_roles(*READ))]
-Admin = Annotated[Principal, Depends(require_roles(*ADMIN))]
 
 _KEY_TYPES = f"key types the profile accepts: {', '.join(KEY_TYPES)}"
 
