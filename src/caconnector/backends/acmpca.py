@@ -67,9 +67,16 @@ AUDIT_REPORT_INTERVAL = dt.timedelta(minutes=30)
 AUDIT_POLL_SECONDS = 2.0
 AUDIT_POLLS = 30
 
+# Our certificate types: the manager sends a profile's type (server, client) as the template when the
+# profile names none and the backend offers a template of that name, so map them to AWS's own.
+TYPE_TEMPLATES = {
+    "server": "EndEntityServerAuthCertificate/V1",
+    "client": "EndEntityClientAuthCertificate/V1",
+}
 # The end-entity templates AWS defines, by the short names `enroll` accepts (full ARNs work too).
 # Without a template AWS uses EndEntityCertificate/V1.
 TEMPLATES = (
+    *TYPE_TEMPLATES,
     "EndEntityCertificate/V1",
     "EndEntityServerAuthCertificate/V1",
     "EndEntityClientAuthCertificate/V1",
@@ -166,6 +173,7 @@ def template_arn(template: str, partition: str = "aws") -> str:
     `/V1`). AWS's template ARNs carry no region or account, only the partition."""
     if template.startswith("arn:"):
         return template
+    template = TYPE_TEMPLATES.get(template, template)
     name = template if "/" in template else f"{template}/V1"
     if not _TEMPLATE_NAME.match(name):
         raise Rejected(

@@ -554,6 +554,9 @@ def test_helpers() -> None:
     assert template_arn("arn:aws:acm-pca:::template/CodeSigningCertificate/V1").endswith(
         "CodeSigningCertificate/V1"
     )
+    # The certificate types a manager profile sends when it names no template.
+    assert template_arn("server").endswith(":template/EndEntityServerAuthCertificate/V1")
+    assert template_arn("client").endswith(":template/EndEntityClientAuthCertificate/V1")
     with pytest.raises(Rejected, match="not an AWS Private CA template"):
         template_arn("server cert")
 
