@@ -263,6 +263,27 @@ def test_a_redelivered_enroll_job_answered_twice_gives_one_certificate(
     assert len(list(lab.ca.scan())) == 1
 
 
+@pytest.mark.usefixtures("profile")
+def test_a_job_its_connector_never_answers_is_given_up_after_max_deliveries(
+    client: httpx.Client, runtime: Runtime, frozen: FakeClock, operator: Caller, lab: Lab
+) -> None:
+    certificate_id = requested(client, operator)
+    deliveries = []
+    for _ in range(runtime.settings.max_deliveries):
+        [job] = lab.take(client)  # delivered, then the connector dies on it: no answer
+        deliveries.append(job["attempt"])
+        frozen.advance(seconds=runtime.settings.lease_seconds + 1)
+    assert deliveries == list(range(1, runtime.settings.max_deliveries + 1))
+
+    assert lab.take(client) == []  # not handed out a sixth time
+    view = certificate(client, operator, certificate_id)
+    assert view["status"] == "Failed"
+    assert view["error"]["code"] == "undeliverable"
+    assert view["error"]["retryable"] is False
+    assert "without answering" in view["error"]["message"]
+    assert due(runtime) == []  # and the scheduler does not order it again
+
+
 # ---- scan --------------------------------------------------------------------------------------------
 
 

@@ -138,6 +138,7 @@ def _open(runtime: Runtime, connector_id: str, body: messages.PollRequest, wait:
         liveness.extend_connected_until(session, connector_id, now + grace)
         acknowledged = dispatch.store_results(session, connector_id, body.results, now, runtime.retry)
         dispatch.extend_leases(session, connector_id, body.running, now, lease)
+        dispatch.give_up_undeliverable(session, connector_id, now, settings.max_deliveries, runtime.retry)
         jobs = dispatch.claim_jobs(session, connector_id, body.capacity, now, lease)
         if jobs or body.capacity == 0 or wait <= 0:
             return _Opened(acknowledged, jobs, None)

@@ -48,6 +48,12 @@ class Settings(BaseModel):
     retry_max_attempts: int = Field(
         default=10, ge=1, description="a request fails after this many retryable errors in a row"
     )
+    max_deliveries: int = Field(
+        default=5,
+        ge=1,
+        description="a job delivered this many times without an answer (its connector keeps stopping on "
+        "it) is given up with the error `undeliverable` instead of being redelivered forever",
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -109,6 +109,55 @@ def claim_jobs(
     return sorted(claimed, key=lambda job: (job.created_at, job.id))
 
 
+UNDELIVERABLE = "undeliverable"
+
+
+def give_up_undeliverable(
+    session: Session, connector_id: str, now: dt.datetime, max_deliveries: int, policy: RetryPolicy
+) -> list[str]:
+    """Finish, as failed, the connector's jobs whose lease ran out after `max_deliveries` deliveries.
+
+    At-least-once delivery would otherwise hand a job that stops the connector (a crash, a hang, a kill
+    by the OOM killer) back to it forever, and its certificate would stay Requested with no word why.
+    Returns the ids given up on."""
+    stuck = (
+        select(Job.id)
+        .where(
+            Job.connector_id == connector_id,
+            Job.status == JobStatus.LEASED.value,
+            Job.lease_expires_at < now,
+            Job.attempts >= max_deliveries,
+        )
+        .with_for_update(skip_locked=True)
+    )
+    given_up = []
+    for job_id in session.scalars(stuck).all():
+        error = messages.ErrorBody(
+            code=UNDELIVERABLE,
+            message=f"the connector took this job {max_deliveries} times without answering (it may stop "
+            "while running it); given up: see the connector's log",
+            retryable=False,
+        )
+        stored = session.scalar(
+            update(Job)
+            .where(Job.id == job_id, Job.status == JobStatus.LEASED.value, Job.lease_expires_at < now)
+            .values(
+                status=JobStatus.DONE.value,
+                outcome=messages.JobOutcome.ERROR.value,
+                error=error.model_dump(mode="json"),
+                completed_at=now,
+                lease_expires_at=None,
+            )
+            .returning(Job),
+            execution_options={"synchronize_session": False, "populate_existing": True},
+        )
+        if stored is not None:
+            log.warning("job %s (%s) given up after %d deliveries", job_id, stored.kind, max_deliveries)
+            lifecycle.job_done(session, stored, now, policy)
+            given_up.append(job_id)
+    return given_up
+
+
 def extend_leases(
     session: Session, connector_id: str, job_ids: Sequence[str], now: dt.datetime, lease: dt.timedelta
 ) -> None:

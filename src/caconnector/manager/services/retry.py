@@ -29,6 +29,7 @@ PERMANENT_CODES = frozenset(
         "invalid_result",
         "invalid_job",
         "internal_error",
+        "undeliverable",
     }
 )
 RETRYABLE_CODES = frozenset({"transient", "timeout"})
