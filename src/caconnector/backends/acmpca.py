@@ -46,7 +46,7 @@ from caconnector.backends.base import (
     Pending,
     RevokeRequest,
 )
-from caconnector.backends.configs import AcmpcaConfig, BackendConfig
+from caconnector.backends.configs import AcmpcaConfig, BackendConfig, expect_config
 from caconnector.backends.errors import ConfigError, NotSupported, Rejected, Transient
 from caconnector.pki.chain import is_self_signed, load_certificates, order_chain
 from caconnector.pki.errors import PKIError
@@ -241,12 +241,6 @@ def _is_ca_certificate(certificate: x509.Certificate) -> bool:
         return False
 
 
-def _as_acmpca(config: BackendConfig) -> AcmpcaConfig:
-    if not isinstance(config, AcmpcaConfig):
-        raise TypeError(f"the acmpca backend type needs an AcmpcaConfig, not {type(config).__name__}")
-    return config
-
-
 class AcmpcaBackendType:
     """The factory the `caconnector.backends` entry point `acmpca` names."""
 
@@ -255,10 +249,10 @@ class AcmpcaBackendType:
 
     def provision(self, config: BackendConfig, context: BackendContext) -> AcmpcaConfig:
         """Nothing to create: the CAs live in AWS. No network here; `backend test` checks the keys."""
-        return _as_acmpca(config)
+        return expect_config(config, AcmpcaConfig)
 
     def open(self, config: BackendConfig, context: BackendContext) -> AcmpcaBackend:
-        return AcmpcaBackend.from_config(_as_acmpca(config), context)
+        return AcmpcaBackend.from_config(expect_config(config, AcmpcaConfig), context)
 
 
 class AcmpcaBackend:

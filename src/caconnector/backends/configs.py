@@ -16,7 +16,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -347,6 +347,18 @@ class AcmeConfig(BackendConfig):
         if (self.eabkid is None) != (self.eabhmac is None):
             raise ValueError("-eabkid and -eabhmac go together")
         return self
+
+
+ConfigT = TypeVar("ConfigT", bound=BackendConfig)
+
+
+def expect_config(config: BackendConfig, model: type[ConfigT]) -> ConfigT:
+    """The config as its type's own model: a factory handed another type's config is a programming error."""
+    if not isinstance(config, model):
+        raise TypeError(
+            f"the {model.type_name} backend type needs a {model.__name__}, not {type(config).__name__}"
+        )
+    return config
 
 
 BUILTIN_CONFIGS: dict[str, type[BackendConfig]] = {

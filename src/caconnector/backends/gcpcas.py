@@ -42,7 +42,7 @@ from caconnector.backends.base import (
     Issued,
     RevokeRequest,
 )
-from caconnector.backends.configs import BackendConfig, GcpcasConfig
+from caconnector.backends.configs import BackendConfig, GcpcasConfig, expect_config
 from caconnector.backends.errors import AuthError, ConfigError, NotSupported, Rejected
 from caconnector.backends.gcpcas_client import (
     CALL_TIMEOUT_SECONDS,
@@ -163,12 +163,6 @@ def _common_name(name: x509.Name) -> str | None:
     return value if isinstance(value, str) else value.decode("utf-8", "replace")
 
 
-def _as_gcpcas(config: BackendConfig) -> GcpcasConfig:
-    if not isinstance(config, GcpcasConfig):
-        raise TypeError(f"the gcpcas backend type needs a GcpcasConfig, not {type(config).__name__}")
-    return config
-
-
 class GcpcasBackendType:
     """The factory the `caconnector.backends` entry point `gcpcas` names."""
 
@@ -179,12 +173,12 @@ class GcpcasBackendType:
     def provision(self, config: BackendConfig, context: BackendContext) -> GcpcasConfig:
         """Nothing to create (pools and CAs are made in Google Cloud): the config is returned unchanged,
         once its key is known to parse. `check()` tests the rest against the service."""
-        gcpcas = _as_gcpcas(config)
+        gcpcas = expect_config(config, GcpcasConfig)
         service_account_credentials(gcpcas, context.name)
         return gcpcas
 
     def open(self, config: BackendConfig, context: BackendContext) -> GoogleCAS:
-        gcpcas = _as_gcpcas(config)
+        gcpcas = expect_config(config, GcpcasConfig)
         return GoogleCAS(
             connect(gcpcas, context.name),
             project=gcpcas.project,

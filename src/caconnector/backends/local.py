@@ -33,7 +33,7 @@ from caconnector.backends.base import (
     Issued,
     RevokeRequest,
 )
-from caconnector.backends.configs import BackendConfig, LocalConfig
+from caconnector.backends.configs import BackendConfig, LocalConfig, expect_config
 from caconnector.backends.errors import ConfigError, Rejected, Transient
 from caconnector.backends.local_store import CertificateRow, DuplicateRequest, LocalStore
 from caconnector.pki.chain import ensure_complete, load_certificates, order_chain
@@ -311,12 +311,6 @@ def _new_ca_options_that_differ(config: LocalConfig, certificate: x509.Certifica
     return differ
 
 
-def _as_local(config: BackendConfig) -> LocalConfig:
-    if not isinstance(config, LocalConfig):
-        raise TypeError(f"the local backend type needs a LocalConfig, not {type(config).__name__}")
-    return config
-
-
 class LocalBackendType:
     """The factory the `caconnector.backends` entry point `local` names."""
 
@@ -326,13 +320,13 @@ class LocalBackendType:
 
     def provision(self, config: BackendConfig, context: BackendContext) -> LocalConfig:
         """Create the CA (no -cacert) or check the imported one; return the config to store."""
-        local = _as_local(config)
+        local = expect_config(config, LocalConfig)
         if local.cacert is None:
             return _new_ca(local, context)
         return _import_ca(local, context)
 
     def open(self, config: BackendConfig, context: BackendContext) -> LocalCA:
-        material = _load_ca(_as_local(config), context)
+        material = _load_ca(expect_config(config, LocalConfig), context)
         state_dir = context.state_dir
         ca_id = canonical_serial(material.certificate.serial_number)
         try:
