@@ -55,6 +55,21 @@ class Manager:
             return document
 
 
+def available_backend(api: httpx.Client, connector_id: str, what: str) -> dict[str, Any]:
+    """The connector's backend once the manager shows it Available with its CAs (after the inventory)."""
+
+    def found() -> dict[str, Any] | None:
+        for backend in api.get("/backends").json()["items"]:
+            if backend["connector"] == connector_id and backend["status"] == "Available" and backend["cas"]:
+                return dict(backend)
+        return None
+
+    wait_until(lambda: found() is not None, 30, what=f"{what} in the manager")
+    result = found()
+    assert result is not None
+    return result
+
+
 @pytest.fixture
 def manager(tmp_path: Path) -> Iterator[Manager]:
     tls = make_tls(tmp_path / "tls")

@@ -5,12 +5,10 @@ only through the endpoint stored with `backend add` (no AWS environment variable
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 from cryptography import x509
-from tests.e2e.conftest import Manager
+from tests.e2e.conftest import Manager, available_backend
 from tests.e2e.processes import BIN, Process, clean_env, run, wait_until
 from tests.e2e.test_lifecycle import _profile, _verify
 from tests.peers.moto_server import ACCESS_KEY_ID, SECRET_ACCESS_KEY, MotoPeer, moto_peer
@@ -26,19 +24,6 @@ CONNECTOR = str(BIN / "ca-connector")
 @pytest.fixture(scope="session")
 def moto() -> MotoPeer:
     return moto_peer()
-
-
-def _available_backend(api: httpx.Client, connector_id: str) -> dict[str, Any]:
-    def found() -> dict[str, Any] | None:
-        for backend in api.get("/backends").json()["items"]:
-            if backend["connector"] == connector_id and backend["status"] == "Available" and backend["cas"]:
-                return dict(backend)
-        return None
-
-    wait_until(lambda: found() is not None, 30, what="the acmpca backend with its CA in the manager")
-    result = found()
-    assert result is not None
-    return result
 
 
 def test_enroll_and_revoke_through_the_manager(manager: Manager, moto: MotoPeer, tmp_path: Path) -> None:
@@ -59,7 +44,7 @@ def test_enroll_and_revoke_through_the_manager(manager: Manager, moto: MotoPeer,
     agent = Process("aws-agent", [CONNECTOR, "run"], tmp_path / "aws-agent.log", env).start()
     try:
         with manager.api() as api:
-            backend = _available_backend(api, added["id"])
+            backend = available_backend(api, added["id"], "the acmpca backend with its CA")
             assert backend["type"] == "acmpca"
             assert [(ca["ref"], ca["name"], ca["state"]) for ca in backend["cas"]] == [
                 (root.arn, "Moto E2E Root", "active")

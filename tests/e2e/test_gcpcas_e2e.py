@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from cryptography import x509
-from tests.e2e.conftest import Manager
+from tests.e2e.conftest import Manager, available_backend
 from tests.e2e.processes import BIN, Process, clean_env, run, wait_until
 from tests.e2e.test_lifecycle import _verify
 from tests.peers.gcpcas_fake import FakeCAS, gcpcas_peer, service_account_info
@@ -50,20 +50,7 @@ class GoogleSite:
         ).start()
 
     def backend(self, api: httpx.Client) -> dict[str, Any]:
-        def found() -> dict[str, Any] | None:
-            for backend in api.get("/backends").json()["items"]:
-                if (
-                    backend["connector"] == self.connector_id
-                    and backend["status"] == "Available"
-                    and backend["cas"]
-                ):
-                    return dict(backend)
-            return None
-
-        wait_until(lambda: found() is not None, 30, what="the gcpcas backend in the manager")
-        result = found()
-        assert result is not None
-        return result
+        return available_backend(api, self.connector_id, "the gcpcas backend")
 
 
 @pytest.fixture

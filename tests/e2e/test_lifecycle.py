@@ -18,7 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import pkcs7
-from tests.e2e.conftest import Manager
+from tests.e2e.conftest import Manager, available_backend
 from tests.e2e.processes import BIN, Process, clean_env, free_port, run, wait_until
 from tests.support import openssl_csr
 
@@ -119,20 +119,7 @@ class Site:
                        self.env).start()  # fmt: skip
 
     def backend(self, api: httpx.Client) -> dict[str, Any]:
-        def found() -> dict[str, Any] | None:
-            for backend in api.get("/backends").json()["items"]:
-                if (
-                    backend["connector"] == self.connector_id
-                    and backend["status"] == "Available"
-                    and backend["cas"]
-                ):
-                    return dict(backend)
-            return None
-
-        wait_until(lambda: found() is not None, 30, what="the local CA backend in the manager")
-        result = found()
-        assert result is not None
-        return result
+        return available_backend(api, self.connector_id, "the local CA backend")
 
     def issued_at_ca(self) -> int:
         with sqlite3.connect(self.home / "backends" / "LocalCA" / "local-ca.sqlite") as db:
