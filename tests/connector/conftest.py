@@ -4,15 +4,12 @@ HTTPS (trustme), and a fake proxy."""
 from __future__ import annotations
 
 import ssl
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import trustme
 from tests.connector.peers import FakeManager, FakeProxy
-from tests.support import Result
-
-from caconnector.connector.cli import main
 
 
 @pytest.fixture(autouse=True)
@@ -20,24 +17,6 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     # The machine's proxy and CA settings must not change what the connector does (it ignores them).
     for name in ("CA_CONNECTOR_KEY_FILE", "CA_CONNECTOR_HOME"):
         monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-def datadir(tmp_path: Path) -> Path:
-    return tmp_path / "connector-data"
-
-
-@pytest.fixture
-def cli(datadir: Path, capsys: pytest.CaptureFixture[str]) -> Callable[..., Result]:
-    """Run `ca-connector ARGS -datadir D` in this process; capture its exit code and output."""
-
-    def run(*args: str) -> Result:
-        capsys.readouterr()
-        code = main([*args, "-datadir", str(datadir)])
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err)
-
-    return run
 
 
 @pytest.fixture(scope="session")

@@ -50,22 +50,15 @@ def _verify(tmp_path: Path, bundle: bytes, name: str) -> subprocess.CompletedPro
     )  # fmt: skip
 
 
+def _quickstart(datadir: Path) -> subprocess.CompletedProcess[str]:
+    """`ca-manager quickstart -exit -json` on a free port, as scripts/demo runs it."""
+    argv = [str(BIN / "ca-manager"), "quickstart", "-exit", "-json", "-port", str(free_port())]
+    return run([*argv, "-datadir", str(datadir)], clean_env(), timeout=240)
+
+
 def test_quickstart_issues_a_certificate_openssl_verifies(tmp_path: Path) -> None:
     datadir = tmp_path / "quick"
-    done = run(
-        [
-            str(BIN / "ca-manager"),
-            "quickstart",
-            "-exit",
-            "-json",
-            "-port",
-            str(free_port()),
-            "-datadir",
-            str(datadir),
-        ],
-        clean_env(),
-        timeout=240,
-    )
+    done = _quickstart(datadir)
     assert done.returncode == 0, done.stdout + done.stderr
     outcome = json.loads(done.stdout)
     assert outcome["admin"]["username"] == "admin"
@@ -76,20 +69,7 @@ def test_quickstart_issues_a_certificate_openssl_verifies(tmp_path: Path) -> Non
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert Path(outcome["certificate"]["private_key"]).stat().st_mode & 0o077 == 0
     # A second run reuses the connector, the backend and the profile, and issues another certificate.
-    again = run(
-        [
-            str(BIN / "ca-manager"),
-            "quickstart",
-            "-exit",
-            "-json",
-            "-port",
-            str(free_port()),
-            "-datadir",
-            str(datadir),
-        ],
-        clean_env(),
-        timeout=240,
-    )
+    again = _quickstart(datadir)
     assert again.returncode == 0, again.stdout + again.stderr
     assert json.loads(again.stdout)["admin"]["password"] is None
 

@@ -11,26 +11,6 @@ from pathlib import Path
 import pytest
 from tests.support import EXECUTABLE, Result
 
-from caconnector.connector.cli import main
-
-
-@pytest.fixture
-def datadir(tmp_path: Path) -> Path:
-    return tmp_path / "connector-data"
-
-
-@pytest.fixture
-def cli(datadir: Path, capsys: pytest.CaptureFixture[str]) -> Callable[..., Result]:
-    """Run `ca-connector ARGS -datadir D` in this process and capture its exit code and output."""
-
-    def run(*args: str) -> Result:
-        capsys.readouterr()
-        code = main([*args, "-datadir", str(datadir)])
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err)
-
-    return run
-
 
 @pytest.fixture
 def shell(datadir: Path) -> Callable[..., Result]:
