@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -17,18 +18,18 @@ from typing import Any
 
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from caconnector import __version__
+from caconnector import __version__, cliexit
 from caconnector.backends.base import CRLPublisher, EnrollRequest, Issued, RevokeRequest
 from caconnector.backends.configs import BUILTIN_CONFIGS, BackendConfig
-from caconnector.backends.errors import BackendError, ConfigError
+from caconnector.backends.errors import AuthError, BackendError, ConfigError, Transient
 from caconnector.backends.registry import UnknownBackendType, known_types, type_info
 from caconnector.cliparse import Parser, opt
-from caconnector.connector import backend_admin, cli_agent, cli_link, output
+from caconnector.connector import backend_admin, cli_agent, cli_link, cli_secrets, output
 from caconnector.connector.agent import AgentError
-from caconnector.connector.backend_admin import InvalidOptions
+from caconnector.connector.backend_admin import BackendNotFound, InvalidOptions
 from caconnector.connector.cli_common import PROG, CommandError, CommandFailed, UsageError
 from caconnector.connector.journal import JournalError
-from caconnector.connector.link import LinkError
+from caconnector.connector.link import LinkError, ManagerUnreachable, ProxyAuthFailed, Refused
 from caconnector.connector.registration import RegistrationError
 from caconnector.connector.settings import InvalidSetting
 from caconnector.connector.store import ConnectorStore, StoreError, default_datadir
@@ -40,6 +41,7 @@ from caconnector.pki.keys import load_private_key, private_key_pem
 from caconnector.pki.revocation import RevocationReason
 from caconnector.pki.serial import canonical_serial
 
+EXIT_STORED_OFFLINE = 3  # backend add/update: stored, but the check could not reach the CA
 SECRET_MASK = "********"  # noqa: S105  (what is shown instead of a secret)
 __all__ = ["PROG", "CommandError", "UsageError", "build_parser", "main"]
 
@@ -64,14 +66,40 @@ def _common(parser: argparse.ArgumentParser, *, json_flag: bool = True) -> None:
         )
 
 
+NOT_AVAILABLE = "not available in this version"
+
+
+def _available_types() -> dict[str, bool]:
+    """Each known backend type and whether this installation can run it (it has an entry point)."""
+    return {name: info.entry_point is not None for name, info in known_types().items()}
+
+
+def _type_choices() -> str:
+    return ", ".join(
+        name if available else f"{name} ({NOT_AVAILABLE})" for name, available in _available_types().items()
+    )
+
+
 def _type_options_epilog() -> str:
+    available = _available_types()
     lines = ["type options:"]
     for name, model in BUILTIN_CONFIGS.items():
-        lines.append(f"  -type {name}")
+        lines.append(f"  -type {name}" + ("" if available.get(name) else f"  ({NOT_AVAILABLE})"))
         for field_name, field in model.model_fields.items():
             required = "" if not field.is_required() else " (required)"
             lines.append(f"      -{field_name} {model.metavar(field_name)}{required}: {field.description}")
+    secrets = [o for o in cli_secrets.secret_options() if o != cli_secrets.PROXY_PASSWORD]
+    lines += ["", textwrap.fill(cli_secrets.help_text(secrets), width=100)]
+    lines += ["", textwrap.fill(_CHECK_HELP, width=100)]
     return "\n".join(lines)
+
+
+_CHECK_HELP = (
+    "The backend's check (credentials, reachability, CAs) runs before the command ends, unless -nocheck. "
+    "Exit status: 0 stored and Available; 3 stored but Offline (the CA could not be reached; the reason "
+    "is printed, and the agent keeps trying); 1 nothing stored or changed (the CA refused the "
+    "credentials or the options: fix them, or give -nocheck to store them unchecked); 2 a usage error."
+)
 
 
 def _type_option_names() -> list[str]:
@@ -99,20 +127,7 @@ def build_parser() -> Parser:
         dest="backend_command", metavar="SUBCOMMAND", parser_class=Parser
     )
 
-    raw = argparse.RawDescriptionHelpFormatter
-    add = backend_commands.add_parser(
-        "add", help="add a backend", epilog=_type_options_epilog(), formatter_class=raw
-    )
-    update = backend_commands.add_parser(
-        "update", help="change a backend's options", epilog=_type_options_epilog(), formatter_class=raw
-    )
-    for parser in (add, update):
-        _common(parser)
-        opt(parser, "name", required=True, help="the backend's name")
-        if parser is add:
-            opt(parser, "type", required=True, metavar="TYPE", help=f"one of: {', '.join(BUILTIN_CONFIGS)}")
-        for option in _type_option_names():
-            opt(parser, option, metavar="VALUE", default=None, help=argparse.SUPPRESS)
+    _config_commands(backend_commands)
 
     for command, text in (
         ("list", "list the configured backends"),
@@ -185,12 +200,35 @@ def build_parser() -> Parser:
     return root
 
 
+def _config_commands(backend_commands: Any) -> None:
+    """backend add and backend update: the type options, with help derived from the config models."""
+    raw = argparse.RawDescriptionHelpFormatter
+    add = backend_commands.add_parser(
+        "add", help="add a backend", epilog=_type_options_epilog(), formatter_class=raw
+    )
+    update = backend_commands.add_parser(
+        "update", help="change a backend's options", epilog=_type_options_epilog(), formatter_class=raw
+    )
+    for parser in (add, update):
+        _common(parser)
+        opt(parser, "name", required=True, help="the backend's name")
+        if parser is add:
+            opt(parser, "type", required=True, metavar="TYPE", help=f"one of: {_type_choices()}")
+        opt(parser, "nocheck", action="store_true", help="store without checking the backend against its CA")
+        for option in _type_option_names():
+            opt(parser, option, metavar="VALUE", default=None, help=argparse.SUPPRESS)
+
+
 def _proxy_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
     opt(parser, "proxyhost", metavar="H", required=required, help="the proxy's host name or IP address")
     opt(parser, "proxyport", metavar="P", required=required, help="the proxy's port (1-65535)")
     opt(parser, "proxyuser", metavar="U", help="the user name for the proxy (with -proxypassword)")
     opt(
-        parser, "proxypassword", metavar="W", help="the password for the proxy (with -proxyuser; never shown)"
+        parser,
+        "proxypassword",
+        metavar="W",
+        help="the password for the proxy (with -proxyuser; never shown): - reads it from standard input, "
+        "@FILE from a file, @@... is a literal starting with @",
     )
 
 
@@ -331,10 +369,16 @@ def _store(args: argparse.Namespace) -> ConnectorStore:
 
 
 def _read_file(option: str, path: str) -> str:
-    try:
-        data = Path(path).expanduser().read_bytes()
-    except OSError as exc:
-        raise UsageError(f"-{option}: cannot read {path}: {exc.strerror}") from None
+    if path == cli_secrets.STDIN:  # a key piped in, never written to disk in clear
+        data = sys.stdin.buffer.read()
+        if not data.strip():
+            raise UsageError(f"-{option} -: standard input is empty; pipe the file in, or give its path")
+        path = "standard input"
+    else:
+        try:
+            data = Path(path).expanduser().read_bytes()
+        except OSError as exc:
+            raise UsageError(f"-{option}: cannot read {path}: {exc.strerror}") from None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
@@ -352,12 +396,17 @@ def _read_file(option: str, path: str) -> str:
 
 def _type_values(args: argparse.Namespace, model: type[BackendConfig] | None) -> dict[str, Any]:
     values: dict[str, Any] = {}
-    for option in _type_option_names():
+    options = _type_option_names()
+    cli_secrets.check_single_stdin(args, options)
+    secret = set(cli_secrets.secret_options())
+    for option in options:
         value = getattr(args, option, None)
         if value is None:
             continue
         if model is not None and option in model.model_fields and model.is_file(option):
             value = _read_file(option, value)
+        elif option in secret:
+            value = cli_secrets.resolve(option, value)
         values[option] = value
     return values
 
@@ -367,11 +416,26 @@ def cmd_backend_add(args: argparse.Namespace) -> Any:
         model = type_info(args.type).config_model
     except UnknownBackendType as exc:
         raise UsageError(f"-type: {exc}") from None
-    stored = backend_admin.add_backend(_store(args), args.name, args.type, _type_values(args, model))
-    output.log_event(_store(args), "backend added", backend=stored.name, type=stored.type)
-    return _backend_view(stored.name, stored.type, backend_admin.config_of(stored)), (
-        f"backend {stored.name!r} ({stored.type}) added"
-    )
+    store = _store(args)
+    stored = backend_admin.add_backend(store, args.name, args.type, _type_values(args, model))
+    config = backend_admin.config_of(stored)
+    view = _backend_view(stored.name, stored.type, config)
+    text = f"backend {stored.name!r} ({stored.type}) added"
+    if not args.nocheck:
+        opened = backend_admin.open_backend(store, stored.name)
+        outcome = backend_admin.check(opened.backend)
+        if outcome.refused:
+            # Known-bad settings are not kept: a script would otherwise leave a backend that can never
+            # work, and the agent would report it Offline forever. -nocheck stores them regardless.
+            backend_admin.remove_backend(store, stored.name)
+            raise _refused(stored.name, stored.type, outcome, "nothing was stored")
+        _report_check(view, outcome)
+        if outcome.error is not None:
+            output.log_event(store, "backend added", backend=stored.name, type=stored.type, status="Offline")
+            raise _offline(stored.name, stored.type, outcome, view, text)
+        text += f"; Available, {len(view['cas'])} CA(s) found"
+    output.log_event(store, "backend added", backend=stored.name, type=stored.type)
+    return view, text
 
 
 def cmd_backend_update(args: argparse.Namespace) -> Any:
@@ -381,10 +445,50 @@ def cmd_backend_update(args: argparse.Namespace) -> Any:
     values = _type_values(args, model)
     if not values:
         raise UsageError(f"backend update: give at least one option of -type {current.type} to change")
+    outcome = None
+    if not args.nocheck:
+        # Checked before the change is stored, so a mistyped secret never replaces working credentials.
+        outcome = backend_admin.check(backend_admin.open_updated(store, args.name, values).backend)
+        if outcome.refused:
+            raise _refused(args.name, current.type, outcome, "the backend was not changed")
     stored = backend_admin.update_backend(store, args.name, values)
     output.log_event(store, "backend updated", backend=stored.name, fields=sorted(values))
-    return _backend_view(stored.name, stored.type, backend_admin.config_of(stored)), (
-        f"backend {stored.name!r} updated"
+    view = _backend_view(stored.name, stored.type, backend_admin.config_of(stored))
+    text = f"backend {stored.name!r} updated"
+    if outcome is not None:
+        _report_check(view, outcome)
+        if outcome.error is not None:
+            raise _offline(stored.name, stored.type, outcome, view, text)
+    return view, text
+
+
+def _report_check(view: dict[str, Any], outcome: backend_admin.CheckOutcome) -> None:
+    view["status"] = outcome.status.value
+    if outcome.error is not None:
+        view["error"] = outcome.error.message
+    view["cas"] = [_ca_view(ca) for ca in outcome.result.cas] if outcome.result else []
+
+
+def _refused(name: str, type_name: str, outcome: backend_admin.CheckOutcome, what: str) -> CommandError:
+    assert outcome.error is not None  # noqa: S101  (only refused outcomes come here)
+    return CommandError(
+        f"backend {name!r} ({type_name}): the check failed: {outcome.error.message}; {what}. Fix the "
+        "options and run the command again, or give -nocheck to store them without checking",
+        code=_error_code(outcome.error),
+    )
+
+
+def _offline(
+    name: str, type_name: str, outcome: backend_admin.CheckOutcome, view: dict[str, Any], text: str
+) -> CommandFailed:
+    assert outcome.error is not None  # noqa: S101  (only failed outcomes come here)
+    return CommandFailed(
+        f"backend {name!r} ({type_name}) is stored, but Offline: {outcome.error.message}; "
+        f"the agent keeps trying; test it again with: {PROG} backend test -name {name}",
+        view,
+        text,
+        code=_error_code(outcome.error),
+        exit_code=EXIT_STORED_OFFLINE,
     )
 
 
@@ -585,9 +689,20 @@ def _help(parser: Parser, topic: Sequence[str]) -> str:
     return current.format_help()
 
 
-def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911  (one exit code per outcome)
-    parser = build_parser()
+def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
+    return cliexit.quiet_on_closed_stdout(lambda: _main(args_list))
+
+
+def _main(args_list: list[str]) -> int:  # noqa: PLR0911  (one exit code per outcome)
+    json_output = cliexit.json_requested(args_list)
+
+    def fail(message: str, code: str, exit_code: int = 1) -> int:
+        cliexit.report_error(PROG, message, code=code, json_output=json_output)
+        return exit_code
+
+    parser = build_parser()
+    args: argparse.Namespace | None = None
     try:
         args = parser.parse_args(args_list)
         path = tuple(
@@ -606,43 +721,69 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911  (one exit 
             return 0
         handler = HANDLERS.get(path)
         if handler is None:  # a command group without its subcommand: show what it offers
+            if json_output:
+                return fail(
+                    f"{' '.join(path)}: give a subcommand (see: {PROG} help {' '.join(path)})", "usage", 2
+                )
             sys.stderr.write(_help(parser, path))
             return 2
         view, text = handler(args)
     except (UsageError, InvalidSetting) as exc:
-        message = str(exc)
-        print(message if message.startswith(PROG) else f"{PROG}: {message}", file=sys.stderr)
-        return 2
+        return fail(str(exc), cliexit.USAGE, 2)
     except InvalidOptions as exc:
-        for problem in exc.problems:
-            print(f"{PROG}: backend {getattr(args, 'name', '?')!r}: {problem}", file=sys.stderr)
+        _report_invalid_options(exc, getattr(args, "name", "?"), json_output)
         return 2
     except CommandFailed as exc:
-        _print_result(args, exc.view, exc.text)
-        print(f"{PROG}: {exc}", file=sys.stderr)
-        return 1
-    except (
-        CommandError,
-        BackendError,
-        StoreError,
-        ConfigError,
-        RegistrationError,
-        AgentError,
-        JournalError,
-    ) as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
-        return 1
+        _report_failed(exc, json_output)
+        return exc.exit_code
+    except CommandError as exc:
+        return fail(str(exc), exc.code)
+    except (BackendError, StoreError, RegistrationError, AgentError, JournalError) as exc:
+        return fail(str(exc), _error_code(exc))
     except LinkError as exc:
-        print(f"{PROG}: {exc.message}", file=sys.stderr)
-        return 1
+        return fail(exc.message, _error_code(exc))
     except KeyboardInterrupt:
         return 130
-    _print_result(args, view, text)
+    _print_result(json_output, view, text)
     return 0
 
 
-def _print_result(args: argparse.Namespace, view: Any, text: str) -> None:
-    if getattr(args, "json", False):
+def _report_invalid_options(exc: InvalidOptions, name: str, json_output: bool) -> None:
+    lines = [f"{PROG}: backend {name!r}: {problem}" for problem in exc.problems]
+    if json_output:
+        message = "; ".join(line.removeprefix(f"{PROG}: ") for line in lines)
+        print(json.dumps({"error": {"code": cliexit.USAGE, "message": message}}, indent=2))
+    print("\n".join(lines), file=sys.stderr)
+
+
+def _report_failed(exc: CommandFailed, json_output: bool) -> None:
+    if json_output:
+        # One document: the result (the steps of test-connection, the stored backend) and the error.
+        print(
+            json.dumps({**exc.view, "error": {"code": exc.code, "message": str(exc)}}, indent=2, default=str)
+        )
+    else:
+        _print_result(json_output, exc.view, exc.text)
+    print(f"{PROG}: {exc}", file=sys.stderr)
+
+
+def _error_code(exc: Exception) -> str:
+    """The machine name of an error for the -json error document."""
+    if isinstance(exc, BackendNotFound):
+        return cliexit.NOT_FOUND
+    if isinstance(exc, AuthError | ProxyAuthFailed) or (
+        isinstance(exc, Refused) and exc.status in (401, 403)
+    ):
+        return cliexit.AUTH
+    if isinstance(exc, Transient | ManagerUnreachable):
+        return cliexit.UNREACHABLE
+    if isinstance(exc, ConfigError | StoreError):
+        return cliexit.CONFIG
+    return cliexit.FAILED
+
+
+def _print_result(json_output: bool, view: Any, text: str) -> None:
+    if json_output:
         print(json.dumps(view, indent=2, default=str))
     elif text:
         print(text)

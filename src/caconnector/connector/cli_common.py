@@ -18,10 +18,13 @@ PROG = "ca-connector"
 class CommandFailed(CommandError):
     """A command that failed but still has a result to print (the steps of test-connection)."""
 
-    def __init__(self, message: str, view: Any, text: str) -> None:
-        super().__init__(message)
+    def __init__(
+        self, message: str, view: Any, text: str, *, code: str = "failed", exit_code: int = 1
+    ) -> None:
+        super().__init__(message, code=code)
         self.view = view
         self.text = text
+        self.exit_code = exit_code
 
 
 def datadir_of(args: argparse.Namespace) -> Path:
