@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NoReturn
 
 _OPTION_LIKE = re.compile(r"-[^\d.]")  # what argparse takes for an option rather than a value like -1
@@ -34,6 +34,26 @@ class Parser(argparse.ArgumentParser):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
+        self._setup: Callable[[Parser], None] | None = None
+
+    def defer(self, setup: Callable[[Parser], None]) -> None:
+        """Declare this command's options only when it is parsed or its help shown: options derived
+        from modules that are slow to import (the backends' config models) then cost nothing to the
+        other commands and to `-h`."""
+        self._setup = setup
+
+    def _ready(self) -> None:
+        setup, self._setup = self._setup, None
+        if setup is not None:
+            setup(self)
+
+    def format_help(self) -> str:
+        self._ready()
+        return super().format_help()
+
+    def format_usage(self) -> str:
+        self._ready()
+        return super().format_usage()
 
     def error(self, message: str) -> NoReturn:
         program, *command = self.prog.split()
@@ -46,6 +66,7 @@ class Parser(argparse.ArgumentParser):
 
     def _all_option_strings(self) -> Iterator[str]:
         """Every option of this parser and of the commands below it: what a typo may have meant."""
+        self._ready()
         yield from self._option_string_actions
         for action in self._actions:
             if isinstance(action, argparse._SubParsersAction):
@@ -88,6 +109,7 @@ class Parser(argparse.ArgumentParser):
     def parse_known_args(  # type: ignore[override]
         self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
     ) -> tuple[argparse.Namespace, list[str]]:
+        self._ready()
         # argparse reports a missing required option before an unknown one, so a typo (`-nam`) would
         # read "-name is required"; name the typo first. Only a command's own parser knows its options.
         if args is not None:

@@ -27,7 +27,8 @@ PROXY_PASSWORD = "proxypassword"  # noqa: S105  (an option name, not a password)
 HELP = (
     "secret options ({options}) take the value as written, '-' to read it from standard input (one "
     "line; one option per command), or @FILE to read it from a file; write a value that starts with @ "
-    "as @@... (or give it on standard input)"
+    "as @@... (or give it on standard input). File options ({files}) take a path, or '-' to read the "
+    "file from standard input"
 )
 
 
@@ -35,13 +36,25 @@ def secret_options() -> list[str]:
     """Every option name a backend type marks secret, in declaration order, then the proxy password."""
     names: dict[str, None] = {}
     for model in BUILTIN_CONFIGS.values():
-        names.update(dict.fromkeys(f for f in model.model_fields if model.is_secret(f)))
+        # File options (-key, -cakey) take a path, or - for standard input; the file is the secret.
+        names.update(
+            dict.fromkeys(f for f in model.model_fields if model.is_secret(f) and not model.is_file(f))
+        )
     names[PROXY_PASSWORD] = None
     return list(names)
 
 
+def file_options() -> list[str]:
+    names: dict[str, None] = {}
+    for model in BUILTIN_CONFIGS.values():
+        names.update(dict.fromkeys(f for f in model.model_fields if model.is_file(f)))
+    return list(names)
+
+
 def help_text(options: Iterable[str]) -> str:
-    return HELP.format(options=" ".join(f"-{o}" for o in options))
+    return HELP.format(
+        options=" ".join(f"-{o}" for o in options), files=" ".join(f"-{o}" for o in file_options())
+    )
 
 
 def check_single_stdin(args: argparse.Namespace, options: Iterable[str]) -> None:
