@@ -82,10 +82,10 @@ class Parser(argparse.ArgumentParser):
         if self._subparsers is not None and name in known:
             self.error(f"{name} goes after the command ({self.prog} COMMAND ... {name})")
         close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        if close and self._subparsers is not None:
+            self.error(f"unknown option {name}; did you mean {close[0]}?")
         if close:
-            if self._subparsers is not None:
-                message = f"unknown option {name}"
-            self.error(f"{message}; did you mean {close[0]}?")
+            self.error(f"{message} (did you mean {close[0]}?)")
         self.error(message)
 
     def _options_before_command(self, args: Sequence[str]) -> list[str]:
