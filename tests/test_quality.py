@@ -15,11 +15,12 @@ PACKAGE = ROOT / "src" / "caconnector"
 # Which of our packages each package may import (architecture.md section 2).
 ALLOWED = {
     "cliparse": set(),
+    "cliexit": set(),
     "pki": set(),
     "protocol": {"pki"},
     "backends": {"pki", "protocol"},
-    "connector": {"pki", "protocol", "backends", "cliparse"},
-    "manager": {"pki", "protocol", "cliparse"},
+    "connector": {"pki", "protocol", "backends", "cliparse", "cliexit"},
+    "manager": {"pki", "protocol", "cliparse", "cliexit"},
 }
 # The manager must never see a CA SDK either.
 SDK_MODULES = {"boto3", "botocore", "google", "impacket", "certsrv", "acme", "josepy"}

@@ -168,10 +168,11 @@ def test_reference_sample_commands_are_stored_or_said_not_available(
     available = {name for name, info in known_types().items() if info.entry_point is not None}
     stored = []
     for sample in samples:
-        result = shell("backend", "add", *sample)
+        # -nocheck: the samples' credentials are examples, and this host may not reach the real CAs.
+        result = shell("backend", "add", *sample, "-nocheck")
         name, backend_type = sample[1], sample[3]
         if backend_type in available:
-            # `backend add` validates and stores without reaching the CA (`backend test` does that).
+            # `backend add -nocheck` validates and stores without reaching the CA.
             assert result.code == 0, (sample, result.err)
             stored.append({"name": name, "type": backend_type})
         else:

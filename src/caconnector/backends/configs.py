@@ -373,3 +373,11 @@ BUILTIN_CONFIGS: dict[str, type[BackendConfig]] = {
         AcmeConfig,
     )
 }
+
+
+def option_names() -> list[str]:
+    """Every option name of every built-in type, in declaration order: what `backend add` accepts."""
+    names: dict[str, None] = {}
+    for model in BUILTIN_CONFIGS.values():
+        names.update(dict.fromkeys(model.model_fields))
+    return list(names)

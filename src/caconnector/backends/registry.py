@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
-from caconnector.backends.base import BackendType
-from caconnector.backends.configs import BUILTIN_CONFIGS, BackendConfig
 from caconnector.backends.errors import ConfigError, NotSupported
+from caconnector.backends.names import BUILTIN_TYPES
+
+if TYPE_CHECKING:
+    from caconnector.backends.base import BackendType
+    from caconnector.backends.configs import BackendConfig
 
 ENTRY_POINT_GROUP = "caconnector.backends"
 
@@ -45,8 +48,17 @@ def _entry_points() -> dict[str, EntryPoint]:
     return found
 
 
+def availability() -> dict[str, bool]:
+    """Every backend type name this installation knows and whether it can run here (has an entry point),
+    without loading any config model or implementation."""
+    points = _entry_points()
+    return {**{name: name in points for name in BUILTIN_TYPES}, **dict.fromkeys(points, True)}
+
+
 def known_types() -> dict[str, BackendTypeInfo]:
     """Every backend type name this installation knows, built-in or from a plug-in distribution."""
+    from caconnector.backends.configs import BUILTIN_CONFIGS  # noqa: PLC0415  (pydantic: only when needed)
+
     points = _entry_points()
     infos = {name: BackendTypeInfo(name, model, points.get(name)) for name, model in BUILTIN_CONFIGS.items()}
     for name, ep in points.items():
@@ -83,4 +95,4 @@ def _load(ep: EntryPoint) -> BackendType:
             f"backend type {ep.name!r} needs optional dependencies that are not installed ({exc.name}); "
             f"install them with: pip install 'caconnector[{ep.name}]'"
         ) from None
-    return cast(BackendType, factory() if isinstance(factory, type) else factory)
+    return cast("BackendType", factory() if isinstance(factory, type) else factory)

@@ -11,9 +11,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from caconnector.backends.base import Backend, BackendContext
+from caconnector.backends.base import Backend, BackendContext, BackendStatus, CheckResult
 from caconnector.backends.configs import BackendConfig
-from caconnector.backends.errors import ConfigError
+from caconnector.backends.errors import AuthError, BackendError, ConfigError
 from caconnector.backends.registry import load_type, type_info
 from caconnector.connector.store import ConnectorStore, StoredBackend
 
@@ -109,31 +109,67 @@ def config_of(stored: StoredBackend) -> BackendConfig:
         ) from None
 
 
+def _merged_config(current: StoredBackend, values: dict[str, Any]) -> BackendConfig:
+    """The config `backend update` would store: the current one with `values` changed, validated."""
+    model = type_info(current.type).config_model
+    merged = {**current.options, **current.secrets}
+    fixed = [
+        f
+        for f, v in values.items()
+        if f in model.model_fields and model.is_immutable(f) and merged.get(f) != v
+    ]
+    if fixed:
+        raise InvalidOptions(
+            current.name,
+            [f"-{f} cannot be changed after backend add; remove the backend and add it again" for f in fixed],
+        )
+    return validate_config(current.name, current.type, {**merged, **values})
+
+
+def open_updated(store: ConnectorStore, name: str, values: dict[str, Any]) -> OpenedBackend:
+    """The backend as `backend update` would leave it, opened but not stored, so it can be checked
+    before the working configuration is replaced."""
+    current = get_backend(store, name)
+    config = _merged_config(current, values)
+    backend = load_type(current.type).open(config, _context(store, name))
+    return OpenedBackend(current, config, backend)
+
+
 def update_backend(store: ConnectorStore, name: str, values: dict[str, Any]) -> StoredBackend:
     with store.transaction() as txn:
         current = txn.backends.get(name)
         if current is None:
             raise BackendNotFound(_not_found(name, list(txn.backends)))
-        model = type_info(current.type).config_model
-        merged = {**current.options, **current.secrets}
-        fixed = [
-            f
-            for f, v in values.items()
-            if f in model.model_fields and model.is_immutable(f) and merged.get(f) != v
-        ]
-        if fixed:
-            raise InvalidOptions(
-                name,
-                [
-                    f"-{f} cannot be changed after backend add; remove the backend and add it again"
-                    for f in fixed
-                ],
-            )
-        config = validate_config(name, current.type, {**merged, **values})
+        config = _merged_config(current, values)
         load_type(current.type)
         stored = _stored(name, config)
         txn.put_backend(stored)
     return stored
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    """What `check()` said: the result when Available, the typed error when not."""
+
+    result: CheckResult | None
+    error: BackendError | None
+
+    @property
+    def status(self) -> BackendStatus:
+        return BackendStatus.AVAILABLE if self.error is None else BackendStatus.OFFLINE
+
+    @property
+    def refused(self) -> bool:
+        """The CA refused the credentials or the configuration: retrying the same settings cannot help
+        (unlike a CA that is unreachable or busy now)."""
+        return isinstance(self.error, AuthError | ConfigError)
+
+
+def check(backend: Backend) -> CheckOutcome:
+    try:
+        return CheckOutcome(backend.check(), None)
+    except BackendError as exc:
+        return CheckOutcome(None, exc)
 
 
 def remove_backend(store: ConnectorStore, name: str) -> None:

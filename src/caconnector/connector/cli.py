@@ -8,39 +8,30 @@ Every command that prints a result takes `-json` and then prints exactly one JSO
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
-import uuid
+import textwrap
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives.serialization import Encoding
-
-from caconnector import __version__
-from caconnector.backends.base import CRLPublisher, EnrollRequest, Issued, RevokeRequest
-from caconnector.backends.configs import BUILTIN_CONFIGS, BackendConfig
-from caconnector.backends.errors import BackendError, ConfigError
-from caconnector.backends.registry import UnknownBackendType, known_types, type_info
+from caconnector import __version__, cliexit
 from caconnector.cliparse import Parser, opt
-from caconnector.connector import backend_admin, cli_agent, cli_link, output
-from caconnector.connector.agent import AgentError
-from caconnector.connector.backend_admin import InvalidOptions
-from caconnector.connector.cli_common import PROG, CommandError, CommandFailed, UsageError
-from caconnector.connector.journal import JournalError
-from caconnector.connector.link import LinkError
-from caconnector.connector.registration import RegistrationError
-from caconnector.connector.settings import InvalidSetting
-from caconnector.connector.store import ConnectorStore, StoreError, default_datadir
-from caconnector.pki.chain import load_certificates
-from caconnector.pki.csr import describe_csr, load_csr
-from caconnector.pki.errors import PKIError
-from caconnector.pki.formats import OutputFormat, encode_certificate
-from caconnector.pki.keys import load_private_key, private_key_pem
-from caconnector.pki.revocation import RevocationReason
+from caconnector.connector.cli_common import (
+    COMMAND_ERRORS,
+    PROG,
+    USAGE_ERRORS,
+    CommandError,
+    CommandFailed,
+    UsageError,
+    error_code,
+    is_one_of,
+)
 from caconnector.pki.serial import canonical_serial
 
-SECRET_MASK = "********"  # noqa: S105  (what is shown instead of a secret)
+# Only what `-h` and the parser need is imported above; each command's module is imported when it runs
+# (backends, pydantic, httpx and the CA SDKs take longer to import than most commands take to run).
+
 __all__ = ["PROG", "CommandError", "UsageError", "build_parser", "main"]
 
 
@@ -64,21 +55,45 @@ def _common(parser: argparse.ArgumentParser, *, json_flag: bool = True) -> None:
         )
 
 
+NOT_AVAILABLE = "not available in this version"
+
+
+def _available_types() -> dict[str, bool]:
+    """Each known backend type and whether this installation can run it (it has an entry point)."""
+    from caconnector.backends.registry import availability  # noqa: PLC0415  (lazy: fast -h)
+
+    return availability()
+
+
+def _type_choices() -> str:
+    return ", ".join(
+        name if available else f"{name} ({NOT_AVAILABLE})" for name, available in _available_types().items()
+    )
+
+
 def _type_options_epilog() -> str:
+    from caconnector.backends.configs import BUILTIN_CONFIGS  # noqa: PLC0415  (lazy: fast -h)
+    from caconnector.connector import cli_secrets  # noqa: PLC0415  (lazy: fast -h)
+
+    available = _available_types()
     lines = ["type options:"]
     for name, model in BUILTIN_CONFIGS.items():
-        lines.append(f"  -type {name}")
+        lines.append(f"  -type {name}" + ("" if available.get(name) else f"  ({NOT_AVAILABLE})"))
         for field_name, field in model.model_fields.items():
             required = "" if not field.is_required() else " (required)"
             lines.append(f"      -{field_name} {model.metavar(field_name)}{required}: {field.description}")
+    secrets = [o for o in cli_secrets.secret_options() if o != cli_secrets.PROXY_PASSWORD]
+    lines += ["", textwrap.fill(cli_secrets.help_text(secrets), width=100)]
+    lines += ["", textwrap.fill(_CHECK_HELP, width=100)]
     return "\n".join(lines)
 
 
-def _type_option_names() -> list[str]:
-    names: dict[str, None] = {}
-    for model in BUILTIN_CONFIGS.values():
-        names.update(dict.fromkeys(model.model_fields))
-    return list(names)
+_CHECK_HELP = (
+    "The backend's check (credentials, reachability, CAs) runs before the command ends, unless -nocheck. "
+    "Exit status: 0 stored and Available; 3 stored but Offline (the CA could not be reached; the reason "
+    "is printed, and the agent keeps trying); 1 nothing stored or changed (the CA refused the "
+    "credentials or the options: fix them, or give -nocheck to store them unchecked); 2 a usage error."
+)
 
 
 def build_parser() -> Parser:
@@ -99,20 +114,7 @@ def build_parser() -> Parser:
         dest="backend_command", metavar="SUBCOMMAND", parser_class=Parser
     )
 
-    raw = argparse.RawDescriptionHelpFormatter
-    add = backend_commands.add_parser(
-        "add", help="add a backend", epilog=_type_options_epilog(), formatter_class=raw
-    )
-    update = backend_commands.add_parser(
-        "update", help="change a backend's options", epilog=_type_options_epilog(), formatter_class=raw
-    )
-    for parser in (add, update):
-        _common(parser)
-        opt(parser, "name", required=True, help="the backend's name")
-        if parser is add:
-            opt(parser, "type", required=True, metavar="TYPE", help=f"one of: {', '.join(BUILTIN_CONFIGS)}")
-        for option in _type_option_names():
-            opt(parser, option, metavar="VALUE", default=None, help=argparse.SUPPRESS)
+    _config_commands(backend_commands)
 
     for command, text in (
         ("list", "list the configured backends"),
@@ -145,18 +147,7 @@ def build_parser() -> Parser:
     )
 
     revoke = backend_commands.add_parser("revoke", help="revoke a certificate by serial number")
-    _common(revoke)
-    opt(revoke, "name", required=True, help="the backend's name")
-    opt(revoke, "serial", required=True, metavar="HEX", type=_serial, help="the serial number in hex")
-    opt(
-        revoke,
-        "reason",
-        metavar="R",
-        type=_reason,
-        default=RevocationReason.UNSPECIFIED,
-        help=f"an RFC 5280 reason: {', '.join(r.value for r in RevocationReason)}",
-    )
-    opt(revoke, "ca", metavar="ID", help="the CA that issued it")
+    revoke.defer(_revoke_options)
 
     crl = backend_commands.add_parser("crl", help="write the CRL of a backend that publishes one (local)")
     _common(crl)
@@ -185,12 +176,55 @@ def build_parser() -> Parser:
     return root
 
 
+def _config_commands(backend_commands: Any) -> None:
+    """backend add and backend update: the type options, with help derived from the config models."""
+    add = backend_commands.add_parser("add", help="add a backend")
+    update = backend_commands.add_parser("update", help="change a backend's options")
+    add.defer(_config_options)
+    update.defer(_config_options)
+
+
+def _config_options(parser: Parser) -> None:
+    from caconnector.backends.configs import option_names  # noqa: PLC0415  (lazy: fast -h)
+
+    parser.epilog = _type_options_epilog()
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    _common(parser)
+    opt(parser, "name", required=True, help="the backend's name")
+    if parser.prog.endswith(" add"):
+        opt(parser, "type", required=True, metavar="TYPE", help=f"one of: {_type_choices()}")
+    opt(parser, "nocheck", action="store_true", help="store without checking the backend against its CA")
+    for option in option_names():
+        opt(parser, option, metavar="VALUE", default=None, help=argparse.SUPPRESS)
+
+
+def _revoke_options(revoke: Parser) -> None:
+    from caconnector.pki.revocation import RevocationReason  # noqa: PLC0415  (lazy: fast -h)
+
+    _common(revoke)
+    opt(revoke, "name", required=True, help="the backend's name")
+    opt(revoke, "serial", required=True, metavar="HEX", type=_serial, help="the serial number in hex")
+    opt(
+        revoke,
+        "reason",
+        metavar="R",
+        type=_reason,
+        default=RevocationReason.UNSPECIFIED,
+        help=f"an RFC 5280 reason: {', '.join(r.value for r in RevocationReason)}",
+    )
+    opt(revoke, "ca", metavar="ID", help="the CA that issued it")
+
+
 def _proxy_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
     opt(parser, "proxyhost", metavar="H", required=required, help="the proxy's host name or IP address")
     opt(parser, "proxyport", metavar="P", required=required, help="the proxy's port (1-65535)")
     opt(parser, "proxyuser", metavar="U", help="the user name for the proxy (with -proxypassword)")
     opt(
-        parser, "proxypassword", metavar="W", help="the password for the proxy (with -proxyuser; never shown)"
+        parser,
+        "proxypassword",
+        metavar="W",
+        help="the password for the proxy (with -proxyuser; never shown): - reads it from standard input, "
+        "@FILE from a file, @@... is a literal starting with @",
     )
 
 
@@ -315,264 +349,63 @@ def _serial(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _reason(text: str) -> RevocationReason:
+def _reason(text: str) -> Any:
+    from caconnector.pki.revocation import RevocationReason  # noqa: PLC0415  (lazy: fast -h)
+
     try:
         return RevocationReason.parse(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-# ---- commands ---------------------------------------------------------------------------------------
+# ---- dispatch ---------------------------------------------------------------------------------------
 
-
-def _store(args: argparse.Namespace) -> ConnectorStore:
-    datadir = getattr(args, "datadir", None)
-    return ConnectorStore(Path(datadir).expanduser() if datadir else default_datadir())
-
-
-def _read_file(option: str, path: str) -> str:
-    try:
-        data = Path(path).expanduser().read_bytes()
-    except OSError as exc:
-        raise UsageError(f"-{option}: cannot read {path}: {exc.strerror}") from None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        pass
-    # A binary file is a DER certificate or key (Windows exports .cer and .pkcs8 so): store it as PEM.
-    try:
-        return b"".join(c.public_bytes(Encoding.PEM) for c in load_certificates(data)).decode()
-    except PKIError:
-        pass
-    try:
-        return private_key_pem(load_private_key(data)).decode()
-    except PKIError:
-        raise UsageError(f"-{option}: {path} is neither text nor a DER certificate or private key") from None
-
-
-def _type_values(args: argparse.Namespace, model: type[BackendConfig] | None) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    for option in _type_option_names():
-        value = getattr(args, option, None)
-        if value is None:
-            continue
-        if model is not None and option in model.model_fields and model.is_file(option):
-            value = _read_file(option, value)
-        values[option] = value
-    return values
-
-
-def cmd_backend_add(args: argparse.Namespace) -> Any:
-    try:
-        model = type_info(args.type).config_model
-    except UnknownBackendType as exc:
-        raise UsageError(f"-type: {exc}") from None
-    stored = backend_admin.add_backend(_store(args), args.name, args.type, _type_values(args, model))
-    output.log_event(_store(args), "backend added", backend=stored.name, type=stored.type)
-    return _backend_view(stored.name, stored.type, backend_admin.config_of(stored)), (
-        f"backend {stored.name!r} ({stored.type}) added"
-    )
-
-
-def cmd_backend_update(args: argparse.Namespace) -> Any:
-    store = _store(args)
-    current = backend_admin.get_backend(store, args.name)
-    model = type_info(current.type).config_model
-    values = _type_values(args, model)
-    if not values:
-        raise UsageError(f"backend update: give at least one option of -type {current.type} to change")
-    stored = backend_admin.update_backend(store, args.name, values)
-    output.log_event(store, "backend updated", backend=stored.name, fields=sorted(values))
-    return _backend_view(stored.name, stored.type, backend_admin.config_of(stored)), (
-        f"backend {stored.name!r} updated"
-    )
-
-
-def cmd_backend_list(args: argparse.Namespace) -> Any:
-    backends = _store(args).read().backends
-    rows = [{"name": b.name, "type": b.type} for b in backends.values()]
-    text = (
-        output.table(["NAME", "TYPE"], [[r["name"], r["type"]] for r in rows])
-        if rows
-        else ("no backend is configured; add one with: ca-connector backend add -name NAME -type TYPE ...")
-    )
-    return rows, text
-
-
-def cmd_backend_show(args: argparse.Namespace) -> Any:
-    opened = backend_admin.open_backend(_store(args), args.name)
-    view = _backend_view(opened.stored.name, opened.stored.type, opened.config)
-    view.update(_check_view(opened.backend))
-    return view, output.describe(view)
-
-
-def cmd_backend_test(args: argparse.Namespace) -> Any:
-    opened = backend_admin.open_backend(_store(args), args.name)
-    view = {"name": opened.stored.name, "type": opened.stored.type, **_check_view(opened.backend)}
-    if view["status"] != "Available":
-        raise CommandError(f"backend {args.name!r} ({opened.stored.type}) is Offline: {view['error']}")
-    return view, output.describe(view)
-
-
-def cmd_backend_cas(args: argparse.Namespace) -> Any:
-    opened = backend_admin.open_backend(_store(args), args.name)
-    cas = [_ca_view(ca) for ca in opened.backend.check().cas]
-    text = output.table(
-        ["ID", "NAME", "KEY", "NOT AFTER", "STATE"],
-        [[c["id"], c["name"], c["key_type"], c["not_after"] or "", c["state"]] for c in cas],
-    )
-    return cas, text
-
-
-def cmd_backend_enroll(args: argparse.Namespace) -> Any:
-    csr_path = Path(args.csr).expanduser()
-    try:
-        data = csr_path.read_bytes()
-    except OSError as exc:
-        raise UsageError(f"-csr: cannot read {args.csr}: {exc.strerror}") from None
-    try:
-        csr = load_csr(data)
-        describe_csr(csr)
-    except PKIError as exc:
-        raise CommandError(f"{args.csr}: {exc}") from None
-    opened = backend_admin.open_backend(_store(args), args.name)
-    request = EnrollRequest(
-        csr=csr, request_id=f"cli-{uuid.uuid4()}", ca=args.ca, template=args.template, validity_days=args.days
-    )
-    result = opened.backend.enroll(request)
-    if not isinstance(result, Issued):
-        view = {"status": "Pending", "order_ref": result.order_ref, "reason": result.reason}
-        return view, f"pending: {result.reason} (order {result.order_ref})"
-    pem = encode_certificate(result.certificate, result.chain, OutputFormat.PEM_CHAIN)
-    view = {
-        "status": "Issued",
-        "serial": canonical_serial(result.certificate.serial_number),
-        "subject": result.certificate.subject.rfc4514_string(),
-        "not_after": result.certificate.not_valid_after_utc.isoformat(),
-        "certificate": encode_certificate(result.certificate, (), OutputFormat.PEM).decode(),
-        "chain": encode_certificate(result.certificate, result.chain, OutputFormat.CHAIN).decode(),
-    }
-    output.log_event(_store(args), "certificate issued", backend=args.name, serial=view["serial"])
-    if args.out:
-        output.write_atomic(Path(args.out).expanduser(), pem)
-        return view, f"issued serial {view['serial']} for {view['subject']}, written to {args.out}"
-    return view, pem.decode().rstrip("\n")
-
-
-def cmd_backend_revoke(args: argparse.Namespace) -> Any:
-    opened = backend_admin.open_backend(_store(args), args.name)
-    opened.backend.revoke(RevokeRequest(serial=args.serial, reason=args.reason, ca=args.ca))
-    output.log_event(
-        _store(args), "certificate revoked", backend=args.name, serial=args.serial, reason=args.reason.value
-    )
-    view = {"serial": args.serial, "reason": args.reason.value, "status": "Revoked"}
-    return view, f"revoked serial {args.serial} ({args.reason.value})"
-
-
-def cmd_backend_crl(args: argparse.Namespace) -> Any:
-    opened = backend_admin.open_backend(_store(args), args.name)
-    if not isinstance(opened.backend, CRLPublisher):
-        raise CommandError(f"backend {args.name!r} ({opened.stored.type}) does not publish a CRL")
-    crl = opened.backend.crl(args.ca)
-    view = {"revoked": len(list(crl)), "next_update": str(crl.next_update_utc)}
-    if args.out:
-        output.write_atomic(Path(args.out).expanduser(), crl.public_bytes(Encoding.DER))
-        return view, f"CRL with {view['revoked']} revoked certificate(s) written to {args.out}"
-    return view, crl.public_bytes(Encoding.PEM).decode().rstrip("\n")
-
-
-def cmd_backend_remove(args: argparse.Namespace) -> Any:
-    store = _store(args)
-    backend_admin.remove_backend(store, args.name)
-    output.log_event(store, "backend removed", backend=args.name)
-    return {"name": args.name, "removed": True}, f"backend {args.name!r} removed"
-
-
-def cmd_msca_enroll_agent_cert(args: argparse.Namespace) -> Any:
-    # Until the msca backend lands no msca backend can exist; say why rather than "no such backend".
-    backend_admin.get_backend(_store(args), args.name)
-    raise CommandError("backend type 'msca' is not available in this version of ca-connector")
+# Each command's handler as module:function, imported when the command runs.
+HANDLERS: dict[tuple[str, ...], str] = {
+    ("version",): "cli:cmd_version",
+    ("backend", "add"): "cli_backend:cmd_backend_add",
+    ("backend", "update"): "cli_backend:cmd_backend_update",
+    ("backend", "list"): "cli_backend:cmd_backend_list",
+    ("backend", "show"): "cli_backend:cmd_backend_show",
+    ("backend", "remove"): "cli_backend:cmd_backend_remove",
+    ("backend", "test"): "cli_backend:cmd_backend_test",
+    ("backend", "cas"): "cli_backend:cmd_backend_cas",
+    ("backend", "enroll"): "cli_backend:cmd_backend_enroll",
+    ("backend", "revoke"): "cli_backend:cmd_backend_revoke",
+    ("backend", "crl"): "cli_backend:cmd_backend_crl",
+    ("backend", "msca", "enroll-agent-cert"): "cli_backend:cmd_msca_enroll_agent_cert",
+    ("install",): "cli_link:cmd_install",
+    ("register",): "cli_link:cmd_register",
+    ("proxy", "set"): "cli_link:cmd_proxy_set",
+    ("proxy", "clear"): "cli_link:cmd_proxy_clear",
+    ("proxy", "show"): "cli_link:cmd_proxy_show",
+    ("test-connection",): "cli_link:cmd_test_connection",
+    ("run",): "cli_agent:cmd_run",
+    ("status",): "cli_agent:cmd_status",
+    ("service", "install"): "cli_agent:cmd_service",
+    ("service", "uninstall"): "cli_agent:cmd_service",
+    ("service", "start"): "cli_agent:cmd_service",
+    ("service", "stop"): "cli_agent:cmd_service",
+    ("service", "restart"): "cli_agent:cmd_service",
+    ("service", "status"): "cli_agent:cmd_service",
+    ("uninstall",): "cli_agent:cmd_uninstall",
+}
 
 
 def cmd_version(args: argparse.Namespace) -> Any:
-    types = known_types()
-    view = {"version": __version__, "backend_types": {n: i.entry_point is not None for n, i in types.items()}}
+    view = {"version": __version__, "backend_types": _available_types()}
     return view, f"{PROG} {__version__}"
 
 
-# ---- views ------------------------------------------------------------------------------------------
-
-
-def _backend_view(name: str, type_name: str, config: BackendConfig) -> dict[str, Any]:
-    settings: dict[str, Any] = {}
-    for field in type(config).model_fields:
-        value = getattr(config, field)
-        if value is None:
-            continue
-        if config.is_secret(field):
-            settings[field] = SECRET_MASK
-        elif config.is_file(field):
-            settings[field] = "(stored)"
-        else:
-            settings[field] = value
-    return {"name": name, "type": type_name, "settings": settings}
-
-
-def _ca_view(ca: Any) -> dict[str, Any]:
-    return {
-        "id": ca.id,
-        "name": ca.name,
-        "subject": ca.subject,
-        "key_type": ca.key_type,
-        "serial": ca.serial,
-        "not_after": ca.not_after.isoformat() if ca.not_after else None,
-        "state": ca.state,
-    }
-
-
-def _check_view(backend: Any) -> dict[str, Any]:
-    try:
-        result = backend.check()
-    except BackendError as exc:
-        return {"status": "Offline", "error": exc.message, "cas": []}
-    return {
-        "status": "Available",
-        "cas": [_ca_view(ca) for ca in result.cas],
-        "templates": list(result.templates),
-    }
-
-
-# ---- dispatch ---------------------------------------------------------------------------------------
-
-HANDLERS: dict[tuple[str, ...], Callable[[argparse.Namespace], Any]] = {
-    ("version",): cmd_version,
-    ("backend", "add"): cmd_backend_add,
-    ("backend", "update"): cmd_backend_update,
-    ("backend", "list"): cmd_backend_list,
-    ("backend", "show"): cmd_backend_show,
-    ("backend", "remove"): cmd_backend_remove,
-    ("backend", "test"): cmd_backend_test,
-    ("backend", "cas"): cmd_backend_cas,
-    ("backend", "enroll"): cmd_backend_enroll,
-    ("backend", "revoke"): cmd_backend_revoke,
-    ("backend", "crl"): cmd_backend_crl,
-    ("backend", "msca", "enroll-agent-cert"): cmd_msca_enroll_agent_cert,
-    ("install",): cli_link.cmd_install,
-    ("register",): cli_link.cmd_register,
-    ("proxy", "set"): cli_link.cmd_proxy_set,
-    ("proxy", "clear"): cli_link.cmd_proxy_clear,
-    ("proxy", "show"): cli_link.cmd_proxy_show,
-    ("test-connection",): cli_link.cmd_test_connection,
-    ("run",): cli_agent.cmd_run,
-    ("status",): cli_agent.cmd_status,
-    ("service", "install"): cli_agent.cmd_service,
-    ("service", "uninstall"): cli_agent.cmd_service,
-    ("service", "start"): cli_agent.cmd_service,
-    ("service", "stop"): cli_agent.cmd_service,
-    ("service", "restart"): cli_agent.cmd_service,
-    ("service", "status"): cli_agent.cmd_service,
-    ("uninstall",): cli_agent.cmd_uninstall,
-}
+def _handler(path: tuple[str, ...]) -> Callable[[argparse.Namespace], Any] | None:
+    target = HANDLERS.get(path)
+    if target is None:
+        return None
+    module, function = target.split(":")
+    handler: Callable[[argparse.Namespace], Any] = getattr(
+        importlib.import_module(f"caconnector.connector.{module}"), function
+    )
+    return handler
 
 
 def _help(parser: Parser, topic: Sequence[str]) -> str:
@@ -585,9 +418,20 @@ def _help(parser: Parser, topic: Sequence[str]) -> str:
     return current.format_help()
 
 
-def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911  (one exit code per outcome)
-    parser = build_parser()
+def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
+    return cliexit.quiet_on_closed_stdout(lambda: _main(args_list))
+
+
+def _main(args_list: list[str]) -> int:  # noqa: PLR0911  (one exit code per outcome)
+    json_output = cliexit.json_requested(args_list)
+
+    def fail(message: str, code: str, exit_code: int = 1) -> int:
+        cliexit.report_error(PROG, message, code=code, json_output=json_output)
+        return exit_code
+
+    parser = build_parser()
+    args: argparse.Namespace | None = None
     try:
         args = parser.parse_args(args_list)
         path = tuple(
@@ -604,45 +448,58 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911  (one exit 
         if args.command == "help":
             sys.stdout.write(_help(parser, args.topic))
             return 0
-        handler = HANDLERS.get(path)
+        handler = _handler(path)
         if handler is None:  # a command group without its subcommand: show what it offers
+            if json_output:
+                return fail(
+                    f"{' '.join(path)}: give a subcommand (see: {PROG} help {' '.join(path)})", "usage", 2
+                )
             sys.stderr.write(_help(parser, path))
             return 2
         view, text = handler(args)
-    except (UsageError, InvalidSetting) as exc:
-        message = str(exc)
-        print(message if message.startswith(PROG) else f"{PROG}: {message}", file=sys.stderr)
-        return 2
-    except InvalidOptions as exc:
-        for problem in exc.problems:
-            print(f"{PROG}: backend {getattr(args, 'name', '?')!r}: {problem}", file=sys.stderr)
-        return 2
+    except UsageError as exc:
+        return fail(str(exc), cliexit.USAGE, 2)
     except CommandFailed as exc:
-        _print_result(args, exc.view, exc.text)
-        print(f"{PROG}: {exc}", file=sys.stderr)
-        return 1
-    except (
-        CommandError,
-        BackendError,
-        StoreError,
-        ConfigError,
-        RegistrationError,
-        AgentError,
-        JournalError,
-    ) as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
-        return 1
-    except LinkError as exc:
-        print(f"{PROG}: {exc.message}", file=sys.stderr)
-        return 1
+        _report_failed(exc, json_output)
+        return exc.exit_code
+    except CommandError as exc:
+        return fail(str(exc), exc.code)
+    except Exception as exc:
+        if is_one_of(exc, USAGE_ERRORS):
+            return fail(str(exc), cliexit.USAGE, 2)
+        if is_one_of(exc, (("caconnector.connector.backend_admin", "InvalidOptions"),)):
+            _report_invalid_options(getattr(exc, "problems", []), getattr(args, "name", "?"), json_output)
+            return 2
+        if is_one_of(exc, COMMAND_ERRORS):
+            return fail(getattr(exc, "message", None) or str(exc), error_code(exc))
+        raise
     except KeyboardInterrupt:
         return 130
-    _print_result(args, view, text)
+    _print_result(json_output, view, text)
     return 0
 
 
-def _print_result(args: argparse.Namespace, view: Any, text: str) -> None:
-    if getattr(args, "json", False):
+def _report_invalid_options(problems: list[str], name: str, json_output: bool) -> None:
+    lines = [f"{PROG}: backend {name!r}: {problem}" for problem in problems]
+    if json_output:
+        message = "; ".join(line.removeprefix(f"{PROG}: ") for line in lines)
+        print(json.dumps({"error": {"code": cliexit.USAGE, "message": message}}, indent=2))
+    print("\n".join(lines), file=sys.stderr)
+
+
+def _report_failed(exc: CommandFailed, json_output: bool) -> None:
+    if json_output:
+        # One document: the result (the steps of test-connection, the stored backend) and the error.
+        print(
+            json.dumps({**exc.view, "error": {"code": exc.code, "message": str(exc)}}, indent=2, default=str)
+        )
+    else:
+        _print_result(json_output, exc.view, exc.text)
+    print(f"{PROG}: {exc}", file=sys.stderr)
+
+
+def _print_result(json_output: bool, view: Any, text: str) -> None:
+    if json_output:
         print(json.dumps(view, indent=2, default=str))
     elif text:
         print(text)

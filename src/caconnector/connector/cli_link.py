@@ -13,7 +13,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from caconnector.connector import output
+from caconnector.connector import cli_secrets, output
 from caconnector.connector.cli_common import CommandError, CommandFailed, UsageError, datadir_of, store_of
 from caconnector.connector.link import Identity, LinkSettings
 from caconnector.connector.link_diagnostics import ConnectionTest
@@ -65,6 +65,8 @@ def _proxy_from_args(args: argparse.Namespace, *, flag: str | None) -> tuple[boo
     """
     host, port = args.proxyhost, args.proxyport
     user, password = args.proxyuser, args.proxypassword
+    if password is not None:
+        password = cli_secrets.resolve(cli_secrets.PROXY_PASSWORD, password)
     given = [f"-{n}" for n in ("proxyhost", "proxyport", "proxyuser", "proxypassword") if getattr(args, n)]
     if flag == "0":
         if given:

@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session
 
-from caconnector import __version__
+from caconnector import __version__, cliexit
 from caconnector.cliparse import CommandError, Parser, UsageError, opt
 from caconnector.manager import quickstart
 from caconnector.manager import serve as server
@@ -504,22 +504,38 @@ def _run(parser: Parser, argv: list[str]) -> tuple[argparse.Namespace, View | No
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    return cliexit.quiet_on_closed_stdout(lambda: _main(args_list))
+
+
+def _main(args_list: list[str]) -> int:
+    json_output = cliexit.json_requested(args_list)
     parser = build_parser()
     try:
-        args, result = _run(parser, list(sys.argv[1:] if argv is None else argv))
+        _, result = _run(parser, args_list)
     except UsageError as exc:
-        message = str(exc)
-        print(message if message.startswith(PROG) else f"{PROG}: {message}", file=sys.stderr)
+        cliexit.report_error(PROG, str(exc), code=cliexit.USAGE, json_output=json_output)
         return 2
     except (CommandError, UserError, connectors.ConnectorError, server.SchemaError, KeyFileError) as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
+        code = (
+            exc.code
+            if isinstance(exc, CommandError)
+            else cliexit.NOT_FOUND
+            if isinstance(exc, connectors.ConnectorNotFound)
+            else cliexit.CONFLICT
+            if isinstance(exc, connectors.ConnectorConflict)
+            else cliexit.CONFIG
+            if isinstance(exc, server.SchemaError | KeyFileError)
+            else cliexit.FAILED
+        )
+        cliexit.report_error(PROG, str(exc), code=code, json_output=json_output)
         return 1
     except KeyboardInterrupt:
         return 130
     if result is None:
         return 2
     view, text = result
-    if getattr(args, "json", False):
+    if json_output:
         print(json.dumps(view, indent=2, default=_json_default))
     elif text:
         print(text)
