@@ -51,6 +51,7 @@ from caconnector.pki.keys import (
 )
 from caconnector.pki.revocation import RevocationReason
 from caconnector.pki.serial import canonical_serial, serial_to_int
+from caconnector.pki.subject import checked_subject
 
 if TYPE_CHECKING:
     from caconnector.backends.base import Backend, BackendType, CRLPublisher, Scanner
@@ -437,17 +438,19 @@ class LocalCA:
 
         csr = request.csr
         public_key = self._check_csr(csr)
+        subject = self._subject(csr)
         names = self._subject_alt_names(csr)
         has_host = any(isinstance(n, x509.DNSName | x509.IPAddress) for n in names)
-        if template == "server" and not has_host and _common_name(csr.subject) is None:
+        if template == "server" and not has_host and _common_name(subject) is None:
             raise Rejected("the CSR names no host: add a subjectAltName DNS or IP entry")
-        if len(csr.subject) == 0 and not names:
+        if len(subject) == 0 and not names:
             raise Rejected("the CSR has neither a subject nor a subjectAltName; add a subjectAltName entry")
 
         serial = x509.random_serial_number()
         builder = (
             x509.CertificateBuilder()
-            .subject_name(csr.subject)
+            # Built from the checked attributes, never copied: see pki.subject for what a CSR may ask.
+            .subject_name(subject)
             .issuer_name(self.certificate.subject)
             .public_key(public_key)
             .serial_number(serial)
@@ -479,9 +482,7 @@ class LocalCA:
         )
         if names:
             # RFC 5280 4.2.1.6: with an empty subject the SAN carries the identity and must be critical.
-            builder = builder.add_extension(
-                x509.SubjectAlternativeName(names), critical=len(csr.subject) == 0
-            )
+            builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=len(subject) == 0)
         certificate = builder.sign(self._key, self._hash)
 
         with _storage_errors(self._name):
@@ -587,6 +588,13 @@ class LocalCA:
         if not isinstance(public_key, PublicKey):  # pragma: no cover - policy above
             raise Rejected("the CSR key type is not allowed")
         return public_key
+
+    @staticmethod
+    def _subject(csr: x509.CertificateSigningRequest) -> x509.Name:
+        try:
+            return checked_subject(csr)
+        except PKIError as exc:
+            raise Rejected(str(exc)) from None
 
     @staticmethod
     def _subject_alt_names(csr: x509.CertificateSigningRequest) -> list[x509.GeneralName]:
