@@ -78,6 +78,9 @@ _SAN_TYPES = (x509.DNSName, x509.IPAddress, x509.RFC822Name, x509.UniformResourc
 # RFC 5280 4.2.1.6 wants dNSName in the preferred name syntax (letters, digits, hyphens; IDNs as A-labels).
 _DNS_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 _MAX_DNS_NAME = 253
+_EMAIL_LOCAL = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
+# RFC 3986 section 3: a scheme, then unreserved, reserved and %-encoded characters only.
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:(?:[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=]|%[0-9A-Fa-f]{2})+$")
 
 
 def parse_subject(text: str) -> x509.Name:
@@ -613,6 +616,20 @@ class LocalCA:
                 f"the CSR asks for invalid DNS names {', '.join(map(repr, bad_hosts))}; use host names of "
                 "letters, digits and hyphens (internationalised names in their xn-- form)"
             )
+        bad_emails = [n.value for n in names if isinstance(n, x509.RFC822Name) and not _is_email(n.value)]
+        if bad_emails:
+            raise Rejected(
+                f"the CSR asks for invalid email addresses {', '.join(map(repr, bad_emails))}; use "
+                "addresses of the form local-part@host.name, in ASCII"
+            )
+        bad_uris = [
+            n.value for n in names if isinstance(n, x509.UniformResourceIdentifier) and not _is_uri(n.value)
+        ]
+        if bad_uris:
+            raise Rejected(
+                f"the CSR asks for invalid URIs {', '.join(map(repr, bad_uris))}; use absolute URIs "
+                "(RFC 3986: a scheme, then only URI characters, others %-encoded)"
+            )
         unsupported = sorted({type(n).__name__ for n in names if not isinstance(n, _SAN_TYPES)})
         if unsupported:
             raise Rejected(
@@ -647,6 +664,16 @@ def _is_host_name(name: str) -> bool:
     if labels[0] == "*" and len(labels) > 1:
         labels = labels[1:]
     return len(name) <= _MAX_DNS_NAME and all(_DNS_LABEL.match(label) for label in labels)
+
+
+def _is_email(address: str) -> bool:
+    # RFC 5280 4.2.1.6: an RFC 5322 addr-spec; we take its dot-atom form, which every mailer handles.
+    local, at, domain = address.rpartition("@")
+    return bool(at) and bool(_EMAIL_LOCAL.match(local)) and "*" not in domain and _is_host_name(domain)
+
+
+def _is_uri(uri: str) -> bool:
+    return bool(_URI.match(uri))
 
 
 def _key_usage(

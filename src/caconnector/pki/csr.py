@@ -66,10 +66,10 @@ def load_csr(data: bytes, *, max_bytes: int = MAX_CSR_BYTES) -> x509.Certificate
         raise CSRSignatureError(
             "CSR signature does not verify (the request was altered or signed with another key)"
         )
-    # The policy reads the subject from the DER first, so `cryptography` only parses subjects that pass
-    # it (it would warn about, or choke on, the ones that do not).
+    # The policy reads the subject from the DER itself: `cryptography`'s own reading (`csr.subject`)
+    # raises or warns on malformed attributes, so nothing of ours reads it; `describe_csr` gives the
+    # subject as the policy rebuilds it.
     checked_subject(csr)
-    _subject(csr)
     _extensions(csr)
     check_key_allowed(_public_key(csr))
     return csr
@@ -91,13 +91,6 @@ def describe_csr(csr: x509.CertificateSigningRequest) -> CSRInfo:
         uris=tuple(san.get_values_for_type(x509.UniformResourceIdentifier)),
         key_type=key_type_of(_public_key(csr)),
     )
-
-
-def _subject(csr: x509.CertificateSigningRequest) -> x509.Name:
-    try:
-        return csr.subject
-    except (ValueError, TypeError):
-        raise CSRFormatError("CSR subject is malformed (an attribute cannot be parsed)") from None
 
 
 def _extensions(csr: x509.CertificateSigningRequest) -> x509.Extensions:

@@ -76,7 +76,7 @@ class _Syntax(Enum):
     DIRECTORY = "directory"  # DirectoryString: PrintableString if it fits, else UTF8String
     PRINTABLE = "printable"  # PrintableString only (X.520 serialNumber, dnQualifier)
     COUNTRY = "country"  # two capital letters, PrintableString (ISO 3166 alpha-2)
-    IA5 = "ia5"  # IA5String (emailAddress, domainComponent)
+    IA5 = "ia5"  # IA5String (domainComponent)
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,6 @@ _RULES: dict[str, _Rule] = {
         _Rule(NameOID.GENERATION_QUALIFIER, "generationQualifier", 32768, _Syntax.DIRECTORY),
         _Rule(NameOID.DN_QUALIFIER, "dnQualifier", 64, _Syntax.PRINTABLE),
         _Rule(NameOID.PSEUDONYM, "pseudonym", 128, _Syntax.DIRECTORY),
-        _Rule(NameOID.EMAIL_ADDRESS, "emailAddress", 255, _Syntax.IA5),
         _Rule(NameOID.DOMAIN_COMPONENT, "DC", 63, _Syntax.IA5),
     )
 }
@@ -181,6 +180,12 @@ def build_subject(rdns: Sequence[Sequence[RawAttribute]]) -> x509.Name:
 
 def _checked(attribute: RawAttribute) -> x509.NameAttribute[str]:
     rule = _RULES.get(attribute.oid)
+    if attribute.oid == NameOID.EMAIL_ADDRESS.dotted_string:
+        # RFC 5280 4.1.2.6: new certificates carry email addresses as rfc822Name in subjectAltName.
+        raise CSRSubjectError(
+            "CSR subject attribute emailAddress is not issued; ask for the address as an rfc822Name "
+            "in subjectAltName instead"
+        )
     if rule is None:
         raise CSRSubjectError(
             f"CSR subject attribute {attribute.oid} is not one the CA issues; use only {_ALLOWED}"
@@ -191,6 +196,13 @@ def _checked(attribute: RawAttribute) -> x509.NameAttribute[str]:
         raise CSRSubjectError(
             f"CSR subject attribute {rule.name} is {len(value)} characters long, over the RFC 5280 limit "
             f"of {rule.upper_bound}; shorten it"
+        )
+    if rule.oid == NameOID.COMMON_NAME and len(value.encode()) > rule.upper_bound:
+        # RFC 5280 bounds characters, but `cryptography` bounds a CN in UTF-8 bytes and warns on every
+        # later reading of a longer one (the manager and the CA both read what was issued).
+        raise CSRSubjectError(
+            f"CSR subject attribute CN is {len(value.encode())} bytes long in UTF-8, over the "
+            f"{rule.upper_bound} the CA can encode; shorten it"
         )
     return x509.NameAttribute(rule.oid, value, _type=_output_type(rule, value))
 
