@@ -195,3 +195,41 @@ def test_the_lint_helper_reports_errors() -> None:
         .sign(key, signature_hash_for(key))
     )
     assert [text for severity, text in lint_certificate(bad) if severity <= FAILING]
+
+
+def test_subjects_of_hostile_csrs_are_rebuilt_or_refused(tmp_path: Path) -> None:
+    # Requests in encodings the CA must rewrite (UTF8String C, BMPString O, UniversalString CN) issue
+    # pkilint-clean certificates; ones carrying what no certificate should carry are refused.
+    from tests.fuzz.mutations import (  # noqa: PLC0415 - the corpus's DER helpers, only needed here
+        Forge,
+        attribute,
+        dns,
+        extension_request,
+        name,
+        pem,
+        san,
+    )
+
+    from caconnector.backends.errors import Rejected  # noqa: PLC0415 - only this test uses it
+    from caconnector.pki.csr import load_csr  # noqa: PLC0415 - as above
+
+    context = BackendContext(name="lint", state_dir=tmp_path / "state", now=lambda: dt.datetime.now(dt.UTC))
+    factory = LocalBackendType()
+    ca: LocalCA = factory.open(factory.provision(LocalConfig(), context), context)
+    forge = Forge()
+    rewritten = name(
+        [attribute("2.5.4.6", 0x0C, b"DE")],
+        [attribute("2.5.4.10", 0x1E, "Zürich Büro".encode("utf-16-be"))],
+        [attribute("2.5.4.3", 0x1C, "app.example.test".encode("utf-32-be"))],
+    )
+    request = forge.request(rewritten, extension_request(san(dns("app.example.test"))))
+    cert = ca.enroll(EnrollRequest(csr=load_csr(pem(request).encode()), request_id="rewritten")).certificate
+    assert cert.subject.rfc4514_string() == "CN=app.example.test,O=Zürich Büro,C=DE"
+    assert_clean("certificate from a rewritten subject", lint_certificate(cert))
+    assert_clean("rewritten, with its issuer", lint_issuer_and_subject(ca.certificate, cert))
+
+    for hostile in (b"app\x00.example.test", "app\u202etset".encode(), b"a" * 5000):
+        subject = name([attribute("2.5.4.3", 0x0C, hostile)])
+        csr = x509.load_der_x509_csr(forge.request(subject, extension_request(san(dns("app.example.test")))))
+        with pytest.raises(Rejected, match="CSR subject attribute CN"):
+            ca.enroll(EnrollRequest(csr=csr, request_id=f"hostile-{len(hostile)}"))

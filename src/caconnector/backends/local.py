@@ -51,6 +51,7 @@ from caconnector.pki.keys import (
 )
 from caconnector.pki.revocation import RevocationReason
 from caconnector.pki.serial import canonical_serial, serial_to_int
+from caconnector.pki.subject import checked_subject
 
 if TYPE_CHECKING:
     from caconnector.backends.base import Backend, BackendType, CRLPublisher, Scanner
@@ -77,6 +78,9 @@ _SAN_TYPES = (x509.DNSName, x509.IPAddress, x509.RFC822Name, x509.UniformResourc
 # RFC 5280 4.2.1.6 wants dNSName in the preferred name syntax (letters, digits, hyphens; IDNs as A-labels).
 _DNS_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 _MAX_DNS_NAME = 253
+_EMAIL_LOCAL = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
+# RFC 3986 section 3: a scheme, then unreserved, reserved and %-encoded characters only.
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:(?:[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=]|%[0-9A-Fa-f]{2})+$")
 
 
 def parse_subject(text: str) -> x509.Name:
@@ -437,17 +441,19 @@ class LocalCA:
 
         csr = request.csr
         public_key = self._check_csr(csr)
+        subject = self._subject(csr)
         names = self._subject_alt_names(csr)
         has_host = any(isinstance(n, x509.DNSName | x509.IPAddress) for n in names)
-        if template == "server" and not has_host and _common_name(csr.subject) is None:
+        if template == "server" and not has_host and _common_name(subject) is None:
             raise Rejected("the CSR names no host: add a subjectAltName DNS or IP entry")
-        if len(csr.subject) == 0 and not names:
+        if len(subject) == 0 and not names:
             raise Rejected("the CSR has neither a subject nor a subjectAltName; add a subjectAltName entry")
 
         serial = x509.random_serial_number()
         builder = (
             x509.CertificateBuilder()
-            .subject_name(csr.subject)
+            # Built from the checked attributes, never copied: see pki.subject for what a CSR may ask.
+            .subject_name(subject)
             .issuer_name(self.certificate.subject)
             .public_key(public_key)
             .serial_number(serial)
@@ -479,9 +485,7 @@ class LocalCA:
         )
         if names:
             # RFC 5280 4.2.1.6: with an empty subject the SAN carries the identity and must be critical.
-            builder = builder.add_extension(
-                x509.SubjectAlternativeName(names), critical=len(csr.subject) == 0
-            )
+            builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=len(subject) == 0)
         certificate = builder.sign(self._key, self._hash)
 
         with _storage_errors(self._name):
@@ -589,6 +593,13 @@ class LocalCA:
         return public_key
 
     @staticmethod
+    def _subject(csr: x509.CertificateSigningRequest) -> x509.Name:
+        try:
+            return checked_subject(csr)
+        except PKIError as exc:
+            raise Rejected(str(exc)) from None
+
+    @staticmethod
     def _subject_alt_names(csr: x509.CertificateSigningRequest) -> list[x509.GeneralName]:
         # Only the CSR's own SAN request is copied: names are never derived from the CN or elsewhere, and
         # other requested extensions (basicConstraints, key usages) are ignored; the profile sets those.
@@ -604,6 +615,20 @@ class LocalCA:
             raise Rejected(
                 f"the CSR asks for invalid DNS names {', '.join(map(repr, bad_hosts))}; use host names of "
                 "letters, digits and hyphens (internationalised names in their xn-- form)"
+            )
+        bad_emails = [n.value for n in names if isinstance(n, x509.RFC822Name) and not _is_email(n.value)]
+        if bad_emails:
+            raise Rejected(
+                f"the CSR asks for invalid email addresses {', '.join(map(repr, bad_emails))}; use "
+                "addresses of the form local-part@host.name, in ASCII"
+            )
+        bad_uris = [
+            n.value for n in names if isinstance(n, x509.UniformResourceIdentifier) and not _is_uri(n.value)
+        ]
+        if bad_uris:
+            raise Rejected(
+                f"the CSR asks for invalid URIs {', '.join(map(repr, bad_uris))}; use absolute URIs "
+                "(RFC 3986: a scheme, then only URI characters, others %-encoded)"
             )
         unsupported = sorted({type(n).__name__ for n in names if not isinstance(n, _SAN_TYPES)})
         if unsupported:
@@ -639,6 +664,16 @@ def _is_host_name(name: str) -> bool:
     if labels[0] == "*" and len(labels) > 1:
         labels = labels[1:]
     return len(name) <= _MAX_DNS_NAME and all(_DNS_LABEL.match(label) for label in labels)
+
+
+def _is_email(address: str) -> bool:
+    # RFC 5280 4.2.1.6: an RFC 5322 addr-spec; we take its dot-atom form, which every mailer handles.
+    local, at, domain = address.rpartition("@")
+    return bool(at) and bool(_EMAIL_LOCAL.match(local)) and "*" not in domain and _is_host_name(domain)
+
+
+def _is_uri(uri: str) -> bool:
+    return bool(_URI.match(uri))
 
 
 def _key_usage(

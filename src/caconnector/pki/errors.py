@@ -33,6 +33,11 @@ class CSRKeyError(CSRError):
     """The CSR's public key type or size is not allowed."""
 
 
+class CSRSubjectError(CSRError):
+    """The CSR's subject breaks the subject policy (`pki.subject`): an attribute type, encoding, length or
+    character that no certificate should carry."""
+
+
 class CSRTooLargeError(CSRError):
     """The CSR input is over the size limit (checked before parsing, so it costs nothing)."""
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import base64
 import ipaddress
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -228,3 +229,20 @@ def test_describe_refuses_a_malformed_san(make_csr: MakeCSR, one_line: OneLine) 
 def test_signature_hash_used_by_fixture_is_sane(make_csr: MakeCSR) -> None:
     csr = make_csr(key=ec.generate_private_key(ec.SECP384R1()))
     assert isinstance(csr.signature_hash_algorithm, hashes.SHA384)
+
+
+@pytest.mark.parametrize("version", [1, 2, 5, 127])
+def test_a_request_version_other_than_0_is_a_format_error(
+    make_csr: MakeCSR, version: int, one_line: OneLine
+) -> None:
+    # Unsigned on purpose (the signature no longer covers the changed version): the version is read first.
+    der = _der(make_csr()).replace(b"\x02\x01\x00", b"\x02\x01" + bytes([version]), 1)
+    for data in (der, _pem_of(der)):
+        with pytest.raises(CSRFormatError) as caught:
+            load_csr(data)
+        assert f"version {version}" in one_line(caught.value)
+
+
+def _pem_of(der: bytes) -> bytes:
+    body = base64.encodebytes(der)
+    return b"-----BEGIN CERTIFICATE REQUEST-----\n" + body + b"-----END CERTIFICATE REQUEST-----\n"

@@ -22,7 +22,7 @@ from caconnector.manager.services.errors import Conflict, ServiceError
 from caconnector.manager.services.issued import san_strings
 from caconnector.manager.services.profiles import profile_ca
 from caconnector.manager.services.states import CertStatus, Source, target
-from caconnector.pki.csr import describe_csr, load_csr
+from caconnector.pki.csr import CSRInfo, describe_csr, load_csr
 from caconnector.pki.errors import PKIError
 from caconnector.protocol.messages import EnrollPayload, JobKind
 
@@ -40,8 +40,8 @@ def enroll(
     renewed_from: Certificate | None = None,
 ) -> Certificate:
     """A Requested certificate and its enroll job; raise ServiceError (422) or Conflict (409) first."""
-    csr = _load_csr(csr_pem)
-    key_type = describe_csr(csr).key_type
+    csr, info = _load_csr(csr_pem)
+    key_type = info.key_type
     if key_type not in profile.key_types:
         raise ServiceError(
             f"key type {key_type} is not allowed by profile {profile.name} "
@@ -68,7 +68,7 @@ def enroll(
         status=CertStatus.REQUESTED.value,
         source=Source.ENROLL.value,
         csr_pem=pem,
-        subject=csr.subject.rfc4514_string(),
+        subject=info.subject.rfc4514_string(),  # as the subject policy rebuilds it (pki.subject)
         sans=_csr_sans(csr),
         key_type=key_type,
         term_days=term,
@@ -120,13 +120,20 @@ def renew(
     return enroll(session, old.profile, csr, term_days, now=now, actor=actor, renewed_from=old)
 
 
-def _load_csr(csr_pem: str) -> x509.CertificateSigningRequest:
+def _load_csr(csr_pem: str) -> tuple[x509.CertificateSigningRequest, CSRInfo]:
+    # load_csr applies the subject policy and reads the extension request: whatever a CA would refuse
+    # in the CSR is refused here, before anything is stored.
     try:
-        csr = load_csr(csr_pem.encode())
-        describe_csr(csr)  # reads the extension request: a malformed one is the requester's to fix too
+        data = csr_pem.encode()
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800") survives JSON decoding, not encoding
+        raise ServiceError(
+            "CSR text is not valid Unicode; send the PEM request", code="invalid_csr"
+        ) from None
+    try:
+        csr = load_csr(data)
+        return csr, describe_csr(csr)
     except PKIError as exc:
         raise ServiceError(str(exc), code="invalid_csr") from None
-    return csr
 
 
 def _csr_sans(csr: x509.CertificateSigningRequest) -> list[str]:
