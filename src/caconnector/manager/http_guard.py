@@ -40,6 +40,7 @@ SIGNED_CHANNEL_PATHS = frozenset(
     {messages.HELLO_PATH, messages.POLL_PATH, messages.INVENTORY_PATH, messages.GOODBYE_PATH}
 )
 HSTS = b"max-age=31536000"
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 
 
 class Kind(enum.Enum):
@@ -175,14 +176,16 @@ class _Answer:
 
     def _allowed(self) -> set[str]:
         """Starlette's 405 names the methods of the first route on the path only; a path served by
-        several routes (GET and POST on a collection) allows all of theirs."""
-        methods: set[str] = set()
-        for route in self.router.routes:
-            match, _ = route.matches(self.scope)
-            route_methods = getattr(route, "methods", None)
-            if match is not Match.NONE and route_methods:
-                methods |= set(route_methods)
-        return methods
+        several routes (GET and POST on a collection) allows all of theirs. Asked of the routes
+        themselves, method by method, since FastAPI nests included routers."""
+        return {
+            method
+            for method in METHODS
+            if any(
+                route.matches({**self.scope, "method": method})[0] is Match.FULL
+                for route in self.router.routes
+            )
+        }
 
     async def refuse(self, problem: Problem, retry_after: int | None = None) -> None:
         """Answer `problem` in place of the app (whose own answer, if it comes, is dropped)."""
