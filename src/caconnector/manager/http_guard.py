@@ -187,12 +187,12 @@ class _Answer:
             )
         }
 
-    async def refuse(self, problem: Problem, retry_after: int | None = None) -> None:
+    async def refuse(self, problem: Problem, retry_after: int | None = None, *, unread: bool = False) -> None:
         """Answer `problem` in place of the app (whose own answer, if it comes, is dropped)."""
         response = problem_response(problem)
         if retry_after is not None:
             response.headers["Retry-After"] = str(retry_after)
-        if problem.status in (408, 413):
+        if unread or problem.status in (408, 413):
             # The rest of the body is never read, so this connection cannot carry another request.
             self.extra[b"connection"] = b"close"
         self.swallow = True
@@ -256,13 +256,13 @@ class HttpGuard:
         limit = self._limit(kind)
         declared = _declared_length(scope)
         if declared is not None and declared > limit:
-            await answer.refuse(_too_large(limit))
+            await answer.refuse(_too_large(limit), unread=True)
             return
         if _has_body(scope) and kind in (Kind.API, Kind.CHANNEL):
             try:
                 await run_in_threadpool(self._authenticate, scope, kind)
             except Problem as problem:
-                await answer.refuse(problem)
+                await answer.refuse(problem, unread=True)
                 self._failed(kind, source, scope)
                 return
         loop = asyncio.get_running_loop()
