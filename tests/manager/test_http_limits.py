@@ -95,7 +95,8 @@ def live(tmp_path: Path) -> Iterator[Live]:
         tmp_path,
         api_max_body_bytes=MiB,
         header_timeout_seconds=1.0,
-        body_timeout_seconds=1.0,
+        # Long enough for a loaded machine to read a small body in time, short enough to wait for.
+        body_timeout_seconds=3.0,
         keepalive_timeout_seconds=1,
         auth_failure_burst=5,
         auth_failure_refill_seconds=30.0,
