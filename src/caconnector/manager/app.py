@@ -12,6 +12,8 @@ from sqlalchemy import text
 from caconnector import __version__
 from caconnector.manager import channel
 from caconnector.manager.api import audit_log, backends, cas, certificates, connectors, jobs, profiles
+from caconnector.manager.docs_assets import docs_router
+from caconnector.manager.http_guard import HttpGuard
 from caconnector.manager.problems import install_handlers
 from caconnector.manager.runtime import Clock, Runtime, build_runtime, utcnow
 from caconnector.manager.services.scheduler import Scheduler
@@ -42,7 +44,7 @@ def create_app(settings: Settings, clock: Clock = utcnow, runtime: Runtime | Non
         title="ca-manager",
         version=__version__,
         openapi_url=f"{API_PREFIX}/openapi.json",
-        docs_url=f"{API_PREFIX}/docs",
+        docs_url=None,  # docs_assets serves the page, with its Swagger UI from the manager itself
         redoc_url=None,
     )
     app.state.runtime = runtime
@@ -50,6 +52,9 @@ def create_app(settings: Settings, clock: Clock = utcnow, runtime: Runtime | Non
     for module in (connectors, backends, cas, profiles, certificates, jobs, audit_log):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(channel.router)
+    app.include_router(docs_router(f"{API_PREFIX}/openapi.json", "ca-manager"))
+    # Authenticates and limits before any body is read; see http_guard for what it does in which order.
+    app.add_middleware(HttpGuard, runtime=runtime, router=app.router)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> JSONResponse:

@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 from caconnector.manager.problems import Problem
 from caconnector.manager.runtime import Runtime
 from caconnector.manager.services.users import Role, user_for_api_key
+from caconnector.manager.tokens import API_KEY_PREFIX, api_key_lookup
 
 
 @dataclass(frozen=True)
@@ -29,23 +30,50 @@ def runtime_of(request: Request) -> Runtime:
     return runtime
 
 
+# Where the HTTP guard (manager/http_guard.py) leaves the principal it authenticated before the body
+# was read, so the endpoint's dependency does not look the key up a second time.
+PRINCIPAL_STATE = "caconnector.principal"
+
+
+def bearer_credential(authorization: str) -> str | None:
+    scheme, _, credential = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not credential.strip():
+        return None
+    return credential.strip()
+
+
+def describe_api_key(authorization: str) -> str:
+    """What a log line may say about the key presented: its lookup prefix (stored in clear anyway),
+    never the key."""
+    key = bearer_credential(authorization)
+    if key is None:
+        return "no bearer key"
+    lookup = api_key_lookup(key)
+    if lookup is None or len(lookup) > 16 or not lookup.isalnum():
+        return f"a malformed key of {len(key)} characters"
+    return f"key {API_KEY_PREFIX}{lookup}..."
+
+
+def authenticate(runtime: Runtime, authorization: str) -> Principal:
+    """The principal an `Authorization` header's API key stands for, or a 401 Problem."""
+    key = bearer_credential(authorization)
+    if key is None:
+        raise Problem(401, "Unauthorized", "send Authorization: Bearer <api key>", code="unauthenticated")
+    with runtime.sessions.begin() as session:
+        user = user_for_api_key(session, key, runtime.now())
+        if user is None:
+            raise Problem(401, "Unauthorized", "the API key is unknown or revoked", code="unauthenticated")
+        return Principal(user.id, user.username, Role(user.role))
+
+
 def require_roles(*roles: Role) -> Callable[[Request], Principal]:
     """A FastAPI dependency: the caller's Principal, or 401 (no valid key) / 403 (role not allowed)."""
     allowed = set(roles)
 
     def dependency(request: Request) -> Principal:
-        header = request.headers.get("authorization", "")
-        scheme, _, key = header.partition(" ")
-        if scheme.lower() != "bearer" or not key.strip():
-            raise Problem(401, "Unauthorized", "send Authorization: Bearer <api key>", code="unauthenticated")
-        runtime = runtime_of(request)
-        with runtime.sessions.begin() as session:
-            user = user_for_api_key(session, key.strip(), runtime.now())
-            if user is None:
-                raise Problem(
-                    401, "Unauthorized", "the API key is unknown or revoked", code="unauthenticated"
-                )
-            principal = Principal(user.id, user.username, Role(user.role))
+        principal = request.scope.get("state", {}).get(PRINCIPAL_STATE)
+        if not isinstance(principal, Principal):
+            principal = authenticate(runtime_of(request), request.headers.get("authorization", ""))
         if principal.role not in allowed:
             raise Problem(
                 403,

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from caconnector.manager.auth import runtime_of
 from caconnector.manager.db.models import Connector, SeenRequest
 from caconnector.manager.problems import Problem
+from caconnector.manager.runtime import Runtime
 from caconnector.manager.services.limits import TooLong, check_length
 from caconnector.manager.services.status import ConnectorStatus, connector_status
 from caconnector.protocol.errors import ChannelError
@@ -49,8 +50,13 @@ def refused(status: int, code: ChannelError, detail: str) -> Problem:
     return Problem(status, "Connector refused", detail, code=code.value)
 
 
-def _bearer(request: Request) -> str:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+# Where the HTTP guard leaves the connector it authenticated before the body was read (the signature is
+# bound to method and path, not the body): its jti is remembered, so checking again would be a replay.
+CALLER_STATE = "caconnector.connector"
+
+
+def _bearer(authorization: str) -> str:
+    scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise refused(
             401,
@@ -68,10 +74,28 @@ def _signed_path(request: Request) -> str:
     return path if isinstance(path, str) else request.url.path
 
 
+def describe_connector(authorization: str) -> str:
+    """What a log line may say about a channel credential: the connector it claims to be."""
+    try:
+        claimed = unverified_connector_id(_bearer(authorization))
+    except (Problem, SignatureInvalid):
+        return "no readable signed request"
+    return f"claims connector {claimed[:64]!r}"
+
+
 def signed_connector(request: Request) -> ConnectorCaller:
     """A sync dependency: FastAPI runs it in the threadpool, so its database work blocks no loop."""
-    runtime = runtime_of(request)
-    token = _bearer(request)
+    caller = request.scope.get("state", {}).get(CALLER_STATE)
+    if isinstance(caller, ConnectorCaller):
+        return caller
+    return authenticate_connector(
+        runtime_of(request), request.headers.get("authorization", ""), request.method, _signed_path(request)
+    )
+
+
+def authenticate_connector(runtime: Runtime, authorization: str, method: str, path: str) -> ConnectorCaller:
+    """The registered connector that signed this request for `method` and `path`, or a refusal."""
+    token = _bearer(authorization)
     try:
         connector_id = unverified_connector_id(token)
     except SignatureInvalid as exc:
@@ -86,9 +110,7 @@ def signed_connector(request: Request) -> ConnectorCaller:
                 "this connector was deleted from the manager; add it again and register with a new token",
             )
         try:
-            verified = verify_request(
-                token, load_public_key(connector.public_key_pem), request.method, _signed_path(request), now
-            )
+            verified = verify_request(token, load_public_key(connector.public_key_pem), method, path, now)
         except SignatureInvalid as exc:
             raise refused(401, ChannelError.SIGNATURE_INVALID, str(exc)) from None
         status = connector_status(connector, now, runtime.settings)

@@ -39,6 +39,17 @@ from caconnector.manager.services.users import Role, UserError, create_api_key, 
 from caconnector.manager.settings import Settings
 
 PROG = "ca-manager"
+# `serve` options for the HTTP layer's limits (also CA_MANAGER_<FIELD> variables): option -> setting.
+SERVE_LIMITS = {
+    "api-max-body": "api_max_body_bytes",
+    "channel-max-body": "channel_max_body_bytes",
+    "max-connections": "max_connections",
+    "max-api-requests": "max_api_requests",
+    "max-channel-requests": "max_channel_requests",
+    "header-timeout": "header_timeout_seconds",
+    "body-timeout": "body_timeout_seconds",
+    "keepalive-timeout": "keepalive_timeout_seconds",
+}
 View = tuple[Any, str]
 
 
@@ -134,6 +145,9 @@ def build_parser() -> Parser:
     opt(serve, "port", metavar="P", type=_port, default=8443, help="the port to listen on (default 8443)")
     opt(serve, "tls-cert", metavar="FILE", help="serve HTTPS with this certificate chain (PEM)")
     opt(serve, "tls-key", metavar="FILE", help="the private key of -tls-cert (PEM)")
+    for option, field in SERVE_LIMITS.items():
+        described = Settings.model_fields[field]
+        opt(serve, option, metavar="N", help=f"{described.description} (default {described.default})")
 
     db = commands.add_parser("db", help="database migrations")
     _command(_subcommands(db, "db_command"), "upgrade", "migrate the database to this version's schema")
@@ -261,12 +275,29 @@ def cmd_serve(args: argparse.Namespace) -> View:
     settings = _settings(args)
     if getattr(args, "public_url", None) is None and "CA_MANAGER_PUBLIC_URL" not in os.environ:
         settings = settings.model_copy(update={"public_url": fallback})
+    settings = _with_limits(settings, args)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         logging.getLogger("alembic").setLevel(logging.WARNING)  # one line per migration step is noise here
     if not server.serve(settings, listen):
         raise CommandError(f"could not serve on {listen.url} (the reason is logged above)")
     return None, ""
+
+
+def _with_limits(settings: Settings, args: argparse.Namespace) -> Settings:
+    given = {
+        field: getattr(args, option.replace("-", "_"))
+        for option, field in SERVE_LIMITS.items()
+        if getattr(args, option.replace("-", "_"), None) is not None
+    }
+    try:
+        return Settings.model_validate({**settings.model_dump(), **given})
+    except ValidationError as exc:
+        options = {field: option for option, field in SERVE_LIMITS.items()}
+        problems = "; ".join(
+            f"-{options.get(str(e['loc'][0]), e['loc'][0])}: {e['msg']}" for e in exc.errors()
+        )
+        raise UsageError(f"serve: {problems}") from None
 
 
 def _readable(option: str, path: str) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -10,6 +11,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_JSON = "application/problem+json"
+
+log = logging.getLogger("caconnector.manager")
 
 
 class Problem(Exception):
@@ -59,3 +62,17 @@ def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return problem_response(Problem(exc.status_code, str(exc.detail), str(exc.detail)))
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, exc: Exception) -> JSONResponse:
+        # The safety net: a problem document that says nothing of the exception (its text may hold
+        # input or secrets). Starlette raises the exception again after this answer, for the server
+        # (uvicorn) to log with its traceback; this line says which request it was.
+        log.error("unhandled %s in %s %s", type(exc).__name__, request.method, request.url.path)
+        response = problem_response(
+            Problem(500, "Internal error", "the manager failed on this request; its log says why", "internal")
+        )
+        # This answer comes from outside the HTTP guard, which adds these to every other one.
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Cache-Control"] = "no-store"
+        return response

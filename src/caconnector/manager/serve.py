@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import uvicorn
 from alembic.script import ScriptDirectory
@@ -22,6 +23,7 @@ from caconnector import __version__
 from caconnector.manager.app import create_app
 from caconnector.manager.db.engine import MIGRATIONS_DIR
 from caconnector.manager.db.migrate import current_revision, head_revision, upgrade
+from caconnector.manager.http_protocol import h11_with_header_timeout
 from caconnector.manager.runtime import build_runtime
 from caconnector.manager.settings import Settings
 
@@ -130,6 +132,16 @@ def _stop_on_signals() -> Iterator[list[int]]:
             signal.signal(sig, handler)
 
 
+def http_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's options for the HTTP layer's limits (the rest are in manager/http_guard.py)."""
+    return {
+        "http": h11_with_header_timeout(settings.header_timeout_seconds),
+        "timeout_keep_alive": settings.keepalive_timeout_seconds,
+        "limit_concurrency": settings.max_connections,
+        "ws": "none",
+    }
+
+
 def serve(settings: Settings, listen: Listen) -> bool:
     """Run until SIGTERM or SIGINT. False when the server could not start (uvicorn has logged why)."""
     runtime = build_runtime(settings)
@@ -147,6 +159,7 @@ def serve(settings: Settings, listen: Listen) -> bool:
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
             server_header=False,
             log_level="info",
+            **http_options(settings),
         )
         if not listen.tls_cert and not is_loopback(listen.host):
             log.warning(

@@ -55,6 +55,56 @@ class Settings(BaseModel):
         "it) is given up with the error `undeliverable` instead of being redelivered forever",
     )
 
+    # The HTTP layer (manager/http_guard.py, manager/serve.py): what a client that is not playing by the
+    # rules can make the server hold, and for how long.
+    api_max_body_bytes: int = Field(
+        default=1024 * 1024, ge=1, description="a REST API request body larger than this is refused (413)"
+    )
+    channel_max_body_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=1,
+        description="a connector channel request body (poll results, inventory) larger than this is refused",
+    )
+    register_max_body_bytes: int = Field(
+        default=64 * 1024,
+        ge=1,
+        description="the unauthenticated registration's body limit (a public key, a token, a hostname)",
+    )
+    header_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="a connection that has not sent a request's headers by then is closed"
+    )
+    body_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="a request whose body has not arrived in full by then is answered 408"
+    )
+    keepalive_timeout_seconds: int = Field(
+        default=5, ge=1, description="an idle keep-alive connection is closed after this"
+    )
+    max_connections: int = Field(
+        default=2048,
+        ge=2,
+        description="open connections and requests in progress beyond this are answered 503 by the server",
+    )
+    max_api_requests: int = Field(
+        default=64, ge=1, description="REST API requests in progress at once; more are answered 503"
+    )
+    max_channel_requests: int = Field(
+        default=1024,
+        ge=1,
+        description="connector channel requests in progress at once, parked long polls included; kept "
+        "apart from the API's so many connectors cannot starve the API",
+    )
+    auth_failure_burst: int = Field(
+        default=10, ge=1, description="failed authentications a client address may make in a row before 429"
+    )
+    auth_failure_refill_seconds: float = Field(
+        default=6.0, gt=0, description="a throttled address earns one more attempt per this many seconds"
+    )
+    auth_log_interval_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="failed authentications are logged once per address per interval, then summed up",
+    )
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Defaults, then CA_MANAGER_<FIELD> environment variables (e.g. CA_MANAGER_POLL_WAIT_SECONDS),

@@ -2,19 +2,43 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from caconnector.manager.settings import Settings
 
 
+def private_dir(path: Path) -> None:
+    """Create `path` (and missing parents) as 0700: the manager's files hold password hashes, the
+    audit log and CSRs. Created that way, not chmod-ed after, so it is never readable by others."""
+    previous = os.umask(0o077)
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    finally:
+        os.umask(previous)
+
+
+def _create_private_file(url: str) -> None:
+    """Create a SQLite database file 0600 before SQLite does (it would create it 0644). SQLite gives
+    the -wal and -shm files it creates next to it the database file's own mode."""
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    private_dir(path.parent)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    os.close(fd)
+
+
 def make_engine(settings: Settings) -> Engine:
     url = settings.effective_database_url
     if url.startswith("sqlite"):
-        settings.datadir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(settings.datadir)
+        _create_private_file(url)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
         @event.listens_for(engine, "connect")
