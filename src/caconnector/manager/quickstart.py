@@ -36,6 +36,7 @@ from cryptography.x509.oid import NameOID
 
 from caconnector.manager.app import create_app
 from caconnector.manager.db.models import Connector
+from caconnector.manager.roles import Role
 from caconnector.manager.runtime import Runtime, build_runtime
 from caconnector.manager.serve import ensure_schema
 from caconnector.manager.services.connectors import (
@@ -44,7 +45,7 @@ from caconnector.manager.services.connectors import (
     find_connector,
     restore_connector,
 )
-from caconnector.manager.services.users import Role, create_api_key, create_user, find_user
+from caconnector.manager.services.users import create_api_key, create_user, find_user
 from caconnector.manager.settings import Settings
 from caconnector.pki.chain import ensure_complete, load_certificates
 
