@@ -152,6 +152,15 @@ def test_rest_lifecycle_with_openssl_csr(manager: Manager, site: Site, tmp_path:
 
         revoked = api.post(f"/certificates/{cid}/revoke", json={"reason": "keyCompromise", "wait": 30})
         assert revoked.status_code in (200, 202), revoked.text
+        # One answer, one moment: Revoked (200) only with its job done; otherwise still being revoked.
+        answer = revoked.json()
+        if revoked.status_code == 200:
+            assert answer["certificate"]["status"] == "Revoked"
+            assert (answer["job"]["status"], answer["job"]["outcome"]) == ("done", "ok"), answer["job"]
+        else:
+            assert answer["certificate"]["status"] == "Issued"
+            assert answer["certificate"]["reason"] == "being revoked (keyCompromise)"
+            assert answer["job"]["status"] != "done", answer["job"]
         wait_until(lambda: api.get(f"/certificates/{cid}").json()["status"] == "Revoked", 30, what="Revoked")
 
         def crl_lists_it() -> bool:
