@@ -2,9 +2,9 @@
 
 Each command runs several times as a child process, as a user's shell would run it; the figure is the
 wall-clock time from spawn to exit, and the CPU time (user + system) the child used, which a loaded
-machine (other processes taking turns on the cores) disturbs much less. The baseline, `python -c pass` with the same interpreter, is
-measured in the same run, so the ratios say what our imports cost on top of the interpreter's own
-start-up even on a loaded machine. A figure, not a pass/fail (issue 9 asks for `-h` well under 0.3 s):
+machine (other processes taking turns on the cores) disturbs much less. The baseline, `python -c pass`
+with the same interpreter, is measured in the same run, so the ratios say what our imports cost on top
+of the interpreter's own start-up. A figure, not a pass/fail (issue 9 asks for `-h` well under 0.3 s):
 
     .venv/bin/python bench/cli_startup.py [--runs N]
 """
