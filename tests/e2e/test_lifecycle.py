@@ -68,10 +68,33 @@ def test_quickstart_issues_a_certificate_openssl_verifies(tmp_path: Path) -> Non
     verified = _verify(tmp_path, bundle, "quickstart")
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert Path(outcome["certificate"]["private_key"]).stat().st_mode & 0o077 == 0
-    # A second run reuses the connector, the backend and the profile, and issues another certificate.
+    # The credentials file: 0600 in a 0700 data directory, holding what was printed.
+    credentials = Path(outcome["credentials_file"])
+    assert credentials.parent == datadir
+    assert (credentials.stat().st_mode & 0o777, datadir.stat().st_mode & 0o777) == (0o600, 0o700)
+    assert (datadir / "connector").stat().st_mode & 0o077 == 0
+    assert json.loads(credentials.read_text()) == outcome["admin"]
+    # A second run reuses the connector, the backend, the profile, the admin and its API key (the README's
+    # commands read the key from the file), and issues another certificate.
     again = _quickstart(datadir)
     assert again.returncode == 0, again.stdout + again.stderr
-    assert json.loads(again.stdout)["admin"]["password"] is None
+    second = json.loads(again.stdout)
+    assert second["admin"] == outcome["admin"]
+    assert second["certificate"]["serial"] != outcome["certificate"]["serial"]
+    # Later commands on that data directory know where the manager was last served: its port, not 8443.
+    command = [
+        str(BIN / "ca-manager"),
+        "connector",
+        "add",
+        "-name",
+        "next",
+        "-json",
+        "-datadir",
+        str(datadir),
+    ]
+    added = run(command, clean_env())
+    assert added.returncode == 0, added.stderr
+    assert json.loads(added.stdout)["install_command"].endswith(f"-manager {second['api_url']}")
 
 
 class Site:
@@ -152,6 +175,15 @@ def test_rest_lifecycle_with_openssl_csr(manager: Manager, site: Site, tmp_path:
 
         revoked = api.post(f"/certificates/{cid}/revoke", json={"reason": "keyCompromise", "wait": 30})
         assert revoked.status_code in (200, 202), revoked.text
+        # One answer, one moment: Revoked (200) only with its job done; otherwise still being revoked.
+        answer = revoked.json()
+        if revoked.status_code == 200:
+            assert answer["certificate"]["status"] == "Revoked"
+            assert (answer["job"]["status"], answer["job"]["outcome"]) == ("done", "ok"), answer["job"]
+        else:
+            assert answer["certificate"]["status"] == "Issued"
+            assert answer["certificate"]["reason"] == "being revoked (keyCompromise)"
+            assert answer["job"]["status"] != "done", answer["job"]
         wait_until(lambda: api.get(f"/certificates/{cid}").json()["status"] == "Revoked", 30, what="Revoked")
 
         def crl_lists_it() -> bool:

@@ -21,6 +21,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, select
 
 from caconnector import __version__
+from caconnector.manager import public_url
 from caconnector.manager.app import create_app
 from caconnector.manager.cli import main
 from caconnector.manager.db.migrate import current_revision, head_revision
@@ -184,6 +185,99 @@ def test_public_url_goes_into_the_install_command(db_cli: Cli, monkeypatch: pyte
     assert code == 2
     assert "-public-url" in err
     assert "https://" in err
+
+
+def test_the_recorded_public_url_is_used_until_overridden(db_cli: Cli, datadir: Path) -> None:
+    # What serve or quickstart records in the data directory (tests/e2e runs them for real).
+    public_url.record(datadir, "http://127.0.0.1:18443")
+    added = db_cli.json("connector", "add", "-name", "dc1")
+    assert added["install_command"].endswith("-manager http://127.0.0.1:18443")
+    restored = db_cli.json("connector", "restore", "-name", "dc1")
+    assert restored["install_command"].endswith("-manager http://127.0.0.1:18443")
+    given = db_cli.json("connector", "show", "-name", "dc1", "-public-url", "https://m.example.com")
+    assert given["install_command"].endswith("-manager https://m.example.com")
+    public_url.record(datadir, "http://manager.example.com:8443")  # refused as a connector would refuse it
+    code, _, err = db_cli("connector", "show", "-name", "dc1")
+    assert code == 2
+    assert "-public-url" in err
+
+
+def test_users_and_api_keys_are_listed_and_revoked(cli: Cli, datadir: Path) -> None:
+    assert cli.json("admin", "list") == []
+    cli.json("admin", "create", "-username", "alice")
+    cli.json("admin", "create", "-username", "bob", "-role", "auditor")
+    users = cli.json("admin", "list")
+    assert [(u["username"], u["role"]) for u in users] == [("alice", "admin"), ("bob", "auditor")]
+    assert all("password" not in u for u in users)
+    first = cli.json("apikey", "create", "-username", "alice")
+    second = cli.json("apikey", "create", "-username", "bob")
+    listed = cli.json("apikey", "list")
+    assert {k["id"] for k in listed} == {first["id"], second["id"]}
+    assert first["api_key"] not in json.dumps(listed)
+    assert [k["id"] for k in cli.json("apikey", "list", "-username", "bob")] == [second["id"]]
+    code, out, _ = cli("apikey", "list")
+    assert code == 0
+    assert first["prefix"] in out
+    assert "never" in out  # not used yet
+
+    settings = Settings(datadir=datadir)
+    app = create_app(settings)
+    try:
+        with TestClient(app) as client:
+            headers = {"Authorization": f"Bearer {first['api_key']}"}
+            assert client.get("/api/v1/profiles", headers=headers).status_code == 200
+            revoked = cli.json("apikey", "revoke", "-prefix", first["prefix"])
+            assert revoked["revoked_at"] is not None
+            # Refused at once, by the running app, on its next request.
+            assert client.get("/api/v1/profiles", headers=headers).status_code == 401
+    finally:
+        app.state.runtime.engine.dispose()
+    assert [k["id"] for k in cli.json("apikey", "list")] == [second["id"]]
+    assert {k["id"] for k in cli.json("apikey", "list", "-all")} == {first["id"], second["id"]}
+    cli.json("apikey", "revoke", "-id", second["id"])
+    code, _, err = cli("apikey", "revoke", "-id", "nope")
+    assert code == 1
+    assert "no API key with id 'nope'" in err
+    assert cli("apikey", "revoke")[0] == 2
+    code, _, err = cli("apikey", "list", "-username", "nobody")
+    assert code == 1
+    assert "ca-manager admin list" in err
+
+
+HEAVY = ("fastapi", "starlette", "uvicorn", "sqlalchemy", "alembic", "pydantic", "httpx", "argon2")
+# argv: the modules to look for (comma-separated), a module to import first ("-" for none), the command.
+PROBE = """
+import importlib, sys
+heavy, first, argv = set(sys.argv[1].split(",")), sys.argv[2], sys.argv[3:]
+if first != "-":
+    importlib.import_module(first)
+from caconnector.manager.cli import main
+try:
+    main(argv)
+except SystemExit:  # -h and --version exit through argparse
+    pass
+print(sorted({name.split(".")[0] for name in sys.modules} & heavy), file=sys.stderr)
+"""
+
+
+def _loaded(first: str, argv: list[str]) -> tuple[str, str]:
+    """(what `ca-manager ARGV` printed, the heavy modules loaded by then)."""
+    command = [sys.executable, "-c", PROBE, ",".join(HEAVY), first, *argv]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    *_, loaded = done.stderr.strip().splitlines()
+    return done.stdout + done.stderr, loaded
+
+
+@pytest.mark.parametrize("argv", [[], ["-h"], ["version"], ["--version"], ["help", "apikey", "list"]])
+def test_help_and_version_do_not_load_the_web_app_or_the_database(argv: list[str]) -> None:
+    # Structural, not timed (bench/cli_startup.py times it): what -h and version never need stays unloaded.
+    printed, loaded = _loaded("-", argv)
+    assert loaded == "[]", printed
+    assert "ca-manager" in printed
+    # The probe sees them when they are loaded: the app, imported first, brings them.
+    _, loaded = _loaded("caconnector.manager.app", argv)
+    assert "fastapi" in loaded
+    assert "sqlalchemy" in loaded
 
 
 def test_unknown_connector_names_it_and_how_to_list(db_cli: Cli) -> None:

@@ -10,8 +10,18 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from caconnector import __version__
-from caconnector.manager import channel
-from caconnector.manager.api import audit_log, backends, cas, certificates, connectors, jobs, profiles
+from caconnector.manager import channel, home
+from caconnector.manager.api import (
+    audit_log,
+    backends,
+    cas,
+    certificates,
+    connectors,
+    index,
+    jobs,
+    profiles,
+    users,
+)
 from caconnector.manager.docs_assets import docs_router
 from caconnector.manager.http_guard import HttpGuard
 from caconnector.manager.problems import install_handlers
@@ -49,7 +59,9 @@ def create_app(settings: Settings, clock: Clock = utcnow, runtime: Runtime | Non
     )
     app.state.runtime = runtime
     install_handlers(app)
-    for module in (connectors, backends, cas, profiles, certificates, jobs, audit_log):
+    for front in (index.router, home.router):  # the front door, / and /api/v1, outside API_PREFIX
+        app.include_router(front)
+    for module in (connectors, backends, cas, profiles, certificates, jobs, audit_log, users):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(channel.router)
     app.include_router(docs_router(f"{API_PREFIX}/openapi.json", "ca-manager"))

@@ -9,8 +9,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from caconnector.manager.problems import Problem
+from caconnector.manager.roles import Role
 from caconnector.manager.runtime import Runtime
-from caconnector.manager.services.users import Role, user_for_api_key
+from caconnector.manager.services.users import user_for_api_key
 from caconnector.manager.tokens import API_KEY_PREFIX, api_key_lookup
 
 

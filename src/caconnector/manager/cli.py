@@ -12,31 +12,28 @@ import argparse
 import datetime as dt
 import getpass
 import json
-import logging
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from alembic.util.exc import CommandError as AlembicCommandError
-from pydantic import ValidationError
-from sqlalchemy.exc import ArgumentError, OperationalError
-from sqlalchemy.orm import Session
-
-from caconnector import __version__, cliexit
+from caconnector import cliexit
 from caconnector.cliparse import CommandError, Parser, UsageError, opt
-from caconnector.manager import quickstart
-from caconnector.manager import serve as server
-from caconnector.manager.db.migrate import current_revision, head_revision, upgrade
-from caconnector.manager.db.models import Connector
-from caconnector.manager.keys import KeyFileError
-from caconnector.manager.runtime import Runtime, build_runtime
-from caconnector.manager.services import connectors
-from caconnector.manager.services.users import Role, UserError, create_api_key, create_user, find_user
-from caconnector.manager.settings import Settings
+from caconnector.manager import public_url as stored_url
+from caconnector.manager.roles import Role
+
+# Only argparse and our own light modules above: each command imports the database, the web app or
+# uvicorn when it runs, so `-h` and `version` answer in a few hundredths of a second instead of the
+# second and more those imports take (bench/cli_startup.py; the test keeps them out of this module).
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from caconnector.manager.db.models import Connector
+    from caconnector.manager.runtime import Runtime
+    from caconnector.manager.settings import Settings
 
 PROG = "ca-manager"
 # `serve` options for the HTTP layer's limits (also CA_MANAGER_<FIELD> variables): option -> setting.
@@ -112,8 +109,8 @@ def _subcommands(parser: argparse.ArgumentParser, dest: str) -> Any:
     return parser.add_subparsers(dest=dest, metavar="SUBCOMMAND", parser_class=Parser)
 
 
-def _command(group: Any, name: str, text: str, **common: bool) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = group.add_parser(name, help=text, description=text)
+def _command(group: Any, name: str, text: str, **common: bool) -> Parser:
+    parser: Parser = group.add_parser(name, help=text, description=text)
     _common(parser, **common)
     return parser
 
@@ -121,7 +118,7 @@ def _command(group: Any, name: str, text: str, **common: bool) -> argparse.Argum
 def build_parser() -> Parser:
     root = Parser(prog=PROG, description="The certificate manager's central service.")
     _common(root, json_flag=False, public_url=True)
-    root.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    root.add_argument("--version", action=_VersionAction, nargs=0, help="print the version and exit")
     commands = root.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
 
     helper = commands.add_parser("help", help="print help for a command")
@@ -145,17 +142,14 @@ def build_parser() -> Parser:
     opt(serve, "port", metavar="P", type=_port, default=8443, help="the port to listen on (default 8443)")
     opt(serve, "tls-cert", metavar="FILE", help="serve HTTPS with this certificate chain (PEM)")
     opt(serve, "tls-key", metavar="FILE", help="the private key of -tls-cert (PEM)")
-    for option, field in SERVE_LIMITS.items():
-        described = Settings.model_fields[field]
-        opt(serve, option, metavar="N", help=f"{described.description} (default {described.default})")
+    serve.defer(_serve_limit_options)
 
     db = commands.add_parser("db", help="database migrations")
     _command(_subcommands(db, "db_command"), "upgrade", "migrate the database to this version's schema")
 
-    admin = commands.add_parser("admin", help="user accounts")
-    create = _command(
-        _subcommands(admin, "admin_command"), "create", "create a user; prints its password once"
-    )
+    admin = commands.add_parser("admin", help="user accounts (create, list)")
+    admins = _subcommands(admin, "admin_command")
+    create = _command(admins, "create", "create a user; prints its password once")
     opt(create, "username", required=True, metavar="U", help="the user's name")
     opt(
         create,
@@ -166,9 +160,18 @@ def build_parser() -> Parser:
         help="admin (default), operator, auditor",
     )
 
-    apikey = commands.add_parser("apikey", help="API keys")
-    key = _command(_subcommands(apikey, "apikey_command"), "create", "create an API key; prints it once")
+    _command(admins, "list", "list the users (never their passwords)")
+
+    apikey = commands.add_parser("apikey", help="API keys (create, list, revoke)")
+    keys = _subcommands(apikey, "apikey_command")
+    key = _command(keys, "create", "create an API key; prints it once")
     opt(key, "username", required=True, metavar="U", help="the user the key acts as")
+    listed = _command(keys, "list", "list the API keys: id, prefix, user, created, last used (never the key)")
+    opt(listed, "username", metavar="U", help="only this user's keys")
+    opt(listed, "all", action="store_true", help="revoked keys too")
+    revoke = _command(keys, "revoke", "revoke an API key; it is refused from then on")
+    opt(revoke, "id", metavar="ID", help="the key's id (apikey list)")
+    opt(revoke, "prefix", metavar="P", help="or its prefix (apikey list; the hex after cak_ in the key)")
 
     _connector_commands(commands)
     return root
@@ -205,7 +208,11 @@ def _actor() -> str:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    """Defaults, then CA_MANAGER_* variables, then the command line."""
+    """Defaults, then CA_MANAGER_* variables, then the recorded public URL, then the command line."""
+    from pydantic import ValidationError
+
+    from caconnector.manager.settings import Settings
+
     datadir = getattr(args, "datadir", None)
     try:
         settings = Settings.from_env(
@@ -216,6 +223,10 @@ def _settings(args: argparse.Namespace) -> Settings:
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise CommandError(f"invalid settings (command line or CA_MANAGER_* variables): {problems}") from None
+    if getattr(args, "public_url", None) is None and "CA_MANAGER_PUBLIC_URL" not in os.environ:
+        recorded = stored_url.recorded(settings.datadir)
+        if recorded is not None:  # what the last serve or quickstart on this data directory ran with
+            settings = settings.model_copy(update={"public_url": recorded})
     _check_public_url(settings.public_url)
     return settings.model_copy(update={"public_url": settings.public_url.rstrip("/")})
 
@@ -224,7 +235,7 @@ def _check_public_url(url: str) -> None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UsageError(f"-public-url: expects an https:// URL, not {url!r}")
-    if parts.scheme == "http" and not server.is_loopback(parts.hostname):
+    if parts.scheme == "http" and not stored_url.is_loopback(parts.hostname):
         raise UsageError(
             "-public-url: connectors accept http:// only for loopback addresses; give "
             f"https://{parts.netloc} (TLS here with -tls-cert/-tls-key, or at a proxy in front)"
@@ -234,24 +245,44 @@ def _check_public_url(url: str) -> None:
 @contextmanager
 def _database(args: argparse.Namespace) -> Iterator[Runtime]:
     """The runtime on a database with the current schema (an empty one is migrated first)."""
+    from caconnector.manager.runtime import build_runtime
+    from caconnector.manager.serve import ensure_schema
+
     runtime = build_runtime(_settings(args))
     try:
-        server.ensure_schema(runtime.engine)
+        ensure_schema(runtime.engine)
         yield runtime
     finally:
         runtime.wakeups.close()
         runtime.engine.dispose()
 
 
+def _version() -> str:
+    from caconnector import __version__
+
+    return __version__
+
+
+class _VersionAction(argparse.Action):
+    """`--version`, with the version looked up only when asked for (importlib.metadata is slow to load)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        print(f"{PROG} {_version()}")
+        parser.exit()
+
+
 # ---- commands ---------------------------------------------------------------------------------------
 
 
 def cmd_version(_args: argparse.Namespace) -> View:
-    return {"version": __version__}, f"{PROG} {__version__}"
+    version = _version()
+    return {"version": version}, f"{PROG} {version}"
 
 
 def cmd_quickstart(args: argparse.Namespace) -> View:
-    if not server.is_loopback(args.host):
+    from caconnector.manager import quickstart
+
+    if not stored_url.is_loopback(args.host):
         raise UsageError("quickstart: -host must be a loopback address (it serves plain HTTP)")
     settings = _settings(args).model_copy(update={"public_url": f"http://{args.host}:{args.port}"})
     out = Path(args.out).expanduser() if args.out else settings.datadir / "quickstart"
@@ -263,6 +294,10 @@ def cmd_quickstart(args: argparse.Namespace) -> View:
 
 
 def cmd_serve(args: argparse.Namespace) -> View:
+    import logging
+
+    from caconnector.manager import serve as server
+
     if bool(args.tls_cert) != bool(args.tls_key):
         raise UsageError("serve: -tls-cert and -tls-key go together; give both or neither")
     listen = server.Listen(
@@ -276,6 +311,8 @@ def cmd_serve(args: argparse.Namespace) -> View:
     if getattr(args, "public_url", None) is None and "CA_MANAGER_PUBLIC_URL" not in os.environ:
         settings = settings.model_copy(update={"public_url": fallback})
     settings = _with_limits(settings, args)
+    # Recorded for the CLI commands that print install commands (connector add, restore) on this host.
+    stored_url.record(settings.datadir, settings.public_url)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         logging.getLogger("alembic").setLevel(logging.WARNING)  # one line per migration step is noise here
@@ -284,7 +321,20 @@ def cmd_serve(args: argparse.Namespace) -> View:
     return None, ""
 
 
+def _serve_limit_options(serve: Parser) -> None:
+    """The HTTP limits' options, described by the settings model (pydantic: loaded only for serve)."""
+    from caconnector.manager.settings import Settings
+
+    for option, field in SERVE_LIMITS.items():
+        described = Settings.model_fields[field]
+        opt(serve, option, metavar="N", help=f"{described.description} (default {described.default})")
+
+
 def _with_limits(settings: Settings, args: argparse.Namespace) -> Settings:
+    from pydantic import ValidationError
+
+    from caconnector.manager.settings import Settings
+
     given = {
         field: getattr(args, option.replace("-", "_"))
         for option, field in SERVE_LIMITS.items()
@@ -310,6 +360,11 @@ def _readable(option: str, path: str) -> Path:
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> View:
+    from alembic.util.exc import CommandError as AlembicCommandError
+
+    from caconnector.manager.db.migrate import current_revision, head_revision, upgrade
+    from caconnector.manager.runtime import build_runtime
+
     runtime = build_runtime(_settings(args))
     try:
         before = current_revision(runtime.engine)
@@ -330,6 +385,8 @@ def cmd_db_upgrade(args: argparse.Namespace) -> View:
 
 
 def cmd_admin_create(args: argparse.Namespace) -> View:
+    from caconnector.manager.services.users import create_user
+
     with _database(args) as runtime, runtime.sessions.begin() as session:
         user, password = create_user(session, args.username, args.role, runtime.now(), actor=_actor())
         view = {"id": user.id, "username": user.username, "role": user.role, "password": password}
@@ -339,22 +396,83 @@ def cmd_admin_create(args: argparse.Namespace) -> View:
     )
 
 
-def cmd_apikey_create(args: argparse.Namespace) -> View:
+def cmd_admin_list(args: argparse.Namespace) -> View:
+    from caconnector.manager.services import users
+
     with _database(args) as runtime, runtime.sessions.begin() as session:
-        user = find_user(session, args.username)
-        if user is None:
-            raise CommandError(
-                f"no user {args.username!r}; create one with: {PROG} admin create -username {args.username}"
-            )
+        rows = [users.user_view(u) for u in users.list_users(session)]
+    if not rows:
+        return rows, f"no user yet; create one with: {PROG} admin create -username NAME"
+    table = [
+        [r["username"], r["role"], "disabled" if r["disabled"] else "", _when(r["created_at"]), r["id"]]
+        for r in rows
+    ]
+    return rows, _table(["USERNAME", "ROLE", "STATE", "CREATED", "ID"], table)
+
+
+def cmd_apikey_create(args: argparse.Namespace) -> View:
+    from caconnector.manager.services.users import create_api_key
+
+    with _database(args) as runtime, runtime.sessions.begin() as session:
+        user = _user(session, args.username)
         row, key = create_api_key(session, user, runtime.now(), actor=_actor())
-        view = {"username": user.username, "role": user.role, "prefix": row.prefix, "api_key": key}
+        view = {"id": row.id, "username": user.username, "role": user.role, "prefix": row.prefix}
+        view["api_key"] = key
     return view, (
         f"API key for {user.username!r} ({user.role}), shown once, store it now:\n{key}\n"
         f"send it as: Authorization: Bearer <key>"
     )
 
 
+def cmd_apikey_list(args: argparse.Namespace) -> View:
+    from caconnector.manager.services import users
+
+    with _database(args) as runtime, runtime.sessions.begin() as session:
+        owner = _user(session, args.username) if args.username else None
+        rows = [users.api_key_view(k) for k in users.list_api_keys(session, owner, revoked=args.all)]
+    if not rows:
+        return rows, f"no API key; create one with: {PROG} apikey create -username NAME"
+    table = [
+        [
+            r["prefix"],
+            r["username"],
+            _when(r["created_at"]),
+            _when(r["last_used_at"]) or "never",
+            _when(r["revoked_at"]),
+            r["id"],
+        ]
+        for r in rows
+    ]
+    return rows, _table(["PREFIX", "USER", "CREATED", "LAST USED", "REVOKED", "ID"], table)
+
+
+def cmd_apikey_revoke(args: argparse.Namespace) -> View:
+    from caconnector.manager.services import users
+
+    if bool(args.id) == bool(args.prefix):
+        raise UsageError(f"{PROG} apikey revoke: give -id or -prefix (see {PROG} apikey list)")
+    with _database(args) as runtime, runtime.sessions.begin() as session:
+        row = users.find_api_key(session, key_id=args.id, prefix=args.prefix)
+        users.revoke_api_key(session, row, runtime.now(), actor=_actor())
+        view = users.api_key_view(row)
+    return view, f"API key {row.prefix} of {row.user.username!r} revoked; it is refused from now on"
+
+
+def _user(session: Session, username: str) -> Any:
+    from caconnector.manager.services.users import find_user
+
+    user = find_user(session, username)
+    if user is None:
+        raise CommandError(
+            f"no user {username!r}; create one with: {PROG} admin create -username {username} "
+            f"(list them with: {PROG} admin list)"
+        )
+    return user
+
+
 def cmd_connector_add(args: argparse.Namespace) -> View:
+    from caconnector.manager.services import connectors
+
     with _database(args) as runtime, runtime.sessions.begin() as session:
         connector, token = connectors.add_connector(
             session,
@@ -382,6 +500,8 @@ def cmd_connector_add(args: argparse.Namespace) -> View:
 
 
 def cmd_connector_list(args: argparse.Namespace) -> View:
+    from caconnector.manager.services import connectors
+
     with _database(args) as runtime, runtime.sessions.begin() as session:
         now = runtime.now()
         rows = [
@@ -402,12 +522,16 @@ def cmd_connector_list(args: argparse.Namespace) -> View:
 
 
 def cmd_connector_show(args: argparse.Namespace) -> View:
+    from caconnector.manager.services import connectors
+
     with _connector(args) as (runtime, _session, connector):
         view = connectors.connector_view(connector, runtime.now(), runtime.settings, runtime.box)
     return view, _describe(view)
 
 
 def cmd_connector_edit(args: argparse.Namespace) -> View:
+    from caconnector.manager.services import connectors
+
     if args.newname is None and args.comments is None:
         raise UsageError(f"{PROG} connector edit: give -newname, -comments or both")
     with _connector(args) as (runtime, session, connector):
@@ -419,6 +543,8 @@ def cmd_connector_edit(args: argparse.Namespace) -> View:
 
 
 def cmd_connector_restore(args: argparse.Namespace) -> View:
+    from caconnector.manager.services import connectors
+
     with _connector(args) as (runtime, session, connector):
         token = connectors.restore_connector(
             session, connector, now=runtime.now(), settings=runtime.settings, box=runtime.box, actor=_actor()
@@ -443,6 +569,8 @@ def cmd_connector_restore(args: argparse.Namespace) -> View:
 
 
 def cmd_connector_delete(args: argparse.Namespace) -> View:
+    from caconnector.manager.services import connectors
+
     with _connector(args) as (runtime, session, connector):
         view = {"id": connector.id, "name": connector.name, "deleted": True}
         connectors.delete_connector(session, connector, now=runtime.now(), actor=_actor())
@@ -451,6 +579,8 @@ def cmd_connector_delete(args: argparse.Namespace) -> View:
 
 @contextmanager
 def _connector(args: argparse.Namespace) -> Iterator[tuple[Runtime, Session, Connector]]:
+    from caconnector.manager.services import connectors
+
     with _database(args) as runtime, runtime.sessions.begin() as session:
         try:
             connector = connectors.find_connector(session, args.name)
@@ -495,7 +625,10 @@ HANDLERS: dict[tuple[str, ...], Callable[[argparse.Namespace], View]] = {
     ("serve",): cmd_serve,
     ("db", "upgrade"): cmd_db_upgrade,
     ("admin", "create"): cmd_admin_create,
+    ("admin", "list"): cmd_admin_list,
     ("apikey", "create"): cmd_apikey_create,
+    ("apikey", "list"): cmd_apikey_list,
+    ("apikey", "revoke"): cmd_apikey_revoke,
     ("connector", "add"): cmd_connector_add,
     ("connector", "list"): cmd_connector_list,
     ("connector", "show"): cmd_connector_show,
@@ -528,10 +661,41 @@ def _run(parser: Parser, argv: list[str]) -> tuple[argparse.Namespace, View | No
         return args, None
     try:
         return args, handler(args)
-    except ArgumentError as exc:  # SQLAlchemy could not make sense of the database URL
+    except (UsageError, CommandError):
+        raise
+    except Exception as exc:
+        failure = _failure(exc)
+        if failure is None:
+            raise
+        raise failure from None
+
+
+def _failure(exc: Exception) -> CommandError | None:
+    """The error a command can end with that the user can act on, with its -json code; None for the rest.
+
+    The error classes are looked up only once something failed: importing them up front would load the
+    database layer for every command, `-h` included (a module that raised one is loaded by then anyway).
+    """
+    from sqlalchemy.exc import ArgumentError, OperationalError
+
+    from caconnector.manager.keys import KeyFileError
+    from caconnector.manager.serve import SchemaError
+    from caconnector.manager.services.connectors import ConnectorConflict, ConnectorError, ConnectorNotFound
+    from caconnector.manager.services.users import UserError
+
+    if isinstance(exc, ArgumentError):  # SQLAlchemy could not make sense of the database URL
         raise UsageError(f"-database: {exc}") from None
-    except OperationalError as exc:
-        raise CommandError(f"cannot use the database: {exc.orig or exc}") from None
+    if isinstance(exc, OperationalError):
+        return CommandError(f"cannot use the database: {exc.orig or exc}", code=cliexit.CONFIG)
+    if isinstance(exc, ConnectorNotFound):
+        return CommandError(str(exc), code=cliexit.NOT_FOUND)
+    if isinstance(exc, ConnectorConflict):
+        return CommandError(str(exc), code=cliexit.CONFLICT)
+    if isinstance(exc, SchemaError | KeyFileError):
+        return CommandError(str(exc), code=cliexit.CONFIG)
+    if isinstance(exc, UserError | ConnectorError):
+        return CommandError(str(exc))
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -547,19 +711,8 @@ def _main(args_list: list[str]) -> int:
     except UsageError as exc:
         cliexit.report_error(PROG, str(exc), code=cliexit.USAGE, json_output=json_output)
         return 2
-    except (CommandError, UserError, connectors.ConnectorError, server.SchemaError, KeyFileError) as exc:
-        code = (
-            exc.code
-            if isinstance(exc, CommandError)
-            else cliexit.NOT_FOUND
-            if isinstance(exc, connectors.ConnectorNotFound)
-            else cliexit.CONFLICT
-            if isinstance(exc, connectors.ConnectorConflict)
-            else cliexit.CONFIG
-            if isinstance(exc, server.SchemaError | KeyFileError)
-            else cliexit.FAILED
-        )
-        cliexit.report_error(PROG, str(exc), code=code, json_output=json_output)
+    except CommandError as exc:
+        cliexit.report_error(PROG, str(exc), code=exc.code, json_output=json_output)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -10,6 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from caconnector.manager import validation
+
 PROBLEM_JSON = "application/problem+json"
 
 log = logging.getLogger("caconnector.manager")
@@ -54,10 +56,11 @@ def install_handlers(app: FastAPI) -> None:
         return problem_response(exc)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        # Name each bad field; never echo the input (it may hold a CSR or a token).
-        problems = [f"{'.'.join(str(p) for p in e['loc'] if p != 'body')}: {e['msg']}" for e in exc.errors()]
-        return problem_response(Problem(422, "Invalid request", "; ".join(problems), code="invalid_request"))
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # Name each bad field, and what a missing or unreadable body must hold; never echo the input.
+        body = getattr(getattr(request.scope.get("route"), "body_field", None), "field_info", None)
+        detail = validation.summary(exc.errors(), getattr(body, "annotation", None))
+        return problem_response(Problem(422, "Invalid request", detail, code="invalid_request"))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import signal
 import socket
 import subprocess
@@ -34,8 +33,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from caconnector.manager import public_url
 from caconnector.manager.app import create_app
 from caconnector.manager.db.models import Connector
+from caconnector.manager.files import write_private
+from caconnector.manager.roles import Role
 from caconnector.manager.runtime import Runtime, build_runtime
 from caconnector.manager.serve import ensure_schema
 from caconnector.manager.services.connectors import (
@@ -44,7 +46,13 @@ from caconnector.manager.services.connectors import (
     find_connector,
     restore_connector,
 )
-from caconnector.manager.services.users import Role, create_api_key, create_user, find_user
+from caconnector.manager.services.users import (
+    create_api_key,
+    create_user,
+    find_user,
+    user_for_api_key,
+    verify_password,
+)
 from caconnector.manager.settings import Settings
 from caconnector.pki.chain import ensure_complete, load_certificates
 
@@ -55,6 +63,7 @@ BACKEND_NAME = "LocalCA"
 PROFILE_NAME = "default-server"
 ADMIN = "admin"
 ACTOR = "quickstart"
+CREDENTIALS_FILE = "quickstart-credentials.json"  # in the data directory: the admin's password and API key
 KEY_TYPES = ["ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096", "ed25519"]
 
 
@@ -75,6 +84,7 @@ class Outcome:
     certificate_id: str
     serial: str
     connector_datadir: Path
+    credentials_path: Path
 
     def view(self) -> dict[str, Any]:
         return {
@@ -89,10 +99,11 @@ class Outcome:
                 "root_ca": str(self.root_path),
             },
             "connector_datadir": str(self.connector_datadir),
+            "credentials_file": str(self.credentials_path),
         }
 
     def text(self) -> str:
-        password = self.password or "(unchanged: shown when the account was created)"
+        password = self.password or "(changed since quickstart made it; not known here)"
         return "\n".join([
             "ca-manager quickstart is up.",
             f"  REST API:        {self.api_url}/api/v1   (OpenAPI: {self.api_url}/api/v1/openapi.json)",
@@ -100,6 +111,7 @@ class Outcome:
             f"  admin user:      {self.username}",
             f"  admin password:  {password}",
             f"  API key:         {self.api_key}   (send as: Authorization: Bearer <key>)",
+            f"  both, to read back: {self.credentials_path}   (jq -r .api_key FILE)",
             f"  first certificate: serial {self.serial}",
             f"    certificate and chain: {self.certificate_path}",
             f"    private key:           {self.key_path}",
@@ -139,14 +151,40 @@ def _serving(runtime: Runtime, settings: Settings, host: str, port: int) -> Iter
         sock.close()
 
 
-def _admin_and_key(runtime: Runtime) -> tuple[str | None, str]:
+def credentials_path(settings: Settings) -> Path:
+    return settings.datadir / CREDENTIALS_FILE
+
+
+def _admin_and_key(runtime: Runtime, path: Path) -> tuple[str | None, str]:
+    """The admin's password (None when not known) and an API key that works, kept in `path`.
+
+    A re-run reuses the key in the file while it is valid, so the README's commands that read the file
+    keep working; a new key is made only when there is none or it was revoked."""
+    saved = _read_credentials(path)
     with runtime.sessions.begin() as session:
         user = find_user(session, ADMIN)
         password = None
         if user is None:
             user, password = create_user(session, ADMIN, Role.ADMIN, runtime.now(), actor=ACTOR)
-        _, key = create_api_key(session, user, runtime.now(), actor=ACTOR)
+        elif saved.get("password") and verify_password(user, saved["password"]):
+            password = saved["password"]
+        key = saved.get("api_key")
+        if not key or user_for_api_key(session, key, runtime.now()) is not user:
+            _, key = create_api_key(session, user, runtime.now(), actor=ACTOR)
+    _write_credentials(path, {"username": ADMIN, "password": password, "api_key": key})
     return password, key
+
+
+def _read_credentials(path: Path) -> dict[str, str]:
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in document.items() if isinstance(v, str)} if isinstance(document, dict) else {}
+
+
+def _write_credentials(path: Path, document: dict[str, str | None]) -> None:
+    write_private(path, (json.dumps(document, indent=2) + "\n").encode())
 
 
 def _connector_cli(datadir: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -204,7 +242,7 @@ def _ensure_connector(runtime: Runtime, url: str, datadir: Path) -> None:
 @contextlib.contextmanager
 def _agent(datadir: Path) -> Iterator[subprocess.Popen[bytes]]:
     log_path = datadir / "logs" / "quickstart-agent.out"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     with log_path.open("ab") as output:
         process = subprocess.Popen(
             [sys.executable, "-m", "caconnector.connector.cli", "run", "-datadir", str(datadir)],
@@ -287,13 +325,12 @@ def _first_certificate(api: httpx.Client, profile_id: str, out: Path) -> tuple[s
     cert_path.write_bytes(pem_chain.content)
     root_path = out / "root-ca.pem"
     root_path.write_bytes(certificates[-1].public_bytes(serialization.Encoding.PEM))
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(
-            key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-            )
-        )
+    write_private(
+        key_path,
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ),
+    )
     serial = format(certificates[0].serial_number, "x")
     return str(document["id"]), serial, cert_path, key_path, root_path
 
@@ -303,9 +340,11 @@ def run_quickstart(settings: Settings, host: str, port: int, out: Path, stay: bo
     runtime = build_runtime(settings)
     try:
         ensure_schema(runtime.engine)
-        password, api_key = _admin_and_key(runtime)
+        credentials = credentials_path(settings)
+        password, api_key = _admin_and_key(runtime, credentials)
         connector_home = settings.datadir / "connector"
         with _serving(runtime, settings, host, port) as url:
+            public_url.record(settings.datadir, url)  # later `connector add` on this datadir prints it
             _ensure_connector(runtime, url, connector_home)
             with (
                 _agent(connector_home),
@@ -323,7 +362,7 @@ def run_quickstart(settings: Settings, host: str, port: int, out: Path, stay: bo
                 )
                 outcome = Outcome(
                     url, f"{url}/api/v1/docs", ADMIN, password, api_key, cert_path, key_path, root_path,
-                    certificate_id, serial, connector_home,
+                    certificate_id, serial, connector_home, credentials,
                 )  # fmt: skip
                 if stay:
                     print(outcome.text(), flush=True)

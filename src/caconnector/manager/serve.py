@@ -3,7 +3,6 @@ opens the database makes first."""
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import signal
 import socket
@@ -24,6 +23,7 @@ from caconnector.manager.app import create_app
 from caconnector.manager.db.engine import MIGRATIONS_DIR
 from caconnector.manager.db.migrate import current_revision, head_revision, upgrade
 from caconnector.manager.http_protocol import h11_with_header_timeout
+from caconnector.manager.public_url import is_loopback
 from caconnector.manager.runtime import build_runtime
 from caconnector.manager.settings import Settings
 
@@ -77,15 +77,6 @@ def ensure_schema(engine: Engine) -> bool:
 def safe_url(url: str) -> str:
     """A database URL fit for a log line: the password masked."""
     return make_url(url).render_as_string(hide_password=True)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def default_public_url(host: str, port: int, tls: bool) -> str:

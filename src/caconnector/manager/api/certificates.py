@@ -18,7 +18,7 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select, tuple_
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import object_session, selectinload
 from starlette.concurrency import run_in_threadpool
 
 from caconnector.manager.api.errors import service_errors
@@ -32,7 +32,7 @@ from caconnector.manager.api.pagination import (
     encode_cursor,
 )
 from caconnector.manager.auth import Operator, Principal, Reader, runtime_of
-from caconnector.manager.db.models import Certificate, ManagedBackend
+from caconnector.manager.db.models import Certificate, Job, ManagedBackend
 from caconnector.manager.problems import Problem
 from caconnector.manager.runtime import Runtime
 from caconnector.manager.services import certificates as service
@@ -366,17 +366,32 @@ def download(
 async def revoke(
     certificate_id: str, body: RevokeIn, request: Request, response: Response, caller: Operator
 ) -> RevokeStarted:
-    """202 while the revocation is on its way; 200 when it was done within `wait`."""
+    """202 while the revocation is on its way (the certificate Issued, `reason` "being revoked", the job
+    not done yet); 200 when the CA revoked it within `wait` (the certificate Revoked, the job done).
+
+    The certificate and its job are read in one transaction after the wait, so the answer is one moment's
+    truth: never a Revoked certificate next to a job still queued."""
     runtime = runtime_of(request)
-    job = await run_in_threadpool(_revoke, runtime, certificate_id, body.reason, caller)
-    view = await _wait_until_settled(request, certificate_id, body.wait, CertificateOut.of)
-    if view.status is CertStatus.REVOKED:
+    job_id = await run_in_threadpool(_revoke, runtime, certificate_id, body.reason, caller)
+    answer = await _wait_until_settled(request, certificate_id, body.wait, _revoke_answer(job_id))
+    if answer.certificate.status is CertStatus.REVOKED:
         response.status_code = 200
-    return RevokeStarted(certificate=view, job=job)
+    return answer
 
 
-def _revoke(runtime: Runtime, certificate_id: str, reason: str, caller: Principal) -> JobOut:
+def _revoke(runtime: Runtime, certificate_id: str, reason: str, caller: Principal) -> str:
     with service_errors(), runtime.sessions.begin() as session:
         certificate = service.get_certificate(session, certificate_id)
         job = service.request_revocation(session, certificate, reason, runtime.now(), caller.actor)
-        return JobOut.of(job)
+        return job.id
+
+
+def _revoke_answer(job_id: str) -> View[RevokeStarted]:
+    def view(certificate: Certificate, now: dt.datetime) -> RevokeStarted:
+        session = object_session(certificate)
+        job = session.get(Job, job_id) if session is not None else None
+        if job is None:  # the job is made in the same transaction as the revocation: it exists
+            raise Problem(409, "Conflict", f"the revoke job {job_id} is gone", code="conflict")
+        return RevokeStarted(certificate=CertificateOut.of(certificate, now), job=JobOut.of(job))
+
+    return view

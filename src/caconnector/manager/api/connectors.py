@@ -25,9 +25,9 @@ from caconnector.manager.api.pagination import (
 from caconnector.manager.auth import Admin, Principal, Reader, runtime_of
 from caconnector.manager.db.models import Connector
 from caconnector.manager.problems import Problem
+from caconnector.manager.roles import Role
 from caconnector.manager.services import connectors as service
 from caconnector.manager.services.status import ConnectorStatus
-from caconnector.manager.services.users import Role
 
 router = APIRouter(prefix="/connectors", tags=["connectors"])
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-import enum
 import re
 import secrets
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -14,19 +14,18 @@ from sqlalchemy.orm import Session
 
 from caconnector.manager import audit, tokens
 from caconnector.manager.db.models import ApiKey, User
+from caconnector.manager.roles import Role
 
 _hasher = PasswordHasher()
 _USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
 
 
-class Role(enum.StrEnum):
-    ADMIN = "admin"  # everything
-    OPERATOR = "operator"  # enroll, collect, renew, revoke, scan
-    AUDITOR = "auditor"  # read only
-
-
 class UserError(ValueError):
     pass
+
+
+class ApiKeyNotFound(UserError):
+    """No such API key (API 404)."""
 
 
 def create_user(
@@ -78,3 +77,59 @@ def user_for_api_key(session: Session, key: str, now: dt.datetime) -> User | Non
         return None
     row.last_used_at = now
     return row.user
+
+
+def list_users(session: Session) -> list[User]:
+    return list(session.scalars(select(User).order_by(User.username)))
+
+
+def user_view(user: User) -> dict[str, Any]:
+    """What the API and the CLI show of a user: never the password or its hash."""
+    return {
+        "id": user.id,
+        "username": user.username,
+        "role": user.role,
+        "disabled": user.disabled,
+        "created_at": user.created_at,
+    }
+
+
+def list_api_keys(session: Session, user: User | None = None, *, revoked: bool = False) -> list[ApiKey]:
+    """Newest first; revoked keys only when asked for."""
+    query = select(ApiKey).order_by(ApiKey.created_at.desc(), ApiKey.id.desc())
+    if user is not None:
+        query = query.where(ApiKey.user_id == user.id)
+    if not revoked:
+        query = query.where(ApiKey.revoked_at.is_(None))
+    return list(session.scalars(query))
+
+
+def api_key_view(row: ApiKey) -> dict[str, Any]:
+    """What the API and the CLI show of an API key: its id and public prefix, never the key or its hash."""
+    return {
+        "id": row.id,
+        "prefix": row.prefix,
+        "username": row.user.username,
+        "role": row.user.role,
+        "created_at": row.created_at,
+        "last_used_at": row.last_used_at,
+        "revoked_at": row.revoked_at,
+    }
+
+
+def find_api_key(session: Session, *, key_id: str | None = None, prefix: str | None = None) -> ApiKey:
+    query = select(ApiKey).where(ApiKey.id == key_id if key_id is not None else ApiKey.prefix == prefix)
+    row = session.scalar(query)
+    if row is None:
+        what = f"id {key_id!r}" if key_id is not None else f"prefix {prefix!r}"
+        raise ApiKeyNotFound(f"no API key with {what}; list them with: ca-manager apikey list")
+    return row
+
+
+def revoke_api_key(session: Session, row: ApiKey, now: dt.datetime, actor: str = "system") -> None:
+    """Refused from the next request on (user_for_api_key checks revoked_at on every call). Revoking a
+    revoked key again changes nothing and records nothing."""
+    if row.revoked_at is not None:
+        return
+    row.revoked_at = now
+    audit.record(session, now, actor, "apikey.revoke", f"user:{row.user.username}", key_prefix=row.prefix)
