@@ -9,6 +9,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from caconnector.protocol.text import clip
+
 PROBLEM_JSON = "application/problem+json"
 
 
@@ -53,7 +55,10 @@ def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         # Name each bad field; never echo the input (it may hold a CSR or a token).
-        problems = [f"{'.'.join(str(p) for p in e['loc'] if p != 'body')}: {e['msg']}" for e in exc.errors()]
+        # A location can be a key the caller sent: clipped, so it is printable and short.
+        problems = [
+            f"{'.'.join(clip(str(p), 32) for p in e['loc'] if p != 'body')}: {e['msg']}" for e in exc.errors()
+        ]
         return problem_response(Problem(422, "Invalid request", "; ".join(problems), code="invalid_request"))
 
     @app.exception_handler(StarletteHTTPException)
