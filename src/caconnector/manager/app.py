@@ -12,6 +12,7 @@ from sqlalchemy import text
 from caconnector import __version__
 from caconnector.manager import channel
 from caconnector.manager.api import audit_log, backends, cas, certificates, connectors, jobs, profiles
+from caconnector.manager.openapi import install_openapi
 from caconnector.manager.problems import install_handlers
 from caconnector.manager.runtime import Clock, Runtime, build_runtime, utcnow
 from caconnector.manager.services.scheduler import Scheduler
@@ -50,6 +51,7 @@ def create_app(settings: Settings, clock: Clock = utcnow, runtime: Runtime | Non
     for module in (connectors, backends, cas, profiles, certificates, jobs, audit_log):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(channel.router)
+    install_openapi(app)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> JSONResponse:
