@@ -114,15 +114,16 @@ def test_bad_registrations_leave_the_token_usable(client: TestClient, runtime: R
 def test_over_long_values_are_refused_not_a_database_error(client: TestClient, runtime: Runtime) -> None:
     connector = FakeConnector(runtime.clock)
     token = add_connector(runtime, "dc1")
-    assert_problem(connector.register(client, token, hostname="h" * 300), 400, "invalid_request", "hostname")
+    # The wire models bound every field (protocol.text): a 422 naming the field, like any invalid body.
+    assert_problem(connector.register(client, token, hostname="h" * 300), 422, "invalid_request", "hostname")
     assert connector.register(client, token).status_code == 200
 
     too_long = connector.inventory(client, [backend_report("b" * 200)])
-    assert_problem(too_long, 400, "invalid_request", "backend name")
+    assert_problem(too_long, 422, "invalid_request", "backends[0].name")
     bad_ca = connector.inventory(
         client, [backend_report("LocalCA", cas=[ca_report("root", serial="0" * 100)])]
     )
-    assert_problem(bad_ca, 400, "invalid_request", "CA serial")
+    assert_problem(bad_ca, 422, "invalid_request", "backends[0].cas[0].serial")
 
 
 def test_register_again_needs_force_and_a_restore_token(client: TestClient, runtime: Runtime) -> None:

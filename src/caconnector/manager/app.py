@@ -24,6 +24,7 @@ from caconnector.manager.api import (
 )
 from caconnector.manager.docs_assets import docs_router
 from caconnector.manager.http_guard import HttpGuard
+from caconnector.manager.openapi import install_openapi
 from caconnector.manager.problems import install_handlers
 from caconnector.manager.runtime import Clock, Runtime, build_runtime, utcnow
 from caconnector.manager.services.scheduler import Scheduler
@@ -67,6 +68,7 @@ def create_app(settings: Settings, clock: Clock = utcnow, runtime: Runtime | Non
     app.include_router(docs_router(f"{API_PREFIX}/openapi.json", "ca-manager"))
     # Authenticates and limits before any body is read; see http_guard for what it does in which order.
     app.add_middleware(HttpGuard, runtime=runtime, router=app.router)
+    install_openapi(app)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> JSONResponse:

@@ -28,6 +28,7 @@ from caconnector.manager.services.registration import RegistrationRefused, regis
 from caconnector.manager.services.wakeups import Waiter
 from caconnector.protocol import messages
 from caconnector.protocol.errors import ChannelError
+from caconnector.protocol.version import IncompatibleProtocol, check_compatible
 
 router = APIRouter(include_in_schema=False)
 
@@ -64,6 +65,7 @@ def hello(caller: SignedConnector) -> messages.HelloResponse:
 
 @router.post(messages.INVENTORY_PATH, status_code=204, response_class=Response)
 def report_inventory(body: messages.InventoryReport, caller: SignedConnector, request: Request) -> Response:
+    _check_protocol(body.protocol_version)
     try:
         inventory.check_inventory(body)
     except TooLong as exc:
@@ -91,6 +93,7 @@ def goodbye(caller: SignedConnector, request: Request) -> Response:
 async def poll(
     body: messages.PollRequest, caller: SignedConnector, request: Request
 ) -> messages.PollResponse:
+    _check_protocol(body.protocol_version)
     runtime = runtime_of(request)
     settings = runtime.settings
     wait = (
@@ -114,6 +117,17 @@ async def poll(
         acknowledged=opened.acknowledged,
         server_time=runtime.now(),
     )
+
+
+def _check_protocol(version: str) -> None:
+    """The refusal registration gives: a connector of another major version must not have its jobs
+    and reports read as if they were ours."""
+    try:
+        check_compatible(version)
+    except IncompatibleProtocol as exc:
+        raise refused(
+            _REFUSAL_STATUS[ChannelError.PROTOCOL_VERSION], ChannelError.PROTOCOL_VERSION, str(exc)
+        ) from None
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from caconnector.protocol.text import clip
+
 _PLACES = {"query": "query parameter", "path": "path parameter", "header": "header", "cookie": "cookie"}
 _NOT_AN_OBJECT = {"model_attributes_type", "dict_type", "model_type"}
 
@@ -30,10 +32,11 @@ def _shape(model: Any) -> str:
 
 
 def _path(parts: Sequence[Any]) -> str:
-    """('items', 0, 'name') -> items[0].name"""
+    """('items', 0, 'name') -> items[0].name. A part can be a key the caller sent: clipped, so the
+    answer stays printable, encodable and short."""
     text = ""
     for part in parts:
-        text += f"[{part}]" if isinstance(part, int) else f"{'.' if text else ''}{part}"
+        text += f"[{part}]" if isinstance(part, int) else f"{'.' if text else ''}{clip(str(part), 32)}"
     return text
 
 

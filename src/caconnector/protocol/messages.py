@@ -5,10 +5,23 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from typing import Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from caconnector.protocol.text import (
+    Blob,
+    Id,
+    JsonObject,
+    Name,
+    Pem,
+    Prose,
+    Ref,
+    Short,
+    Version,
+    bounded_list,
+    line,
+)
 from caconnector.protocol.version import PROTOCOL_VERSION
 
 CHANNEL_PREFIX = "/connector/v1"
@@ -20,49 +33,57 @@ GOODBYE_PATH = f"{CHANNEL_PREFIX}/goodbye"
 
 
 class Message(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    # NaN and infinity are refused: they are not JSON, and PostgreSQL would refuse to store them.
+    model_config = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)
+
+
+# An installation token is "cat_" and 32 base64url characters; the bound leaves room, not more.
+Token = Annotated[str, line(256)]
+Hostname = Annotated[str, line(255)]
+ProtocolVersion = Annotated[str, line(16)]
+Seconds = Annotated[float, Field(ge=0, le=366 * 24 * 3600)]
 
 
 # ---- registration ---------------------------------------------------------------------------------
 
 
 class RegisterRequest(Message):
-    token: str
-    public_key: str = Field(description="the connector's public key, PEM SubjectPublicKeyInfo")
-    hostname: str
-    version: str = Field(description="the connector's software version")
-    protocol_version: str = PROTOCOL_VERSION
+    token: Token
+    public_key: Pem = Field(description="the connector's public key, PEM SubjectPublicKeyInfo")
+    hostname: Hostname
+    version: Version = Field(description="the connector's software version")
+    protocol_version: ProtocolVersion = PROTOCOL_VERSION
     force: bool = Field(default=False, description="replace an existing registration (the restore flow)")
 
 
 class RegisterResponse(Message):
-    connector_id: str
-    name: str
-    protocol_version: str = PROTOCOL_VERSION
-    poll_wait_seconds: float
-    inventory_interval_seconds: float
+    connector_id: Id
+    name: Name
+    protocol_version: ProtocolVersion = PROTOCOL_VERSION
+    poll_wait_seconds: Seconds
+    inventory_interval_seconds: Seconds
 
 
 class HelloResponse(Message):
-    connector_id: str
-    name: str
-    status: str
-    protocol_version: str = PROTOCOL_VERSION
+    connector_id: Id
+    name: Name
+    status: Short
+    protocol_version: ProtocolVersion = PROTOCOL_VERSION
 
 
 # ---- inventory ------------------------------------------------------------------------------------
 
 
 class CAReport(Message):
-    id: str
-    name: str
-    subject: str
-    key_type: str
-    serial: str
+    id: Ref
+    name: Ref
+    subject: Annotated[str, line(4096)]
+    key_type: Short
+    serial: Version
     not_after: dt.datetime | None = None
-    state: str = "active"
-    certificate_pem: str | None = None
-    crl_der_b64: str | None = Field(
+    state: Short = "active"
+    certificate_pem: Pem | None = None
+    crl_der_b64: Blob | None = Field(
         default=None, description="the CA's latest CRL, DER in base64, where the backend publishes one"
     )
 
@@ -70,27 +91,27 @@ class CAReport(Message):
 class OrganizationReport(Message):
     """An organization as the CA validates it (DigiCert, Entrust): requests naming it wait until then."""
 
-    id: str
-    name: str
-    status: str = Field(description="`validated` when the CA will issue for it; anything else when not")
+    id: Ref
+    name: Ref
+    status: Short = Field(description="`validated` when the CA will issue for it; anything else when not")
     validated_until: dt.datetime | None = None
 
 
 class BackendReport(Message):
-    name: str
-    type: str
+    name: Name
+    type: Short
     status: Literal["Available", "Offline"]
-    error: str | None = None
-    cas: list[CAReport] = []
-    templates: list[str] = []
-    organizations: list[OrganizationReport] = []
+    error: Prose | None = None
+    cas: Annotated[list[CAReport], bounded_list()] = []
+    templates: Annotated[list[Ref], bounded_list()] = []
+    organizations: Annotated[list[OrganizationReport], bounded_list()] = []
 
 
 class InventoryReport(Message):
-    hostname: str
-    version: str
-    protocol_version: str = PROTOCOL_VERSION
-    backends: list[BackendReport]
+    hostname: Hostname
+    version: Version
+    protocol_version: ProtocolVersion = PROTOCOL_VERSION
+    backends: Annotated[list[BackendReport], bounded_list(256)]
 
 
 # ---- jobs -----------------------------------------------------------------------------------------
@@ -106,22 +127,22 @@ class JobKind(enum.StrEnum):
 
 
 class EnrollPayload(Message):
-    csr_pem: str
-    request_id: str = Field(description="the idempotency source for every CA call that takes a key")
-    ca: str | None = None
-    template: str | None = None
-    validity_days: int | None = None
+    csr_pem: Pem
+    request_id: Id = Field(description="the idempotency source for every CA call that takes a key")
+    ca: Ref | None = None
+    template: Ref | None = None
+    validity_days: int | None = Field(default=None, ge=1, le=100 * 366)
 
 
 class CollectPayload(Message):
-    order_ref: str
-    request_id: str
+    order_ref: Ref
+    request_id: Id
 
 
 class RevokePayload(Message):
-    serial: str
-    reason: str = "unspecified"
-    ca: str | None = None
+    serial: Version
+    reason: Short = "unspecified"
+    ca: Ref | None = None
 
 
 class ScanPayload(Message):
@@ -129,31 +150,33 @@ class ScanPayload(Message):
 
 
 class Job(Message):
-    id: str
+    id: Id
     kind: JobKind
-    backend: str | None = Field(default=None, description="the connector-local backend name")
-    payload: dict[str, Any] = {}
-    attempt: int = 1
+    backend: Name | None = Field(default=None, description="the connector-local backend name")
+    payload: JsonObject = {}
+    attempt: int = Field(default=1, ge=0, le=1_000_000)
     lease_expires_at: dt.datetime
 
 
 class ErrorBody(Message):
-    code: str
-    message: str
+    code: Short
+    message: Prose
     retryable: bool = False
-    retry_after: float | None = None
+    retry_after: Seconds | None = None
 
 
 class IssuedBody(Message):
-    certificate_pem: str
-    chain_pem: list[str] = Field(description="issuer first, up to and including the root")
-    order_ref: str | None = None
+    certificate_pem: Pem
+    chain_pem: Annotated[list[Pem], bounded_list(16)] = Field(
+        description="issuer first, up to and including the root"
+    )
+    order_ref: Ref | None = None
 
 
 class PendingBody(Message):
-    order_ref: str
-    reason: str
-    retry_after: float | None = None
+    order_ref: Ref
+    reason: Prose
+    retry_after: Seconds | None = None
 
 
 class JobOutcome(enum.StrEnum):
@@ -165,31 +188,35 @@ class JobOutcome(enum.StrEnum):
 
 
 class ScanBody(Message):
-    certificates: list[IssuedBody]
+    certificates: Annotated[list[IssuedBody], bounded_list(10_000)]
 
 
 class RevokeBody(Message):
-    crl_der_b64: str | None = Field(
+    crl_der_b64: Blob | None = Field(
         default=None, description="the CA's CRL made after the revocation, DER in base64, where it has one"
     )
 
 
 class JobResult(Message):
-    job_id: str
+    job_id: Id
     outcome: JobOutcome
-    result: dict[str, Any] | None = None
+    result: JsonObject | None = None
     error: ErrorBody | None = None
 
 
 class PollRequest(Message):
-    results: list[JobResult] = []
-    running: list[str] = Field(default=[], description="ids of jobs still running: their leases are extended")
+    results: Annotated[list[JobResult], bounded_list()] = []
+    running: Annotated[list[Id], bounded_list()] = Field(
+        default=[], description="ids of jobs still running: their leases are extended"
+    )
     capacity: int = Field(default=4, ge=0, le=64)
     wait_seconds: float | None = Field(default=None, ge=0, le=60)
-    protocol_version: str = PROTOCOL_VERSION
+    protocol_version: ProtocolVersion = PROTOCOL_VERSION
 
 
 class PollResponse(Message):
-    jobs: list[Job] = []
-    acknowledged: list[str] = Field(default=[], description="job ids whose results the manager stored")
+    jobs: Annotated[list[Job], bounded_list(64)] = []
+    acknowledged: Annotated[list[Id], bounded_list()] = Field(
+        default=[], description="job ids whose results the manager stored"
+    )
     server_time: dt.datetime

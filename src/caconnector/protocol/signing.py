@@ -17,10 +17,16 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from caconnector.protocol.text import clip
+
 ALGORITHM = "EdDSA"
 LIFETIME = dt.timedelta(seconds=120)
 MAX_LIFETIME = dt.timedelta(minutes=5)
 CLOCK_LEEWAY = dt.timedelta(seconds=60)
+# Claims we read: `iat`/`exp` up to the year 9999 (datetime's limit); the strings as long as a
+# connector id, a path of ours or a uuid4 hex need, with room (the manager stores `jti` in 64).
+MAX_TIMESTAMP = 253_402_300_799
+MAX_CLAIM_LENGTH = 64
 
 
 class SignatureInvalid(ValueError):
@@ -108,9 +114,11 @@ def verify_request(
             },
         )
     except jwt.PyJWTError as exc:
-        raise SignatureInvalid(f"the request signature does not verify ({exc})") from None
-    issued = dt.datetime.fromtimestamp(claims["iat"], dt.UTC)
-    expires = dt.datetime.fromtimestamp(claims["exp"], dt.UTC)
+        raise SignatureInvalid(f"the request signature does not verify ({clip(str(exc))})") from None
+    issued, expires = _lifetime(claims)
+    for name in ("iss", "htm", "htu", "jti"):
+        if not isinstance(claims[name], str) or not 0 < len(claims[name]) <= MAX_CLAIM_LENGTH:
+            raise SignatureInvalid(f"the signed request's {name} claim is not a string of 1-64 characters")
     if expires <= current - CLOCK_LEEWAY:
         raise SignatureInvalid("the signed request has expired; check the connector's clock")
     if issued > current + CLOCK_LEEWAY:
@@ -121,4 +129,18 @@ def verify_request(
         raise SignatureInvalid("the signed request was made for another method or path")
     if claims["iss"] != unverified_connector_id(token):
         raise SignatureInvalid("the signed request's issuer and key id differ")
-    return VerifiedRequest(connector_id=str(claims["iss"]), jti=str(claims["jti"]), expires_at=expires)
+    return VerifiedRequest(connector_id=claims["iss"], jti=claims["jti"], expires_at=expires)
+
+
+def _lifetime(claims: dict[str, Any]) -> tuple[dt.datetime, dt.datetime]:
+    """`iat` and `exp` as times. A signed request is still a stranger's input: a string, a bool, NaN or
+    1e20 would make `fromtimestamp` raise, so only whole seconds within a sane range pass."""
+    times = []
+    for name in ("iat", "exp"):
+        value = claims[name]
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_TIMESTAMP:
+            raise SignatureInvalid(
+                f"the signed request's {name} claim is not a time (whole seconds since 1970)"
+            )
+        times.append(dt.datetime.fromtimestamp(value, dt.UTC))
+    return times[0], times[1]

@@ -17,6 +17,7 @@ from caconnector.manager.api.pagination import (
     decode_cursor,
     encode_cursor,
 )
+from caconnector.manager.api.params import line_query
 from caconnector.manager.auth import Reader, runtime_of
 from caconnector.manager.db.models import AuditEvent
 
@@ -39,8 +40,8 @@ def list_events(
     *,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
-    actor: Annotated[str | None, Query(max_length=200, description='e.g. "user:alice"')] = None,
-    action: Annotated[str | None, Query(max_length=64, description='e.g. "connector.add"')] = None,
+    actor: Annotated[str | None, line_query(200, 'e.g. "user:alice"')] = None,
+    action: Annotated[str | None, line_query(64, 'e.g. "connector.add"')] = None,
     since: Annotated[
         dt.datetime | None, Query(description="only events at or after this time (ISO 8601; UTC if no zone)")
     ] = None,

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select, tuple_
 from sqlalchemy.orm import selectinload
@@ -26,6 +26,7 @@ from caconnector.manager.api.pagination import (
     decode_cursor,
     encode_cursor,
 )
+from caconnector.manager.api.params import LabelIn, PathKey, line_query
 from caconnector.manager.auth import (
     Admin,
     Operator,
@@ -61,7 +62,7 @@ class BackendOut(BaseModel):
 class BackendUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(default=None, description="the new display name")
+    name: LabelIn | None = Field(default=None, description="the new display name")
     disabled: bool | None = Field(default=None, description="a disabled backend takes no new requests")
 
 
@@ -112,10 +113,8 @@ def list_backends(
     *,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
-    connector: Annotated[str | None, Query(max_length=32, description="only this connector's (id)")] = None,
-    backend_type: Annotated[
-        str | None, Query(alias="type", max_length=32, description="only this backend type")
-    ] = None,
+    connector: Annotated[str | None, line_query(32, "only this connector's (id)")] = None,
+    backend_type: Annotated[str | None, line_query(32, "only this backend type", alias="type")] = None,
 ) -> Page[BackendOut]:
     # Names need not be unique (two connectors may each have a "corp-aws"): the id breaks ties.
     query = (
@@ -141,14 +140,14 @@ def list_backends(
 
 
 @router.get("/{backend_id}", response_model=BackendOut)
-def get_backend(backend_id: str, request: Request, _caller: Reader) -> BackendOut:
+def get_backend(backend_id: PathKey, request: Request, _caller: Reader) -> BackendOut:
     runtime = runtime_of(request)
     with _as_problem(), runtime.sessions.begin() as session:
         return _view(runtime, service.get_backend(session, backend_id))
 
 
 @router.patch("/{backend_id}", response_model=BackendOut)
-def update_backend(backend_id: str, body: BackendUpdate, request: Request, caller: Admin) -> BackendOut:
+def update_backend(backend_id: PathKey, body: BackendUpdate, request: Request, caller: Admin) -> BackendOut:
     runtime = runtime_of(request)
     with _as_problem(), runtime.sessions.begin() as session:
         backend = service.get_backend(session, backend_id)
@@ -160,7 +159,7 @@ def update_backend(backend_id: str, body: BackendUpdate, request: Request, calle
 
 @router.post("/{backend_id}/check", status_code=202, response_model=CheckStarted)
 @router.post("/{backend_id}/refresh", status_code=202, response_model=CheckStarted)
-def check_backend(backend_id: str, request: Request, caller: Operator) -> CheckStarted:
+def check_backend(backend_id: PathKey, request: Request, caller: Operator) -> CheckStarted:
     """Ask the connector to check the backend again: status, CAs, templates (and CRLs) are refreshed."""
     runtime = runtime_of(request)
     with _as_problem(), runtime.sessions.begin() as session:
@@ -170,7 +169,7 @@ def check_backend(backend_id: str, request: Request, caller: Operator) -> CheckS
 
 
 @router.post("/{backend_id}/scan", status_code=202, response_model=ScanStarted)
-def scan_backend(backend_id: str, request: Request, caller: Operator) -> ScanStarted:
+def scan_backend(backend_id: PathKey, request: Request, caller: Operator) -> ScanStarted:
     """Import what the backend's CA has issued: each certificate not known yet becomes an Issued
     certificate with source `scan`."""
     runtime = runtime_of(request)

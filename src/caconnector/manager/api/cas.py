@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select, tuple_
 
@@ -17,6 +17,7 @@ from caconnector.manager.api.pagination import (
     decode_cursor,
     encode_cursor,
 )
+from caconnector.manager.api.params import PathKey, line_query
 from caconnector.manager.auth import Reader, runtime_of
 from caconnector.manager.db.models import ManagedCA
 from caconnector.manager.problems import Problem, not_found
@@ -62,7 +63,7 @@ def list_cas(
     *,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
-    backend: Annotated[str | None, Query(max_length=32, description="only this backend's (id)")] = None,
+    backend: Annotated[str | None, line_query(32, "only this backend's (id)")] = None,
 ) -> Page[CAOut]:
     query = select(ManagedCA).order_by(ManagedCA.name, ManagedCA.id).limit(limit + 1)
     if cursor:
@@ -87,7 +88,7 @@ def _ca(request: Request, ca_id: str) -> ManagedCA:
 
 
 @router.get("/{ca_id}", response_model=CAOut)
-def get_ca(ca_id: str, request: Request, _caller: Reader) -> CAOut:
+def get_ca(ca_id: PathKey, request: Request, _caller: Reader) -> CAOut:
     return CAOut.of(_ca(request, ca_id))
 
 
@@ -96,7 +97,7 @@ def get_ca(ca_id: str, request: Request, _caller: Reader) -> CAOut:
     response_class=Response,
     responses={200: {"content": {media_type(OutputFormat.PEM): {}}}},
 )
-def get_ca_certificate(ca_id: str, request: Request, _caller: Reader) -> Response:
+def get_ca_certificate(ca_id: PathKey, request: Request, _caller: Reader) -> Response:
     """The CA's certificate, PEM."""
     ca = _ca(request, ca_id)
     if ca.certificate_pem is None:
@@ -106,7 +107,7 @@ def get_ca_certificate(ca_id: str, request: Request, _caller: Reader) -> Respons
 
 
 @router.get("/{ca_id}/crl", response_class=Response, responses={200: {"content": {PKIX_CRL: {}}}})
-def get_ca_crl(ca_id: str, request: Request, _caller: Reader) -> Response:
+def get_ca_crl(ca_id: PathKey, request: Request, _caller: Reader) -> Response:
     """The CA's latest CRL (DER), where its backend publishes one."""
     ca = _ca(request, ca_id)
     if ca.crl_der is None:

@@ -31,6 +31,7 @@ from caconnector.manager.api.pagination import (
     decode_cursor,
     encode_cursor,
 )
+from caconnector.manager.api.params import NameIn, PathKey, line_query
 from caconnector.manager.auth import Operator, Principal, Reader, runtime_of
 from caconnector.manager.db.models import Certificate, Job, ManagedBackend
 from caconnector.manager.problems import Problem
@@ -42,6 +43,7 @@ from caconnector.manager.services.states import CertStatus, settled, status_at, 
 from caconnector.pki.csr import MAX_CSR_BYTES
 from caconnector.pki.formats import OutputFormat, encode_certificate, media_type
 from caconnector.pki.serial import canonical_serial
+from caconnector.protocol.text import line, text
 
 router = APIRouter(prefix="/certificates", tags=["certificates"])
 
@@ -75,8 +77,8 @@ def _wait() -> Any:
 class EnrollIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    profile: str = Field(max_length=128, description="the profile's id or name")
-    csr: str = Field(max_length=MAX_CSR_TEXT, description="the certificate request, PEM")
+    profile: NameIn = Field(max_length=128, description="the profile's id or name")
+    csr: Annotated[str, text(MAX_CSR_TEXT)] = Field(description="the certificate request, PEM")
     term_days: int | None = Field(
         default=None, ge=1, description="one of the profile's terms; default its first"
     )
@@ -86,8 +88,8 @@ class EnrollIn(BaseModel):
 class RenewIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    csr: str | None = Field(
-        default=None, max_length=MAX_CSR_TEXT, description="a new request; default the old one's (same key)"
+    csr: Annotated[str, text(MAX_CSR_TEXT)] | None = Field(
+        default=None, description="a new request; default the old one's (same key)"
     )
     term_days: int | None = Field(default=None, ge=1, description="default the old one's term")
     wait: float = _wait()
@@ -96,8 +98,8 @@ class RenewIn(BaseModel):
 class RevokeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    reason: str = Field(
-        default="unspecified", max_length=64, description="RFC 5280 name: keyCompromise, superseded, ..."
+    reason: Annotated[str, line(64)] = Field(
+        default="unspecified", description="RFC 5280 name: keyCompromise, superseded, ..."
     )
     wait: float = _wait()
 
@@ -195,7 +197,7 @@ async def enroll(body: EnrollIn, request: Request, response: Response, caller: O
     responses={201: {"model": EnrollOut, "description": "issued within the wait"}},
 )
 async def renew(
-    certificate_id: str, body: RenewIn, request: Request, response: Response, caller: Operator
+    certificate_id: PathKey, body: RenewIn, request: Request, response: Response, caller: Operator
 ) -> EnrollOut:
     """A new request on the same profile, linked to this one (`renewed_from`)."""
     runtime = runtime_of(request)
@@ -212,7 +214,7 @@ def _enroll(runtime: Runtime, body: EnrollIn, caller: Principal) -> str:
         return certificate.id
 
 
-def _renew(runtime: Runtime, certificate_id: str, body: RenewIn, caller: Principal) -> str:
+def _renew(runtime: Runtime, certificate_id: PathKey, body: RenewIn, caller: Principal) -> str:
     with service_errors(), runtime.sessions.begin() as session:
         old = service.get_certificate(session, certificate_id)
         certificate = enrollment.renew(
@@ -221,7 +223,7 @@ def _renew(runtime: Runtime, certificate_id: str, body: RenewIn, caller: Princip
         return certificate.id
 
 
-async def _answer(request: Request, response: Response, certificate_id: str, wait: float) -> EnrollOut:
+async def _answer(request: Request, response: Response, certificate_id: PathKey, wait: float) -> EnrollOut:
     answer = await _wait_until_settled(request, certificate_id, wait, _enroll_answer)
     if answer.status is CertStatus.ISSUED:
         response.status_code = 201
@@ -245,7 +247,7 @@ def _enroll_answer(certificate: Certificate, now: dt.datetime) -> EnrollOut:
     )
 
 
-async def _wait_until_settled(request: Request, certificate_id: str, wait: float, view: View[T]) -> T:
+async def _wait_until_settled(request: Request, certificate_id: PathKey, wait: float, view: View[T]) -> T:
     runtime = runtime_of(request)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
@@ -259,7 +261,7 @@ async def _wait_until_settled(request: Request, certificate_id: str, wait: float
             await waiter.wait(min(remaining, RECHECK_SECONDS))
 
 
-def _look(runtime: Runtime, certificate_id: str, view: View[T]) -> tuple[T, bool]:
+def _look(runtime: Runtime, certificate_id: PathKey, view: View[T]) -> tuple[T, bool]:
     with service_errors(), runtime.sessions.begin() as session:
         certificate = service.get_certificate(session, certificate_id)
         return view(certificate, runtime.now()), settled(certificate)
@@ -276,9 +278,9 @@ def list_certificates(
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
     status: Annotated[CertStatus | None, Query(description="only this status (Expired included)")] = None,
-    profile: Annotated[str | None, Query(max_length=32, description="only this profile's (id)")] = None,
-    backend: Annotated[str | None, Query(max_length=32, description="only this backend's (id)")] = None,
-    serial: Annotated[str | None, Query(max_length=128, description="this serial, in any spelling")] = None,
+    profile: Annotated[str | None, line_query(32, "only this profile's (id)")] = None,
+    backend: Annotated[str | None, line_query(32, "only this backend's (id)")] = None,
+    serial: Annotated[str | None, line_query(128, "this serial, in any spelling")] = None,
 ) -> Page[CertificateOut]:
     """Newest first."""
     runtime = runtime_of(request)
@@ -327,7 +329,7 @@ def _canonical(serial: str) -> str:
 
 
 @router.get("/{certificate_id}", response_model=CertificateOut)
-def get_certificate(certificate_id: str, request: Request, _caller: Reader) -> CertificateOut:
+def get_certificate(certificate_id: PathKey, request: Request, _caller: Reader) -> CertificateOut:
     runtime = runtime_of(request)
     with service_errors(), runtime.sessions.begin() as session:
         return CertificateOut.of(service.get_certificate(session, certificate_id), runtime.now())
@@ -339,7 +341,7 @@ def get_certificate(certificate_id: str, request: Request, _caller: Reader) -> C
     responses={200: {"content": {media_type(f): {} for f in OutputFormat}}},
 )
 def download(
-    certificate_id: str,
+    certificate_id: PathKey,
     request: Request,
     _caller: Reader,
     fmt: Annotated[OutputFormat, Query(alias="format", description="pem, pem-chain, chain, der or pkcs7")] = (
@@ -364,7 +366,7 @@ def download(
 
 @router.post("/{certificate_id}/revoke", status_code=202, response_model=RevokeStarted)
 async def revoke(
-    certificate_id: str, body: RevokeIn, request: Request, response: Response, caller: Operator
+    certificate_id: PathKey, body: RevokeIn, request: Request, response: Response, caller: Operator
 ) -> RevokeStarted:
     """202 while the revocation is on its way (the certificate Issued, `reason` "being revoked", the job
     not done yet); 200 when the CA revoked it within `wait` (the certificate Revoked, the job done).
@@ -379,7 +381,7 @@ async def revoke(
     return answer
 
 
-def _revoke(runtime: Runtime, certificate_id: str, reason: str, caller: Principal) -> str:
+def _revoke(runtime: Runtime, certificate_id: PathKey, reason: str, caller: Principal) -> str:
     with service_errors(), runtime.sessions.begin() as session:
         certificate = service.get_certificate(session, certificate_id)
         job = service.request_revocation(session, certificate, reason, runtime.now(), caller.actor)

@@ -22,6 +22,7 @@ from caconnector.manager.api.pagination import (
     decode_cursor,
     encode_cursor,
 )
+from caconnector.manager.api.params import CommentsIn, NameIn, PathKey, line_query
 from caconnector.manager.auth import Admin, Principal, Reader, runtime_of
 from caconnector.manager.db.models import Connector
 from caconnector.manager.problems import Problem
@@ -35,15 +36,15 @@ router = APIRouter(prefix="/connectors", tags=["connectors"])
 class ConnectorCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(description="1-128 characters: letters, digits, space, . _ -")
-    comments: str = Field(default="", description="free text for the administrators")
+    name: NameIn = Field(description="1-128 characters: letters, digits, space, . _ -")
+    comments: CommentsIn = Field(default="", description="free text for the administrators")
 
 
 class ConnectorUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(default=None, description="the new name")
-    comments: str | None = Field(default=None, description="the new comments")
+    name: NameIn | None = Field(default=None, description="the new name")
+    comments: CommentsIn | None = Field(default=None, description="the new comments")
 
 
 class ConnectorCreated(BaseModel):
@@ -122,7 +123,7 @@ def list_connectors(
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
     status: Annotated[ConnectorStatus | None, Query(description="only connectors in this status")] = None,
-    name: Annotated[str | None, Query(max_length=128, description="only names containing this")] = None,
+    name: Annotated[str | None, line_query(128, "only names containing this")] = None,
 ) -> Page[ConnectorOut]:
     runtime = runtime_of(request)
     now = runtime.now()
@@ -149,7 +150,7 @@ def list_connectors(
 
 # exclude_unset: `token` and `install_command` are left out, rather than null, when not shown.
 @router.get("/{connector_id}", response_model=ConnectorOut, response_model_exclude_unset=True)
-def get_connector(connector_id: str, request: Request, caller: Reader) -> ConnectorOut:
+def get_connector(connector_id: PathKey, request: Request, caller: Reader) -> ConnectorOut:
     runtime = runtime_of(request)
     with _as_problem(), runtime.sessions.begin() as session:
         connector = service.get_connector(session, connector_id)
@@ -158,7 +159,7 @@ def get_connector(connector_id: str, request: Request, caller: Reader) -> Connec
 
 @router.patch("/{connector_id}", response_model=ConnectorOut, response_model_exclude_unset=True)
 def update_connector(
-    connector_id: str, body: ConnectorUpdate, request: Request, caller: Admin
+    connector_id: PathKey, body: ConnectorUpdate, request: Request, caller: Admin
 ) -> ConnectorOut:
     runtime = runtime_of(request)
     with _as_problem(), runtime.sessions.begin() as session:
@@ -170,7 +171,7 @@ def update_connector(
 
 
 @router.post("/{connector_id}/restore", response_model=ConnectorToken)
-def restore_connector(connector_id: str, request: Request, caller: Admin) -> ConnectorToken:
+def restore_connector(connector_id: PathKey, request: Request, caller: Admin) -> ConnectorToken:
     runtime = runtime_of(request)
     with _as_problem(), runtime.sessions.begin() as session:
         connector = service.get_connector(session, connector_id)
@@ -190,7 +191,7 @@ def restore_connector(connector_id: str, request: Request, caller: Admin) -> Con
 
 
 @router.delete("/{connector_id}", status_code=204, response_class=Response)
-def delete_connector(connector_id: str, request: Request, caller: Admin) -> Response:
+def delete_connector(connector_id: PathKey, request: Request, caller: Admin) -> Response:
     runtime = runtime_of(request)
     with _as_problem(), runtime.sessions.begin() as session:
         connector = service.get_connector(session, connector_id)

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
+from caconnector.manager.api.params import PathKey
 from caconnector.manager.auth import Reader, runtime_of
 from caconnector.manager.db.models import Job
 from caconnector.manager.problems import not_found
@@ -46,7 +47,7 @@ class JobOut(BaseModel):
 
 
 @router.get("/{job_id}", response_model=JobOut)
-def get_job(job_id: str, request: Request, _caller: Reader) -> JobOut:
+def get_job(job_id: PathKey, request: Request, _caller: Reader) -> JobOut:
     runtime = runtime_of(request)
     with runtime.sessions.begin() as session:
         job = session.get(Job, job_id)

@@ -19,7 +19,12 @@ MAX_LIMIT = 500
 
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"items per page, at most {MAX_LIMIT}")]
 Cursor = Annotated[
-    str | None, Query(max_length=1024, description="`next_cursor` of the previous page; omit for the first")
+    str | None,
+    Query(
+        max_length=1024,
+        pattern=r"^[A-Za-z0-9_-]*$",  # base64url, as encode_cursor writes it
+        description="`next_cursor` of the previous page; omit for the first",
+    ),
 ]
 
 

@@ -19,11 +19,13 @@ from caconnector.manager.api.pagination import (
     decode_cursor,
     encode_cursor,
 )
+from caconnector.manager.api.params import IdIn, LabelIn, NameIn, PathKey
 from caconnector.manager.auth import Admin, Reader, runtime_of
 from caconnector.manager.db.models import Profile
 from caconnector.manager.services import profiles as service
 from caconnector.manager.services.profiles import CertType, ProfileFields
 from caconnector.pki.keys import KEY_TYPES
+from caconnector.protocol.text import Short
 
 router = APIRouter(prefix="/profiles", tags=["profiles"])
 
@@ -34,21 +36,21 @@ _KEY_TYPES = f"key types the profile accepts: {', '.join(KEY_TYPES)}"
 class ProfileIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(max_length=128, description="1-128 characters: letters, digits, space, . _ -")
-    backend: str = Field(max_length=32, description="the backend's id")
-    ca: str | None = Field(
-        default=None, max_length=32, description="the CA's id; may be left out when the backend has one CA"
+    name: NameIn = Field(max_length=128, description="1-128 characters: letters, digits, space, . _ -")
+    backend: IdIn = Field(description="the backend's id")
+    ca: IdIn | None = Field(
+        default=None, description="the CA's id; may be left out when the backend has one CA"
     )
-    template: str | None = Field(default=None, description="the CA's template (AD CS, the local CA)")
-    product: str | None = Field(default=None, description="the CA's product (DigiCert, Entrust)")
-    organization: str | None = Field(
+    template: LabelIn | None = Field(default=None, description="the CA's template (AD CS, the local CA)")
+    product: LabelIn | None = Field(default=None, description="the CA's product (DigiCert, Entrust)")
+    organization: LabelIn | None = Field(
         default=None, description="the organization, by name or id, where the CA validates them"
     )
     cert_type: CertType = "server"
     terms_days: list[int] = Field(
         min_length=1, max_length=32, description="allowed terms; the first is the default"
     )
-    key_types: list[str] = Field(min_length=1, max_length=len(KEY_TYPES), description=_KEY_TYPES)
+    key_types: list[Short] = Field(min_length=1, max_length=len(KEY_TYPES), description=_KEY_TYPES)
 
 
 class ProfileUpdate(BaseModel):
@@ -56,15 +58,15 @@ class ProfileUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(default=None, max_length=128)
-    backend: str | None = Field(default=None, max_length=32)
-    ca: str | None = Field(default=None, max_length=32)
-    template: str | None = None
-    product: str | None = None
-    organization: str | None = None
+    name: NameIn | None = Field(default=None, max_length=128)
+    backend: IdIn | None = None
+    ca: IdIn | None = None
+    template: LabelIn | None = None
+    product: LabelIn | None = None
+    organization: LabelIn | None = None
     cert_type: CertType | None = None
     terms_days: list[int] | None = Field(default=None, min_length=1, max_length=32)
-    key_types: list[str] | None = Field(default=None, min_length=1, max_length=len(KEY_TYPES))
+    key_types: list[Short] | None = Field(default=None, min_length=1, max_length=len(KEY_TYPES))
 
 
 class ProfileOut(BaseModel):
@@ -146,14 +148,14 @@ def list_profiles(
 
 
 @router.get("/{profile_id}", response_model=ProfileOut)
-def get_profile(profile_id: str, request: Request, _caller: Reader) -> ProfileOut:
+def get_profile(profile_id: PathKey, request: Request, _caller: Reader) -> ProfileOut:
     runtime = runtime_of(request)
     with service_errors(), runtime.sessions.begin() as session:
         return ProfileOut.of(service.get_profile(session, profile_id))
 
 
 @router.patch("/{profile_id}", response_model=ProfileOut)
-def update_profile(profile_id: str, body: ProfileUpdate, request: Request, caller: Admin) -> ProfileOut:
+def update_profile(profile_id: PathKey, body: ProfileUpdate, request: Request, caller: Admin) -> ProfileOut:
     runtime = runtime_of(request)
     with service_errors(), runtime.sessions.begin() as session:
         profile = service.get_profile(session, profile_id)
@@ -162,7 +164,7 @@ def update_profile(profile_id: str, body: ProfileUpdate, request: Request, calle
 
 
 @router.delete("/{profile_id}", status_code=204, response_class=Response)
-def delete_profile(profile_id: str, request: Request, caller: Admin) -> Response:
+def delete_profile(profile_id: PathKey, request: Request, caller: Admin) -> Response:
     runtime = runtime_of(request)
     with service_errors(), runtime.sessions.begin() as session:
         service.delete_profile(session, service.get_profile(session, profile_id), runtime.now(), caller.actor)

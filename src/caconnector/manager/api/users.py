@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
+from caconnector.manager.api.params import PathKey, line_query
 from caconnector.manager.auth import Admin, runtime_of
 from caconnector.manager.problems import not_found
 from caconnector.manager.services import users as service
@@ -52,11 +53,11 @@ def list_users(request: Request, _caller: Admin) -> Users:
         return Users(items=[UserOut(**service.user_view(u)) for u in service.list_users(session)])
 
 
-@router.get("/apikeys", response_model=ApiKeys)
+@router.get("/apikeys", response_model=ApiKeys, responses={404: {"description": "no user of that name"}})
 def list_api_keys(
     request: Request,
     _caller: Admin,
-    username: Annotated[str | None, Query(max_length=128, description="only this user's keys")] = None,
+    username: Annotated[str | None, line_query(128, "only this user's keys")] = None,
     revoked: Annotated[bool, Query(description="revoked keys too")] = False,
 ) -> ApiKeys:
     """Newest first."""
@@ -72,7 +73,7 @@ def list_api_keys(
 
 
 @router.delete("/apikeys/{key_id}", response_model=ApiKeyOut)
-def revoke_api_key(key_id: str, request: Request, caller: Admin) -> ApiKeyOut:
+def revoke_api_key(key_id: PathKey, request: Request, caller: Admin) -> ApiKeyOut:
     """Revoke a key: refused from the next request on. Revoking it again answers the same."""
     runtime = runtime_of(request)
     with runtime.sessions.begin() as session:

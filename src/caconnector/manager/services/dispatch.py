@@ -25,6 +25,7 @@ from caconnector.manager.services.limits import TooLong
 from caconnector.manager.services.retry import RetryPolicy
 from caconnector.manager.services.wakeups import job_created
 from caconnector.protocol import messages
+from caconnector.protocol.text import clip
 
 log = logging.getLogger(__name__)
 
@@ -185,20 +186,27 @@ def store_results(
     this connector does not have (deleted meanwhile): keeping it would only make the connector send
     it forever.
     """
-    for result in results:
-        _store_result(session, connector_id, result, now, policy)
+    unknown = [r.job_id for r in results if not _store_result(session, connector_id, r, now, policy)]
+    if unknown:
+        # One line per poll, however many results it carries: a connector cannot flood the log.
+        log.warning(
+            "connector %s sent %d result(s) for unknown jobs; ignored; first: %s",
+            connector_id,
+            len(unknown),
+            clip(unknown[0]),
+        )
     return [result.job_id for result in results]
 
 
 def _store_result(
     session: Session, connector_id: str, result: messages.JobResult, now: dt.datetime, policy: RetryPolicy
-) -> None:
+) -> bool:
+    """False when the job is not this connector's (unknown, or deleted meanwhile)."""
     job = session.get(Job, result.job_id)
     if job is None or job.connector_id != connector_id:
-        log.warning("connector %s sent a result for unknown job %r; ignored", connector_id, result.job_id)
-        return
+        return False
     if job.status == JobStatus.DONE.value:
-        return  # a redelivered job's second answer: at least once in, exactly once applied
+        return True  # a redelivered job's second answer: at least once in, exactly once applied
     outcome, body, error, report = _checked_outcome(job, result)
     stored = session.scalar(
         update(Job)
@@ -220,12 +228,13 @@ def _store_result(
         execution_options={"synchronize_session": False, "populate_existing": True},
     )
     if stored is None:
-        return
+        return True
     if isinstance(report, messages.InventoryReport):
         inventory.apply_inventory(session, connector_id, report, now)
     elif report is not None:
         inventory.apply_backend_report(session, connector_id, report, now, checked=True)
     lifecycle.job_done(session, stored, now, policy)
+    return True
 
 
 _Report = messages.BackendReport | messages.InventoryReport
@@ -249,14 +258,25 @@ def _checked_outcome(
             inventory.check_inventory(report)
         else:
             inventory.check_backend_report(report)
-    except (ValidationError, TooLong) as exc:
+    except ValidationError as exc:
+        return _invalid(result, f"the connector's {job.kind} result is not a valid report: {_first(exc)}")
+    except TooLong as exc:
         return _invalid(result, f"the connector's {job.kind} result is not a valid report: {exc}")
     if isinstance(report, messages.BackendReport) and job.backend_name and report.name != job.backend_name:
         # The manager asked about one backend; a report naming another is not an answer to it.
         return _invalid(
-            result, f"asked about backend {job.backend_name!r}, the connector reported {report.name!r}"
+            result, f"asked about backend {job.backend_name!r}, the connector reported {clip(report.name)}"
         )
     return result.outcome, result.result, error, report
+
+
+def _first(exc: ValidationError) -> str:
+    """The first of a validation's errors, bounded: the message is stored and shown with the job."""
+    errors = exc.errors(include_input=False, include_url=False)
+    first = errors[0]
+    where = ".".join(clip(str(part), 32) for part in first["loc"]) or "the result"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{where}: {first['msg']}{more}"
 
 
 def _invalid(

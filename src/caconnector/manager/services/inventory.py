@@ -8,14 +8,22 @@ the backend stops listing gets state `absent`, because profiles and certificates
 from __future__ import annotations
 
 import datetime as dt
+import logging
 
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, selectinload
 
 from caconnector.manager.db.models import Connector, ManagedBackend, ManagedCA, new_id
 from caconnector.manager.services.crls import apply_crl
 from caconnector.manager.services.limits import check_length
+from caconnector.pki.chain import load_certificates
+from caconnector.pki.errors import CertificateFormatError
 from caconnector.protocol import messages
+from caconnector.protocol.text import clip
+
+log = logging.getLogger(__name__)
 
 CA_ABSENT = "absent"
 
@@ -122,11 +130,48 @@ def _upsert(
     if report.status == "Available":
         backend.templates = list(report.templates)
         backend.organizations = [org.model_dump(mode="json") for org in report.organizations]
-        _reconcile_cas(backend, report.cas, now)
+        refused = _reconcile_cas(backend, report.cas, now)
+        if refused:
+            # One line per report, however many CAs it lists: what a connector sends cannot flood the log.
+            log.warning(
+                "connector %s backend %s: %d CA certificate(s) not stored, first: %s",
+                connector_id,
+                clip(report.name),
+                len(refused),
+                refused[0],
+            )
     return backend
 
 
-def _reconcile_cas(backend: ManagedBackend, reports: list[messages.CAReport], now: dt.datetime) -> None:
+class NotACACertificate(ValueError):
+    pass
+
+
+def ca_certificate_pem(pem: str) -> str:
+    """The one certificate in `pem`, re-encoded, if it is a CA certificate (basic constraints CA=true);
+    NotACACertificate otherwise. Served at /cas/{id}/certificate and used to build chains, so what a
+    connector reports is checked like any other input rather than trusted."""
+    try:
+        certificates = load_certificates(pem.encode())
+    except CertificateFormatError as exc:
+        raise NotACACertificate(str(exc)) from None
+    if len(certificates) != 1:
+        raise NotACACertificate(f"{len(certificates)} certificates where one CA certificate was expected")
+    certificate = certificates[0]
+    try:
+        constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        raise NotACACertificate("the certificate has no basic constraints, so it is not a CA's") from None
+    except ValueError as exc:  # a malformed extension: cryptography parses extensions lazily
+        raise NotACACertificate(f"the certificate's extensions do not parse ({clip(str(exc))})") from None
+    if not constraints.ca:
+        raise NotACACertificate("the certificate's basic constraints say CA=false")
+    return certificate.public_bytes(Encoding.PEM).decode("ascii")
+
+
+def _reconcile_cas(backend: ManagedBackend, reports: list[messages.CAReport], now: dt.datetime) -> list[str]:
+    """Upsert the reported CAs; returns why each refused CA certificate was refused."""
+    refused: list[str] = []
     by_ref = {ca.ca_ref: ca for ca in backend.cas}
     for report in reports:
         ca = by_ref.get(report.id)
@@ -139,12 +184,19 @@ def _reconcile_cas(backend: ManagedBackend, reports: list[messages.CAReport], no
         ca.serial = report.serial
         ca.not_after = _utc(report.not_after)
         ca.state = report.state
-        ca.certificate_pem = report.certificate_pem or ca.certificate_pem
+        if report.certificate_pem:
+            # A certificate that is not a CA's is left out (the last good one stays), not the whole
+            # report: the rest of it is right, and refusing it would only have the connector resend it.
+            try:
+                ca.certificate_pem = ca_certificate_pem(report.certificate_pem)
+            except NotACACertificate as exc:
+                refused.append(f"CA {clip(report.id)}: {exc}")
         apply_crl(ca, report.crl_der_b64, now)
     listed = {report.id for report in reports}
     for ref, ca in by_ref.items():
         if ref not in listed:
             ca.state = CA_ABSENT
+    return refused
 
 
 def _utc(value: dt.datetime | None) -> dt.datetime | None:
