@@ -68,7 +68,7 @@ class DeletionWatcher:
             found = session.execute(
                 select(Connector.id, Connector.public_key_pem).where(Connector.id.in_(keys))
             )
-            rows = {connector_id: key for connector_id, key in found}
+            rows: dict[str, str | None] = dict(found.all())
         seen: dict[str, str | None] = {}
         for key in keys:
             current = rows.get(key)
