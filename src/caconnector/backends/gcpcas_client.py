@@ -3,7 +3,7 @@
 `google-cloud-private-ca` is imported inside the functions here, never at module level, so the rest of
 the backend loads without the `gcpcas` extra; building a client without it fails naming the extra.
 
-The client always uses the REST transport (`transport="rest"`): plain HTTPS that proxies and TLS
+The client always uses the REST transport (built in `connect`): plain HTTPS that proxies and TLS
 inspection handle like any other traffic, and what the local test peer speaks. A REST quirk matters for
 the mapping below: google-api-core builds its exception from the HTTP status alone, so ALREADY_EXISTS
 and ABORTED both arrive as `Conflict` (409), INVALID_ARGUMENT and FAILED_PRECONDITION both as
