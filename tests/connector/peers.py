@@ -137,6 +137,15 @@ class Peer:
 # ---- the fake manager -------------------------------------------------------------------------------
 
 
+# The details the real manager sends (manager/channel_auth.py): the whole sentence for the operator.
+REFUSAL_DETAILS = {
+    "connector_unknown": "this connector was deleted from the manager (or never existed there): add it "
+    "again in the manager and run ca-connector register -token T -force",
+    "connector_expired": "connector 'edge-1' was not seen for too long and its key is refused; restore "
+    "it: ca-manager connector restore -name edge-1, then ca-connector register -token T -force",
+}
+
+
 class FakeManager:
     """The manager's connector channel, enough of it to drive the agent: single-use tokens, Ed25519
     signatures verified with the protocol's own verifier, replay refusal, a job queue with long polls."""
@@ -238,10 +247,20 @@ class FakeManager:
         with self.lock:
             self.registrations.append(body)
             if body.token in self.used_tokens:
-                return Response.problem(401, "token_used", "the installation token was already used")
+                return Response.problem(
+                    409,
+                    "token_used",
+                    "this installation token was already used; a failed install needs a new token: "
+                    "ca-manager connector restore -name edge-1",
+                )
             name = self.tokens.get(body.token)
             if name is None:
-                return Response.problem(401, "token_invalid", "no such installation token")
+                return Response.problem(
+                    401,
+                    "token_invalid",
+                    "the manager knows no such installation token (mistyped, or replaced by a newer "
+                    "one); copy it again from the connector's page in the manager",
+                )
             self.used_tokens.add(body.token)
             connector_id = str(uuid.uuid4())
             self.keys[connector_id] = load_public_key(body.public_key)
@@ -265,10 +284,10 @@ class FakeManager:
             return Response.problem(401, "signature_invalid", str(exc))
         if self.refusal is not None:
             status, code = self.refusal
-            return Response.problem(status, code, f"refused ({code})")
+            return Response.problem(status, code, REFUSAL_DETAILS.get(code, f"refused ({code})"))
         key = self.keys.get(connector_id)
         if key is None:
-            return Response.problem(401, "connector_unknown", "no such connector")
+            return Response.problem(401, "connector_unknown", REFUSAL_DETAILS["connector_unknown"])
         try:
             verified = verify_request(token, key, request.method, path)
         except SignatureInvalid as exc:

@@ -260,5 +260,6 @@ def test_agent_state_is_refused_while_the_manager_refuses(datadir: Path, registe
                 break
             time.sleep(0.05)
     assert state is not None and state.state is AgentStatus.REFUSED
-    assert state.last_error is not None and "deleted in the manager" in state.last_error
+    assert state.last_error is not None and "deleted from the manager" in state.last_error
+    assert state.last_error.count("add it again") == 1  # one sentence, not the fix said twice
     assert registered.goodbyes == 0  # a refused connector does not say goodbye

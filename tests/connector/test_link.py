@@ -33,16 +33,19 @@ def _always(response: Response | None) -> Peer:
 
 
 def test_a_problem_document_becomes_refused_with_its_code_and_fix() -> None:
+    # The manager's detail says what is wrong and what to do; the message adds only the code to it,
+    # never a second explanation of the same refusal.
+    detail = "not seen for 31 days; restore it, then run ca-connector register -token T -force"
     with (
-        _always(Response.problem(403, "connector_expired", "not seen for 31 days")) as peer,
+        _always(Response.problem(403, "connector_expired", detail)) as peer,
         Link(LinkSettings(peer.url()), _identity()) as link,
         pytest.raises(Refused) as caught,
     ):
         link.hello()
     assert caught.value.code == ChannelError.CONNECTOR_EXPIRED
     assert caught.value.status == 403
-    assert caught.value.detail == "not seen for 31 days"
-    assert "register -token T -force" in caught.value.message
+    assert caught.value.detail == detail
+    assert caught.value.message == f"the manager refused the request (connector_expired): {detail}"
 
 
 def test_a_4xx_without_a_problem_document_is_refused_without_a_code() -> None:

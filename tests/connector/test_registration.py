@@ -91,7 +91,8 @@ def test_register_refuses_to_overwrite_without_force_and_replaces_with_it(
 
 @pytest.mark.parametrize(
     "refusal",
-    [("unknown", "token_invalid", "copy the installation token again"), ("used", "token_used", "works once")],
+    # The fix is the manager's own sentence (see peers.REFUSAL_DETAILS), passed on as it is.
+    [("unknown", "token_invalid", "copy it again"), ("used", "token_used", "needs a new token")],
 )
 def test_a_refused_registration_writes_nothing_and_names_the_fix(
     cli: Run, datadir: Path, manager: FakeManager, refusal: tuple[str, str, str]

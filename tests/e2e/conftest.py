@@ -71,7 +71,8 @@ def available_backend(api: httpx.Client, connector_id: str, what: str) -> dict[s
 
 
 @pytest.fixture
-def manager(tmp_path: Path) -> Iterator[Manager]:
+def manager(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Manager]:
+    """`serve` with short waits; parametrize `manager` indirectly with a dict to override settings."""
     tls = make_tls(tmp_path / "tls")
     port = free_port()
     url = f"https://127.0.0.1:{port}"
@@ -83,6 +84,7 @@ def manager(tmp_path: Path) -> Iterator[Manager]:
         CA_MANAGER_HEARTBEAT_GRACE_SECONDS="2",
         CA_MANAGER_LEASE_SECONDS="5",  # redeliver quickly after a connector is killed
     )
+    env.update(getattr(request, "param", {}))
     bin_manager = str(BIN / "ca-manager")
     assert run([bin_manager, "admin", "create", "-username", "admin"], env).returncode == 0
     key = json.loads(run([bin_manager, "apikey", "create", "-username", "admin", "-json"], env).stdout)

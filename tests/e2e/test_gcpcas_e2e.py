@@ -147,3 +147,10 @@ def test_enroll_revoke_and_scan_through_manager_and_connector(
         assert len(api.get("/certificates", params={"serial": serial}).json()["items"]) == 1
         assert len(api.get("/certificates", params={"limit": 500}).json()["items"]) == 2
     assert fake.certificates_created == 2
+    # The agent and the connector's CLI each got a token for the stored key (the key file was deleted
+    # after `backend add`), and every CA Service call carried one the fake had issued.
+    grants = fake.issued()
+    assert grants
+    assert {g.client_email for g in grants} == {service_account_info(PROJECT)["client_email"]}
+    assert fake.unauthenticated == []
+    assert {r.header("Authorization") for r in fake.requests} <= {f"Bearer {g.access_token}" for g in grants}

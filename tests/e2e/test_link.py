@@ -223,3 +223,56 @@ def test_through_a_proxy_with_basic_authentication(manager: Manager, tmp_path: P
     stored = b"".join(p.read_bytes() for p in home.rglob("*") if p.is_file())
     assert proxy.password.encode() not in stored
     assert b"not-the-password" not in stored
+
+
+# The poll wait a real manager uses: without the cut-off, a deleted connector's parked poll would
+# hold on for up to this long, so a refusal within CUT_OFF can only come from the cut-off.
+@pytest.mark.parametrize("manager", [{"CA_MANAGER_POLL_WAIT_SECONDS": "30"}], indirect=True)
+def test_a_deleted_connector_is_cut_off_at_once(manager: Manager, tmp_path: Path) -> None:
+    added = manager.cli("connector", "add", "-name", "doomed")
+    home = tmp_path / "doomed"
+    registered = _cc(
+        home,
+        "register",
+        "-token",
+        added["token"],
+        "-manager",
+        manager.url,
+        "-cacert",
+        str(manager.tls.ca_pem),
+    )
+    assert registered.returncode == 0, registered.stderr
+    agent = _agent(tmp_path, home, "doomed-agent")
+    try:
+        wait_until(lambda: _agent_state(home) == "connected", 10, what="the agent to connect")
+        time.sleep(1.5)  # its inventory is sent and its long poll parked on the manager
+
+        manager.cli("connector", "delete", "-name", "doomed")
+        deleted = time.monotonic()
+        took = wait_until(lambda: _agent_state(home) == "refused", 15, what="status to say refused")
+        print(f"`ca-connector status` said refused {took:.2f}s after `connector delete` returned")
+        assert time.monotonic() - deleted < CUT_OFF, agent.log()
+        time.sleep(1.0)  # a repeated log line would come with the agent's next turns
+        log = agent.log()
+        refusals = [line for line in log.splitlines() if "connector_unknown" in line]
+        assert len(refusals) == 1, log  # logged once
+        # One sentence: what happened, then what to do, each said once.
+        assert refusals[0].count("deleted") == 1 and refusals[0].count("register -token T -force") == 1
+        status = json.loads(_cc(home, "status", "-json").stdout)
+        assert status["agent"]["state"] == "refused"
+        assert status["agent"]["last_error"].count("deleted") == 1
+    finally:
+        agent.stop()
+
+
+CUT_OFF = 3.0  # the issue's bound
+
+
+def _agent_state(home: Path) -> str | None:
+    """What `ca-connector status` shows as the agent's state, read from the file it reads (running the
+    CLI each time would add its start-up to the measurement)."""
+    try:
+        state = json.loads((home / "agent-state.json").read_text())["state"]
+    except (OSError, ValueError, KeyError):
+        return None
+    return str(state)

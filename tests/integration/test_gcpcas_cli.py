@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from tests.peers.gcpcas_fake import FakeCAS, gcpcas_peer, service_account_info
+from tests.peers.gcpcas_fake import SERVICE_ACCOUNT_KEY_ID, FakeCAS, gcpcas_peer, service_account_info
 from tests.support import Result, all_bytes, openssl_csr
 
 from caconnector.connector import backend_admin
@@ -108,6 +108,8 @@ def test_reference_sample_command_key_file_deletable_and_never_in_clear(
     assert "not supported by this pool tier (DevOps pools keep no certificates)" in refused.err
     outputs.append(refused)
 
+    assert fake.issued()  # each command's process got a token for the stored key at its token_uri
+    assert fake.unauthenticated == []
     stored_bytes = all_bytes(datadir)
     assert key_stretch.encode() not in stored_bytes
     assert b"PRIVATE KEY" not in stored_bytes
@@ -115,6 +117,28 @@ def test_reference_sample_command_key_file_deletable_and_never_in_clear(
     for result in outputs:
         assert key_stretch not in result.out + result.err
         assert "PRIVATE KEY" not in result.out + result.err
+
+
+def test_a_key_deleted_in_iam_fails_backend_test_naming_key_and_nothing_secret(
+    fake: FakeCAS, shell: Run, tmp_path: Path
+) -> None:
+    fake.add_pool(PROJECT, LOCATION, "corp", cas=("ca-1",))
+    key_file, key_stretch = _key_file(tmp_path)
+    added = shell("backend", "add", "-name", "GoogleCA", "-type", "gcpcas", "-project", PROJECT,
+                  "-location", LOCATION, "-key", str(key_file), "-endpoint", fake.url)  # fmt: skip
+    assert added.code == 0, added.err
+    fake.revoke_key(SERVICE_ACCOUNT_KEY_ID)
+
+    tested = shell("backend", "test", "-name", "GoogleCA")
+    assert tested.code != 0
+    assert "the token endpoint refused the service account key of -key" in tested.out + tested.err
+    assert "invalid_grant: Invalid JWT Signature." in tested.out + tested.err
+    refused = [g for g in fake.grants if g.access_token is None]
+    assert refused
+    for secret in (key_stretch, "PRIVATE KEY", *(g.assertion for g in refused)):
+        assert secret not in tested.out + tested.err
+    assert "Traceback" not in tested.err
+    assert fake.unauthenticated == []  # no call went out without a token
 
 
 def test_a_key_file_that_cannot_be_used_is_refused_at_add(cli: Run, tmp_path: Path) -> None:

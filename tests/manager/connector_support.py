@@ -201,9 +201,13 @@ class PollInBackground:
         self.response = connector.poll(client, wait=self._wait, capacity=1, timeout=self._wait + 10)
         self.answered_at = time.perf_counter()
 
-    def result(self) -> dict[str, Any]:
+    def answer(self) -> httpx.Response:
         self._thread.join(timeout=self._wait + 15)
         assert self.response is not None
-        assert self.response.status_code == 200, self.response.text
-        body: dict[str, Any] = self.response.json()
+        return self.response
+
+    def result(self) -> dict[str, Any]:
+        response = self.answer()
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
         return body

@@ -17,8 +17,10 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select, text
 from tests.manager.connector_support import (
+    FakeConnector,
     PollInBackground,
     add_job,
+    assert_problem,
     backend_report,
     ca_report,
     connector_row,
@@ -31,6 +33,7 @@ from tests.manager.live import live_server
 from caconnector.manager.app import create_app
 from caconnector.manager.db.models import ManagedBackend
 from caconnector.manager.runtime import Runtime, build_runtime
+from caconnector.manager.services import connectors
 from caconnector.manager.services.status import ConnectorStatus
 from caconnector.manager.settings import Settings
 
@@ -228,3 +231,67 @@ def test_concurrent_polls_never_share_a_job(
             delivered = [job_id for batch in pool.map(drain, range(workers)) for job_id in batch]
 
     assert sorted(delivered) == sorted(job_ids)  # each exactly once
+
+
+# ---- revoking access cuts off the polls a connector has open ------------------------------------------
+
+
+def _delete(runtime: Runtime, connector: FakeConnector) -> None:
+    with runtime.sessions.begin() as session:
+        row = connectors.get_connector(session, connector.connector_id)
+        connectors.delete_connector(session, row, now=runtime.now(), actor="admin")
+
+
+def assert_cut_off_by_delete(deleter: Runtime, runtime: Runtime, server: httpx.Client) -> None:
+    connector = registered(runtime, server)
+    poll = PollInBackground(connector, server, LONG_WAIT)
+    wait_until_parked(runtime, connector)
+
+    deleted = time.perf_counter()
+    _delete(deleter, connector)
+    answer = poll.answer()
+
+    assert_problem(answer, 401, "connector_unknown", "deleted from the manager", "register -token T -force")
+    assert poll.answered_at - deleted < PROMPT
+    # The parked poll got exactly what a new request gets.
+    assert connector.poll(server).json() == answer.json()
+
+
+def test_deleting_a_connector_refuses_its_waiting_poll_at_once(
+    runtime: Runtime, server: httpx.Client
+) -> None:
+    assert_cut_off_by_delete(runtime, runtime, server)
+
+
+def test_a_delete_in_another_process_refuses_the_waiting_poll(
+    runtime: Runtime, server: httpx.Client, other_process: Runtime
+) -> None:
+    # `ca-manager connector delete` runs in a process of its own: NOTIFY carries the wake on
+    # PostgreSQL, the SQLite watcher notices the row gone.
+    assert_cut_off_by_delete(other_process, runtime, server)
+
+
+def test_the_old_keys_waiting_poll_is_refused_once_the_restore_token_is_used(
+    runtime: Runtime, server: httpx.Client
+) -> None:
+    old = registered(runtime, server)
+    poll = PollInBackground(old, server, LONG_WAIT)
+    wait_until_parked(runtime, old)
+
+    with runtime.sessions.begin() as session:
+        row = connectors.get_connector(session, old.connector_id)
+        token = connectors.restore_connector(
+            session, row, now=runtime.now(), settings=runtime.settings, box=runtime.box, actor="admin"
+        )
+    time.sleep(0.8)  # longer than a SQLite watcher round: a restore alone cuts nothing off
+    assert runtime.wakeups.waiting(old.connector_id) == 1
+
+    new = FakeConnector(runtime.clock)
+    registered_at = time.perf_counter()
+    assert new.register(server, token, force=True).status_code == 200
+    answer = poll.answer()
+
+    assert_problem(answer, 401, "signature_invalid", "key was replaced")
+    assert poll.answered_at - registered_at < PROMPT
+    assert_problem(old.poll(server), 401, "signature_invalid")
+    assert new.poll(server).status_code == 200

@@ -1,8 +1,17 @@
 """A fake of Google Cloud Certificate Authority Service (v1 REST API), the peer of the gcpcas tests.
 
 No emulator exists, so this is a real HTTP server on a loopback port, started once per test process, that
-answers what the official client (`privateca_v1`, `transport="rest"`, `AnonymousCredentials`) sends. The
-requests below were captured from google-cloud-private-ca 1.20 and are matched exactly:
+answers what the official client (`privateca_v1`, REST transport, service account credentials) sends.
+
+It is also the service account's token endpoint: `service_account_info()` writes a key whose `token_uri`
+is `POST /token` here, and registers the key's public half. The grant is the OAuth 2.0 JWT-bearer grant
+(RFC 7523) as Google's token endpoint takes it: an RS256 JWT signed by the key (`kid` = private_key_id,
+`iss` = client_email, `aud` = token_uri, `scope` with cloud-platform, at most an hour between `iat` and
+`exp`), answered `{"access_token", "expires_in", "token_type": "Bearer"}` or `400 {"error":
+"invalid_grant", "error_description"}`. Every CA Service call must carry `Authorization: Bearer` with a
+token issued here and not expired, else 401 UNAUTHENTICATED in Google's error shape.
+
+The CA Service requests below were captured from google-cloud-private-ca 1.20 and are matched exactly:
 
     GET  /v1/projects/P/locations/L/caPools?$alt=json;enum-encoding=int          (pageSize, pageToken)
     GET  /v1/projects/P/locations/L/caPools/POOL/certificateAuthorities?$alt=...
@@ -42,6 +51,7 @@ import http.server
 import itertools
 import json
 import re
+import secrets
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -49,8 +59,9 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 HTTP_STATUS = {
@@ -122,6 +133,21 @@ _ROUTES = [
     ("GET", re.compile(_P + r"/certificateTemplates$"), "listCertificateTemplates"),
 ]
 CA_LIFETIME = dt.timedelta(days=3650)
+TOKEN_PATH = "/token"
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
+# Google's texts, as its token endpoint and its APIs answer them.
+BAD_SIGNATURE = "Invalid JWT Signature."
+BAD_TIMES = (
+    "Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe. "
+    "Check your iat and exp values in the JWT claim."
+)
+UNAUTHENTICATED = (
+    "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other "
+    "valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project."
+)
+# How far `iat` may lie in the future (clock skew) that the fake tolerates.
+CLOCK_SKEW = dt.timedelta(minutes=5)
 
 
 class CasError(Exception):
@@ -246,6 +272,35 @@ class FakeRequest:
     body: dict[str, Any] | None
     headers: dict[str, str]
 
+    def header(self, name: str) -> str | None:
+        """A header by its name in any case (google-auth sends `authorization` in lower case)."""
+        return next((v for k, v in self.headers.items() if k.lower() == name.lower()), None)
+
+
+@dataclass(frozen=True)
+class FakeGrant:
+    """One request to the token endpoint: who asked (from the JWT, before it was checked) and the answer."""
+
+    client_email: str | None
+    key_id: str | None
+    claims: dict[str, Any]
+    assertion: str  # the signed JWT as sent
+    access_token: str | None  # None: refused
+    error: str | None  # "invalid_grant: Invalid JWT Signature." when refused
+
+
+@dataclass
+class FakeToken:
+    client_email: str
+    expires_at: dt.datetime
+
+
+class _OAuthError(Exception):
+    def __init__(self, error: str, description: str) -> None:
+        super().__init__(description)
+        self.error = error
+        self.description = description
+
 
 @dataclass
 class _Failure:
@@ -275,6 +330,13 @@ class FakeCAS:
             self._responses: dict[tuple[str, str], FakeCertificate] = {}
             self._failures: list[_Failure] = []
             self._order = itertools.count()
+            # client_email -> key id -> public key: the service accounts' keys, as IAM holds them.
+            self.accounts: dict[str, dict[str, rsa.RSAPublicKey]] = {}
+            self.revoked_keys: set[str] = set()
+            self.grants: list[FakeGrant] = []
+            self.tokens: dict[str, FakeToken] = {}
+            self.token_lifetime = 3600  # seconds, what Google issues (it says expires_in 3599)
+            self.unauthenticated: list[FakeRequest] = []  # CA Service calls refused with 401
 
     # -- test hooks ------------------------------------------------------------------------------------
 
@@ -351,6 +413,32 @@ class FakeCAS:
         with self.lock:
             self._failures.append(_Failure(operation, status, text, retry_delay, times))
 
+    @property
+    def token_uri(self) -> str:
+        return f"{self.url}{TOKEN_PATH}"
+
+    def add_service_account(self, client_email: str, key_id: str, public_key: rsa.RSAPublicKey) -> None:
+        with self.lock:
+            self.accounts.setdefault(client_email, {})[key_id] = public_key
+
+    def revoke_key(self, key_id: str) -> None:
+        """The key was deleted (or disabled) in IAM: grants signed with it are refused from now on. Tokens
+        already issued for it stay valid until they expire, as Google's do."""
+        with self.lock:
+            self.revoked_keys.add(key_id)
+
+    def expire_tokens(self) -> None:
+        """Every token issued so far is past its lifetime now (as if `token_lifetime` had elapsed)."""
+        with self.lock:
+            past = _now() - dt.timedelta(seconds=1)
+            for token in self.tokens.values():
+                token.expires_at = past
+
+    def issued(self) -> list[FakeGrant]:
+        """The grants that were answered with an access token, oldest first."""
+        with self.lock:
+            return [g for g in self.grants if g.access_token is not None]
+
     def forget_request_ids(self) -> None:
         """What CAS does after its 60 minutes: a repeated requestId is a new request again."""
         with self.lock:
@@ -377,14 +465,18 @@ class FakeCAS:
         parts = urlsplit(target)
         path = unquote(parts.path)
         query = parse_qs(parts.query, keep_blank_values=True)
+        if path == TOKEN_PATH:
+            return self._token_endpoint(method, body, headers)
         try:
             document = json.loads(body) if body else None
         except ValueError:
             document = None
         with self.lock:
-            self.requests.append(FakeRequest(method, path, query, document, headers))
+            request = FakeRequest(method, path, query, document, headers)
+            self.requests.append(request)
             ints = "enum-encoding=int" in query.get("$alt", [""])[0]
             try:
+                self._authenticate(request)
                 operation, params = _route(method, path)
                 self._maybe_fail(operation)
                 handler = getattr(self, f"_op_{operation}")
@@ -398,6 +490,84 @@ class FakeCAS:
                 if exc.details:
                     error["details"] = exc.details
                 return HTTP_STATUS[exc.status], {"error": error}
+
+    def _authenticate(self, request: FakeRequest) -> None:
+        """Google checks the credentials before anything else, even before the URL is looked up."""
+        scheme, _, token = (request.header("Authorization") or "").partition(" ")
+        record = self.tokens.get(token.strip()) if scheme.lower() == "bearer" else None
+        if record is None or record.expires_at <= _now():
+            self.unauthenticated.append(request)
+            raise CasError("UNAUTHENTICATED", UNAUTHENTICATED)
+
+    # -- the token endpoint ----------------------------------------------------------------------------
+
+    def _token_endpoint(
+        self, method: str, body: bytes, headers: dict[str, str]
+    ) -> tuple[int, dict[str, Any]]:
+        content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
+        if method != "POST" or not content_type.startswith("application/x-www-form-urlencoded"):
+            return 400, {"error": "invalid_request", "error_description": "Expected a form-encoded POST."}
+        form = {k: v[0] for k, v in parse_qs(body.decode(errors="replace")).items()}
+        with self.lock:
+            try:
+                header, claims = self._verify_grant(form)
+            except _OAuthError as exc:
+                header, claims = _peek(form.get("assertion", ""))
+                self.grants.append(
+                    FakeGrant(
+                        client_email=claims.get("iss"),
+                        key_id=header.get("kid"),
+                        claims=claims,
+                        assertion=form.get("assertion", ""),
+                        access_token=None,
+                        error=f"{exc.error}: {exc.description}",
+                    )
+                )
+                return 400, {"error": exc.error, "error_description": exc.description}
+            token = f"ya29.fake-{secrets.token_urlsafe(32)}"
+            self.tokens[token] = FakeToken(claims["iss"], _now() + dt.timedelta(seconds=self.token_lifetime))
+            self.grants.append(
+                FakeGrant(claims["iss"], header["kid"], claims, form["assertion"], token, None)
+            )
+            return 200, {"access_token": token, "expires_in": self.token_lifetime, "token_type": "Bearer"}
+
+    def _verify_grant(self, form: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The JWT's header and claims once its signature, issuer, audience, scope and times check out."""
+        if form.get("grant_type") != JWT_BEARER:
+            raise _OAuthError("unsupported_grant_type", f"Invalid grant_type: {form.get('grant_type')}")
+        assertion = form.get("assertion", "")
+        header, claims = _peek(assertion)
+        if not header or not claims:
+            raise _OAuthError("invalid_grant", "Invalid JWT: the assertion is not a signed JWT.")
+        encoded_header, encoded_claims, encoded_signature = assertion.split(".")
+        signature = _b64decode(encoded_signature)
+        keys = self.accounts.get(str(claims.get("iss")))
+        if keys is None:
+            raise _OAuthError("invalid_grant", "Invalid grant: account not found")
+        key = keys.get(str(header.get("kid")))
+        if header.get("alg") != "RS256" or key is None or header.get("kid") in self.revoked_keys:
+            raise _OAuthError("invalid_grant", BAD_SIGNATURE)
+        signed = f"{encoded_header}.{encoded_claims}".encode()
+        try:
+            key.verify(signature, signed, padding.PKCS1v15(), hashes.SHA256())
+        except InvalidSignature:
+            raise _OAuthError("invalid_grant", BAD_SIGNATURE) from None
+        if claims.get("aud") != self.token_uri:
+            raise _OAuthError("invalid_grant", "Invalid JWT: Failed audience check.")
+        if CLOUD_PLATFORM not in str(claims.get("scope", "")).split():
+            raise _OAuthError("invalid_scope", "Invalid OAuth scope or ID token audience provided.")
+        issued_at, expires = claims.get("iat"), claims.get("exp")
+        if not isinstance(issued_at, int) or not isinstance(expires, int):
+            raise _OAuthError("invalid_grant", BAD_TIMES)
+        now = _now()
+        earliest, latest = now - dt.timedelta(hours=1), now + CLOCK_SKEW
+        starts, ends = (
+            dt.datetime.fromtimestamp(issued_at, dt.UTC),
+            dt.datetime.fromtimestamp(expires, dt.UTC),
+        )
+        if not (earliest <= starts <= latest) or not (now < ends <= starts + dt.timedelta(hours=1)):
+            raise _OAuthError("invalid_grant", BAD_TIMES)
+        return header, claims
 
     def _maybe_fail(self, operation: str) -> None:
         for failure in self._failures:
@@ -727,6 +897,28 @@ def _route(method: str, path: str) -> tuple[str, dict[str, str]]:
     raise CasError("NOT_FOUND", f"The requested URL {path} was not found on this server.")
 
 
+def _peek(assertion: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A JWT's header and claims, unverified; ({}, {}) when it is not header.claims.signature."""
+    try:
+        encoded_header, encoded_claims, encoded_signature = assertion.split(".")
+        header = json.loads(_b64decode(encoded_header))
+        claims = json.loads(_b64decode(encoded_claims))
+        _b64decode(encoded_signature)
+    except ValueError:
+        return {}, {}
+    if not isinstance(header, dict) or not isinstance(claims, dict):
+        return {}, {}
+    return header, claims
+
+
+def _b64decode(text: str) -> bytes:
+    """base64url without padding, as in a JWS (RFC 7515); ValueError when it is not."""
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (ValueError, TypeError) as exc:
+        raise ValueError("not base64url") from exc
+
+
 def _first(query: dict[str, list[str]], key: str) -> str | None:
     values = query.get(key)
     return values[0] if values else None
@@ -868,24 +1060,30 @@ def gcpcas_peer() -> FakeCAS:
         return _PEER
 
 
-_SERVICE_ACCOUNT_KEY: str | None = None
+SERVICE_ACCOUNT_KEY_ID = "0123456789abcdef0123456789abcdef01234567"
+_SERVICE_ACCOUNT_KEY: rsa.RSAPrivateKey | None = None
 
 
 def service_account_info(project: str = "private-ca-342871") -> dict[str, str]:
-    """A service account key document as Google Cloud hands it out, with a real (test) RSA key."""
+    """A service account key document as Google Cloud hands it out, with a real (test) RSA key, whose
+    `token_uri` is the fake's token endpoint; the fake learns the key's public half (again after a
+    `reset()`, so call this after resetting the fake)."""
     global _SERVICE_ACCOUNT_KEY  # noqa: PLW0603  (an RSA key takes a while; one per process is enough)
     if _SERVICE_ACCOUNT_KEY is None:
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        _SERVICE_ACCOUNT_KEY = key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        ).decode()
+        _SERVICE_ACCOUNT_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    client_email = f"ca-connector@{project}.iam.gserviceaccount.com"
+    peer = gcpcas_peer()
+    peer.add_service_account(client_email, SERVICE_ACCOUNT_KEY_ID, _SERVICE_ACCOUNT_KEY.public_key())
+    private_key = _SERVICE_ACCOUNT_KEY.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
     return {
         "type": "service_account",
         "project_id": project,
-        "private_key_id": "0123456789abcdef0123456789abcdef01234567",
-        "private_key": _SERVICE_ACCOUNT_KEY,
-        "client_email": f"ca-connector@{project}.iam.gserviceaccount.com",
+        "private_key_id": SERVICE_ACCOUNT_KEY_ID,
+        "private_key": private_key,
+        "client_email": client_email,
         "client_id": "123456789012345678901",
         "auth_uri": "https://accounts.google.com/o/oauth2/auth",
-        "token_uri": "https://oauth2.googleapis.com/token",
+        "token_uri": peer.token_uri,
     }

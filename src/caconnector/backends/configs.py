@@ -242,6 +242,10 @@ class GcpcasConfig(BackendConfig):
         missing = [f for f in ("client_email", "private_key", "token_uri") if not document.get(f)]
         if missing:
             raise ValueError(f"service account key lacks {', '.join(missing)}")
+        try:  # the grant sent there is as good as the key for an hour: never over plain http off loopback
+            _check_endpoint(str(document["token_uri"]))
+        except ValueError as exc:
+            raise ValueError(f"service account key's token_uri {exc}") from None
         return value
 
 

@@ -3,23 +3,26 @@
 `google-cloud-private-ca` is imported inside the functions here, never at module level, so the rest of
 the backend loads without the `gcpcas` extra; building a client without it fails naming the extra.
 
-The client always uses the REST transport (`transport="rest"`): plain HTTPS that proxies and TLS
+The client always uses the REST transport (built in `connect`): plain HTTPS that proxies and TLS
 inspection handle like any other traffic, and what the local test peer speaks. A REST quirk matters for
 the mapping below: google-api-core builds its exception from the HTTP status alone, so ALREADY_EXISTS
 and ABORTED both arrive as `Conflict` (409), INVALID_ARGUMENT and FAILED_PRECONDITION both as
 `BadRequest` (400), RESOURCE_EXHAUSTED as `TooManyRequests` (429). The canonical status is only in the
 JSON body (`{"error": {"code", "message", "status", "details"}}`), so `_status` reads it from there.
+
+Authentication is always the stored service account key: an OAuth 2.0 JWT-bearer grant (RFC 7523) to the
+key's `token_uri` gives an access token, sent as a bearer token on every call. The transport fetches a new
+one before the old one expires, and once more when a call is answered 401; a token endpoint's refusal
+arrives as google-auth's `RefreshError`.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import urlsplit
 
 from caconnector.backends.configs import GcpcasConfig
 from caconnector.backends.errors import AuthError, BackendError, ConfigError, Rejected, Transient
@@ -35,6 +38,7 @@ if TYPE_CHECKING:
     )
 
 SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
+DEFAULT_HOST = "privateca.googleapis.com"
 # Each call (each page of a list) gives up after this long. The client has no retry of its own for CA
 # Service calls; retrying is the manager's job, on our Transient errors.
 CALL_TIMEOUT_SECONDS = 30.0
@@ -67,21 +71,6 @@ def _unavailable(exc: ImportError) -> BackendTypeUnavailable:
     )
 
 
-def _is_loopback_http(endpoint: str | None) -> bool:
-    if endpoint is None:
-        return False
-    parts = urlsplit(endpoint)
-    host = parts.hostname or ""
-    if parts.scheme != "http":
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def service_account_credentials(config: GcpcasConfig, backend: str) -> Any:
     """The credentials of the stored service account key, parsed without any network traffic.
 
@@ -95,8 +84,11 @@ def service_account_credentials(config: GcpcasConfig, backend: str) -> Any:
         raise _unavailable(exc) from None
     try:
         info = json.loads(config.key.get_secret_value())
+        # google-auth always addresses the grant's JWT to Google's token endpoint, whatever the key's
+        # token_uri says; RFC 7523 wants the audience to be the server the grant goes to, so `aud` is the
+        # key's token_uri. For keys Google issues the two are the same URL.
         return service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
-            info, scopes=list(SCOPES)
+            info, scopes=list(SCOPES), additional_claims={"aud": info["token_uri"]}
         )
     except (ValueError, TypeError, KeyError, GoogleAuthError):
         # Never the exception's text: parsers quote what they could not read, and that is key material.
@@ -109,23 +101,27 @@ def service_account_credentials(config: GcpcasConfig, backend: str) -> Any:
 def connect(config: GcpcasConfig, backend: str) -> CasClient:
     """Build the real client from a config; no network traffic happens here (tokens are fetched on the
     first call). Credentials come from the stored key only, never from the environment (no ADC), so the
-    connector acts exactly as the service account the operator configured."""
+    connector acts exactly as the service account the operator configured, whatever the endpoint."""
     credentials = service_account_credentials(config, backend)
     try:
-        from google.auth.credentials import AnonymousCredentials  # noqa: PLC0415  (lazy: optional extra)
         from google.cloud.security.privateca_v1 import CertificateAuthorityServiceClient  # noqa: PLC0415
+        from google.cloud.security.privateca_v1.services.certificate_authority_service.transports import (  # noqa: PLC0415  (lazy: optional extra)
+            CertificateAuthorityServiceRestTransport,
+        )
     except ImportError as exc:
         raise _unavailable(exc) from None
-    if _is_loopback_http(config.endpoint):
-        # A local stand-in for the API (the test peer). Real credentials would fetch an access token from
-        # Google's token endpoint (token_uri) before the first call, which a test must never reach and a
-        # peer cannot answer. The key was still parsed above, so a broken key fails the same way here as
-        # in production, where the endpoint is https:// and the service account key is always used.
-        credentials = AnonymousCredentials()  # type: ignore[no-untyped-call]
-    options = {"api_endpoint": config.endpoint} if config.endpoint else None
-    client: CasClient = CertificateAuthorityServiceClient(
-        credentials=credentials, transport="rest", client_options=options
+    # The transport is built here rather than by the client because the client always asks for
+    # `always_use_jwt_access=True`: with scopes set, google-auth then signs its own JWT for every call and
+    # never asks `token_uri` for an access token. We use the OAuth 2.0 JWT-bearer grant (RFC 7523)
+    # against the key's `token_uri` instead: Google accepts it, and so does any stand-in for the API
+    # that issues its own tokens, so the same path runs in production and against the test peer.
+    # The transport passes no scopes on to the credentials; they carry SCOPES themselves (see above).
+    transport = CertificateAuthorityServiceRestTransport(
+        host=config.endpoint or DEFAULT_HOST,
+        credentials=credentials,
+        always_use_jwt_access=False,
     )
+    client: CasClient = CertificateAuthorityServiceClient(transport=transport)
     return client
 
 
@@ -156,7 +152,10 @@ _BY_HTTP = {
 _TRANSIENT = frozenset(
     {"RESOURCE_EXHAUSTED", "UNAVAILABLE", "DEADLINE_EXCEEDED", "INTERNAL", "ABORTED", "CANCELLED", "UNKNOWN"}
 )
-_AUTH = frozenset({"UNAUTHENTICATED", "PERMISSION_DENIED"})
+# An OAuth error text from a token endpoint is quoted to the operator, but never a long unbroken run of
+# token characters: a misbehaving endpoint (or a proxy) could echo the assertion or a token back.
+_TOKENISH = re.compile(r"[A-Za-z0-9_\-+/=.]{40,}")
+_REASON_LENGTH = 200
 
 
 def _error_body(exc: Any) -> dict[str, Any]:
@@ -219,7 +218,14 @@ def _call_error(exc: Any, where: str, not_found: type[BackendError], *, server_s
         return CertificateExists(detail)
     if status in _TRANSIENT or server_side:
         return Transient(detail, retry_after=_retry_after(exc))
-    if status in _AUTH:
+    if status == "UNAUTHENTICATED":
+        # Answered only after the transport fetched a new token and was refused again: the service does
+        # not accept what the key's token endpoint issues.
+        return AuthError(
+            f"{detail}; the service refused the access token of the service account of -key: check that "
+            "-key belongs to -project and that its token_uri is the service's token endpoint"
+        )
+    if status == "PERMISSION_DENIED":
         return AuthError(
             f"{detail}; check that the service account of -key has the CA Service roles it needs "
             "(roles/privateca.certificateManager on the pools, privateca.caPools.list) and that the API "
@@ -229,6 +235,32 @@ def _call_error(exc: Any, where: str, not_found: type[BackendError], *, server_s
         return not_found(detail)
     # INVALID_ARGUMENT, FAILED_PRECONDITION, OUT_OF_RANGE, and any other 4xx: asking again cannot help.
     return Rejected(detail)
+
+
+def _oauth_reason(exc: Any) -> str:
+    """What the token endpoint said, from its OAuth error response (RFC 6749 section 5.2): the `error`
+    code and `error_description`, e.g. "invalid_grant: Invalid JWT Signature.", and nothing else of the
+    response (google-auth's own message quotes a body it could not parse as is)."""
+    response = exc.args[1] if len(exc.args) > 1 else None
+    if not isinstance(response, dict) or not isinstance(response.get("error"), str):
+        # google-auth's own text ("No access token in response.") or a body that is no OAuth error.
+        text = exc.args[0] if exc.args and isinstance(exc.args[0], str) else ""
+        return _TOKENISH.sub("[...]", text)[:_REASON_LENGTH] or "the token request was refused"
+    description = response.get("error_description")
+    reason = f"{response['error']}: {description}" if isinstance(description, str) else response["error"]
+    return _TOKENISH.sub("[...]", reason)[:_REASON_LENGTH]
+
+
+def _refresh_error(exc: Any, backend: str) -> BackendError:
+    """google-auth's RefreshError: the key's token endpoint did not issue an access token."""
+    reason = _oauth_reason(exc)
+    if getattr(exc, "retryable", False):
+        # A 5xx or "temporarily_unavailable" that google-auth already retried a few times.
+        return Transient(f"backend {backend!r}: the token endpoint of -key is unavailable ({reason})")
+    return AuthError(
+        f"backend {backend!r}: the token endpoint refused the service account key of -key ({reason}); "
+        "the key may have been deleted or disabled: create a new key and run backend update"
+    )
 
 
 def _translate(
@@ -243,16 +275,13 @@ def _translate(
         server_side = isinstance(exc, api.ServerError | api.TooManyRequests)
         return _call_error(exc, where, not_found, server_side=server_side)
     if isinstance(exc, auth.RefreshError):
-        # Google's token endpoint refused the key (deleted or disabled key, wrong project). Its first
-        # argument is the OAuth error text, e.g. "invalid_grant: Invalid JWT Signature."
-        reason = exc.args[0] if exc.args and isinstance(exc.args[0], str) else "the token request was refused"
-        return AuthError(
-            f"backend {backend!r}: Google refused the service account key of -key ({reason}); "
-            "create a new key and run backend update"
-        )
+        return _refresh_error(exc, backend)
     if isinstance(exc, auth.GoogleAuthError) and not isinstance(exc, auth.TransportError):
-        # E.g. a 401 answered to anonymous credentials, which the transport then tries to refresh.
-        return AuthError(f"{where} failed: the service refused the credentials ({type(exc).__name__})")
+        # Any other refusal by google-auth to produce a token from the key.
+        return AuthError(
+            f"{where} failed: the credentials of -key cannot be used ({type(exc).__name__}); "
+            "create a new key for the service account and run backend update"
+        )
     if isinstance(exc, auth.TransportError | api.GoogleAPIError | OSError):
         # OSError covers requests' ConnectionError and Timeout: the REST transport lets them through.
         return Transient(f"{where} failed: cannot reach the API ({type(exc).__name__})")

@@ -41,7 +41,7 @@ from caconnector.connector.agent_state import AgentState, AgentStatus, write_sta
 from caconnector.connector.backoff import CAP, Backoff
 from caconnector.connector.jobs import JobRunner
 from caconnector.connector.journal import JOURNAL_FILE, Decision, Journal, JournalError
-from caconnector.connector.link import Identity, Link, LinkError, LinkSettings, PollReply, Refused, explain
+from caconnector.connector.link import Identity, Link, LinkError, LinkSettings, PollReply, Refused
 from caconnector.connector.logs import Scrubber, agent_logging
 from caconnector.connector.settings import ProxySettings, Registration, read_proxy, read_registration
 from caconnector.connector.store import CONFIG_FILE, SECRETS_FILE, ConnectorStore, StoreError
@@ -241,8 +241,7 @@ class Agent:
 
     def _link_failed(self, exc: LinkError) -> float:
         if isinstance(exc, Refused) and exc.code in FATAL_FOR_REGISTRATION:
-            message = f"the manager refused this connector ({exc.code}): {exc.detail}; {explain(exc.code)}"
-            return self._trouble(AgentStatus.REFUSED, message, REFUSED_RETRY)
+            return self._trouble(AgentStatus.REFUSED, exc.message, REFUSED_RETRY)
         # Anything else (unreachable, proxy credentials, a signature refused for clock skew, a replay):
         # back off and try again; the settings are re-read before each try.
         delay = self._backoff.next_delay()

@@ -83,42 +83,19 @@ class ProxyAuthFailed(LinkError):
 
 
 class Refused(LinkError):
-    """The manager refused the request: `code` is a ChannelError value where the manager sent one."""
+    """The manager refused the request: `code` is a ChannelError value where the manager sent one.
+
+    The connector acts on the code, never on the prose. `detail` is the manager's, and is already
+    the whole sentence for the operator: what is wrong and what to do, with the names only the manager
+    knows (the connector's name, the restore command). Nothing is added to it here: an explanation of
+    our own per code said the same thing a second time.
+    """
 
     def __init__(self, status: int | None, code: str | None, detail: str) -> None:
         self.status = status
         self.code = code
         self.detail = detail
-        fix = explain(code)
-        text = f"the manager refused the request ({code or f'HTTP {status}'}): {detail}"
-        super().__init__(f"{text}; {fix}" if fix else text)
-
-
-# What the operator should do about each refusal. The connector acts on the code, never on the prose.
-_FIXES: dict[str, str] = {
-    ChannelError.TOKEN_INVALID: "copy the installation token again from the connector's Edit dialog "
-    "in the manager",
-    ChannelError.TOKEN_USED: "an installation token works once; get a new one (Restore in the manager, "
-    "or ca-manager connector restore -name NAME)",
-    ChannelError.TOKEN_EXPIRED: "get a new token (Restore in the manager, or ca-manager connector "
-    "restore -name NAME)",
-    ChannelError.ALREADY_REGISTERED: "to replace the registration, run ca-connector register -token T "
-    "-force with a token from Restore in the manager",
-    ChannelError.SIGNATURE_INVALID: "check this host's clock; if it is right, restore the connector and "
-    "run ca-connector register -token T -force",
-    ChannelError.REPLAYED: "the request will be retried with a new signature",
-    ChannelError.CONNECTOR_UNKNOWN: "it was deleted in the manager (or never existed there): add it "
-    "again in the manager and run ca-connector register -token T -force",
-    ChannelError.CONNECTOR_EXPIRED: "it was not seen for too long: restore it in the manager (Restore, "
-    "or ca-manager connector restore -name NAME) and run ca-connector register -token T -force",
-    ChannelError.PROTOCOL_VERSION: "update the older of ca-manager and ca-connector so both speak the "
-    "same protocol major version",
-}
-
-
-def explain(code: str | None) -> str:
-    """The fix for a refusal code, or an empty string for codes this version does not know."""
-    return _FIXES.get(code or "", "")
+        super().__init__(f"the manager refused the request ({code or f'HTTP {status}'}): {detail}")
 
 
 # ---- the client -------------------------------------------------------------------------------------

@@ -19,7 +19,13 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from caconnector.manager.auth import runtime_of
-from caconnector.manager.channel_auth import SignedConnector, refused
+from caconnector.manager.channel_auth import (
+    ConnectorCaller,
+    SignedConnector,
+    check_standing,
+    connector_unknown,
+    refused,
+)
 from caconnector.manager.db.models import Job
 from caconnector.manager.runtime import Runtime
 from caconnector.manager.services import dispatch, inventory, liveness
@@ -75,9 +81,7 @@ def report_inventory(body: messages.InventoryReport, caller: SignedConnector, re
         with runtime.sessions.begin() as session:
             inventory.apply_inventory(session, caller.id, body, runtime.now())
     except inventory.UnknownConnector:  # deleted since the signature was checked
-        raise refused(
-            401, ChannelError.CONNECTOR_UNKNOWN, "this connector was deleted from the manager"
-        ) from None
+        raise connector_unknown() from None
     return Response(status_code=204)
 
 
@@ -102,13 +106,15 @@ async def poll(
         else min(body.wait_seconds, settings.poll_wait_seconds)
     )
     with runtime.wakeups.subscribe(caller.id) as waiter:
-        opened = await run_in_threadpool(_open, runtime, caller.id, body, wait)
+        opened = await run_in_threadpool(_open, runtime, caller, body, wait)
         jobs = opened.jobs
         if opened.window is not None:
             gone = asyncio.Event()
             watcher = asyncio.create_task(_watch_disconnect(request, waiter, gone))
             try:
-                jobs = await _wait_for_jobs(request, waiter, caller.id, body.capacity, wait, gone=gone)
+                # Raises the refusal when the connector loses access while parked (deleted, or its key
+                # replaced); the window needs no closing then: the delete or the registration moved it.
+                jobs = await _wait_for_jobs(request, waiter, caller, body.capacity, wait, gone=gone)
             finally:
                 watcher.cancel()
             await run_in_threadpool(_close, runtime, caller.id, opened.window)
@@ -137,12 +143,15 @@ class _Opened:
     window: dt.datetime | None  # connected_until while the poll waits; None when it answers at once
 
 
-def _open(runtime: Runtime, connector_id: str, body: messages.PollRequest, wait: float) -> _Opened:
+def _open(runtime: Runtime, caller: ConnectorCaller, body: messages.PollRequest, wait: float) -> _Opened:
     """One transaction: take the results, extend leases, claim jobs, and mark the connector Connected.
 
     The connector row is written first, in every transaction that writes it with jobs or backends, so
-    concurrent transactions take their locks in one order and cannot deadlock on PostgreSQL.
+    concurrent transactions take their locks in one order and cannot deadlock on PostgreSQL. Its
+    standing is checked under that lock: a delete or key change committed between the signature check
+    and the subscription to wake-ups (whose wake this poll missed) is refused here.
     """
+    connector_id = caller.id
     settings = runtime.settings
     now = runtime.now()
     lease = dt.timedelta(seconds=settings.lease_seconds)
@@ -150,6 +159,7 @@ def _open(runtime: Runtime, connector_id: str, body: messages.PollRequest, wait:
     window = now + dt.timedelta(seconds=wait) + grace
     with runtime.sessions.begin() as session:
         liveness.extend_connected_until(session, connector_id, now + grace)
+        check_standing(session, caller)
         acknowledged = dispatch.store_results(session, connector_id, body.results, now, runtime.retry)
         dispatch.extend_leases(session, connector_id, body.running, now, lease)
         dispatch.give_up_undeliverable(session, connector_id, now, settings.max_deliveries, runtime.retry)
@@ -171,10 +181,17 @@ async def _watch_disconnect(request: Request, waiter: Waiter, gone: asyncio.Even
 
 
 async def _wait_for_jobs(
-    request: Request, waiter: Waiter, connector_id: str, capacity: int, wait: float, *, gone: asyncio.Event
+    request: Request,
+    waiter: Waiter,
+    caller: ConnectorCaller,
+    capacity: int,
+    wait: float,
+    *,
+    gone: asyncio.Event,
 ) -> list[Job]:
     """Claim when woken; a wake that finds nothing (another poll took the job) waits on. When the
-    wait ends, claim once more: a wake-up lost on the way costs a delay, never a job."""
+    wait ends, claim once more: a wake-up lost on the way costs a delay, never a job. Each claim first
+    checks that the connector still has access (a delete or a key change wakes its polls too)."""
     runtime = runtime_of(request)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
@@ -185,16 +202,17 @@ async def _wait_for_jobs(
             # The connector gave up on this poll (timeout, restart): a job claimed now would sit
             # leased, undelivered, until its lease ran out. Leave it queued for the next poll.
             return []
-        jobs = await run_in_threadpool(_claim, runtime, connector_id, capacity)
+        jobs = await run_in_threadpool(_claim, runtime, caller, capacity)
         if jobs or not woken or loop.time() >= deadline:
             return jobs
 
 
-def _claim(runtime: Runtime, connector_id: str, capacity: int) -> list[Job]:
+def _claim(runtime: Runtime, caller: ConnectorCaller, capacity: int) -> list[Job]:
     now = runtime.now()
     with runtime.sessions.begin() as session:
+        check_standing(session, caller)
         return dispatch.claim_jobs(
-            session, connector_id, capacity, now, dt.timedelta(seconds=runtime.settings.lease_seconds)
+            session, caller.id, capacity, now, dt.timedelta(seconds=runtime.settings.lease_seconds)
         )
 
 

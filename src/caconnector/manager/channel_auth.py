@@ -44,6 +44,7 @@ class ConnectorCaller:
     id: str
     name: str
     status: ConnectorStatus
+    key: str  # the public key (PEM) the request verified with: a long poll re-checks it when woken
 
 
 def refused(status: int, code: ChannelError, detail: str) -> Problem:
@@ -53,6 +54,31 @@ def refused(status: int, code: ChannelError, detail: str) -> Problem:
 # Where the HTTP guard leaves the connector it authenticated before the body was read (the signature is
 # bound to method and path, not the body): its jti is remembered, so checking again would be a replay.
 CALLER_STATE = "caconnector.connector"
+
+
+def connector_unknown() -> Problem:
+    return refused(
+        401,
+        ChannelError.CONNECTOR_UNKNOWN,
+        "this connector was deleted from the manager (or never existed there): add it again in the "
+        "manager and run ca-connector register -token T -force",
+    )
+
+
+def check_standing(session: Session, caller: ConnectorCaller) -> None:
+    """Raise the refusal a new request from `caller` would get now, if its access ended since it was
+    verified: the connector was deleted, or `register -force` replaced the key it signed with. A long
+    poll calls this whenever it wakes, so revoking access cuts off a parked poll at once."""
+    connector = session.get(Connector, caller.id)
+    if connector is None or connector.public_key_pem is None:
+        raise connector_unknown()
+    if connector.public_key_pem != caller.key:
+        raise refused(
+            401,
+            ChannelError.SIGNATURE_INVALID,
+            "the request signature does not verify: this connector's key was replaced (a restore token "
+            "was used with ca-connector register -force); the new registration's agent takes over",
+        )
 
 
 def _bearer(authorization: str) -> str:
@@ -104,11 +130,7 @@ def authenticate_connector(runtime: Runtime, authorization: str, method: str, pa
     with runtime.sessions.begin() as session:
         connector = session.get(Connector, connector_id)
         if connector is None or connector.public_key_pem is None:
-            raise refused(
-                401,
-                ChannelError.CONNECTOR_UNKNOWN,
-                "this connector was deleted from the manager; add it again and register with a new token",
-            )
+            raise connector_unknown()
         try:
             verified = verify_request(token, load_public_key(connector.public_key_pem), method, path, now)
         except SignatureInvalid as exc:
@@ -128,7 +150,7 @@ def authenticate_connector(runtime: Runtime, authorization: str, method: str, pa
             raise refused(401, ChannelError.SIGNATURE_INVALID, str(exc)) from None
         _remember(session, connector.id, verified.jti, verified.expires_at, now)
         connector.last_seen = now
-        return ConnectorCaller(connector.id, connector.name, status)
+        return ConnectorCaller(connector.id, connector.name, status, connector.public_key_pem)
 
 
 def _remember(

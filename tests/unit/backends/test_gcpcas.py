@@ -12,16 +12,16 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from google.auth.credentials import AnonymousCredentials
 from google.oauth2 import service_account
 from pydantic import SecretStr
 from tests.e2e.processes import free_port
-from tests.peers.gcpcas_fake import FakeCAS, gcpcas_peer, service_account_info
+from tests.peers.gcpcas_fake import SERVICE_ACCOUNT_KEY_ID, FakeCAS, gcpcas_peer, service_account_info
 
 from caconnector.backends import registry
 from caconnector.backends.base import BackendContext, EnrollRequest, RevokeRequest, Scanner
@@ -149,22 +149,27 @@ def test_provision_returns_the_config_and_refuses_an_unreadable_key(tmp_path: Pa
         assert "corp-gcp" in str(caught.value)
 
 
-def test_credentials_are_the_service_account_except_against_a_loopback_peer() -> None:
-    production = connect(
-        _config("https://privateca.googleapis.com").model_copy(update={"endpoint": None}), "b"
-    )
-    credentials = production.transport._credentials  # type: ignore[attr-defined]
-    assert isinstance(credentials, service_account.Credentials)
-    assert credentials.scopes == ["https://www.googleapis.com/auth/cloud-platform"]
-    assert credentials.service_account_email == service_account_info()["client_email"]
-    assert production.api_endpoint == "privateca.googleapis.com"  # type: ignore[attr-defined]
+def test_credentials_are_the_service_account_key_whatever_the_endpoint() -> None:
+    for endpoint, host in (
+        (None, "https://privateca.googleapis.com"),
+        ("https://privateca.example.internal", "https://privateca.example.internal"),
+        ("http://127.0.0.1:9", "http://127.0.0.1:9"),  # a local stand-in authenticates the same way
+    ):
+        client = connect(_config("https://unused.example").model_copy(update={"endpoint": endpoint}), "b")
+        credentials = client.transport._credentials  # type: ignore[attr-defined]
+        assert isinstance(credentials, service_account.Credentials)
+        assert credentials.scopes == ["https://www.googleapis.com/auth/cloud-platform"]
+        assert credentials.service_account_email == service_account_info()["client_email"]
+        # The JWT-bearer grant to token_uri, not a self-signed JWT per call.
+        assert credentials._always_use_jwt_access is False  # type: ignore[attr-defined]
+        assert client.transport.host == host  # type: ignore[attr-defined]
 
-    private = connect(_config("https://privateca.example.internal"), "b")
-    assert isinstance(private.transport._credentials, service_account.Credentials)  # type: ignore[attr-defined]
-    assert private.api_endpoint == "https://privateca.example.internal"  # type: ignore[attr-defined]
 
-    peer = connect(_config("http://127.0.0.1:9"), "b")
-    assert isinstance(peer.transport._credentials, AnonymousCredentials)  # type: ignore[attr-defined]
+def test_a_key_whose_token_uri_is_plain_http_off_loopback_is_refused() -> None:
+    info = {**service_account_info(), "token_uri": "http://oauth2.example.com/token"}
+    with pytest.raises(ValueError, match="token_uri must use https://") as caught:
+        _config("https://privateca.googleapis.com", key=json.dumps(info))
+    assert info["private_key"][40:80] not in str(caught.value)
 
 
 def test_ids_derived_from_the_request_id() -> None:
@@ -495,7 +500,6 @@ def test_resource_exhausted_is_transient_with_the_retry_delay(
     ("operation", "status", "error"),
     [
         ("listCaPools", "PERMISSION_DENIED", AuthError),
-        ("listCaPools", "UNAUTHENTICATED", AuthError),
         ("listCaPools", "NOT_FOUND", ConfigError),
         ("listCaPools", "UNAVAILABLE", Transient),
         ("listCertificateAuthorities", "INTERNAL", Transient),
@@ -525,15 +529,139 @@ def test_service_errors_map_to_what_happens_next(
     assert type(caught.value) is error
     message = str(caught.value)
     assert message.startswith("backend 'corp-gcp': CA Service")
-    if status == "UNAUTHENTICATED":
-        # A 401 makes the transport refresh the credentials, which anonymous ones cannot: the SDK's own
-        # error, before the body is read.
-        assert "refused the credentials" in message
-    else:
-        assert f"{status}: the service says why" in message
+    assert f"{status}: the service says why" in message
     assert service_account_info()["private_key"][40:80] not in message
 
 
 def test_an_unreachable_endpoint_is_transient(open_backend: Open) -> None:
     with pytest.raises(Transient, match="cannot reach the API"):
         open_backend(endpoint=f"http://127.0.0.1:{free_port()}").check()
+
+
+# ---- authentication: the JWT-bearer grant at token_uri, the bearer token on every call -----------------
+
+
+def _bearers(fake: FakeCAS) -> list[str]:
+    """The Authorization header of every CA Service call the fake received, in order."""
+    return [r.header("Authorization") or "" for r in fake.requests]
+
+
+@pytest.mark.usefixtures("corp")
+def test_every_call_carries_the_token_granted_for_the_key(
+    fake: FakeCAS, open_backend: Open, make_csr: MakeCSR
+) -> None:
+    backend = open_backend()
+    assert {ca.id for ca in backend.check().cas} >= {"corp/ca-1", "corp/ca-2", "mesh/mesh-ca"}
+    issued = backend.enroll(_request(make_csr(), ca="corp/ca-1"))
+    backend.revoke(RevokeRequest(serial=canonical_serial(issued.certificate.serial_number), ca="corp"))
+    assert fake.stored(CORP)[0].revocation is not None
+
+    [grant] = fake.grants  # one token serves every call until it expires
+    info = service_account_info()
+    assert grant.access_token is not None
+    assert (grant.client_email, grant.key_id) == (info["client_email"], SERVICE_ACCOUNT_KEY_ID)
+    assert grant.claims["aud"] == info["token_uri"] == fake.token_uri
+    assert "https://www.googleapis.com/auth/cloud-platform" in grant.claims["scope"].split()
+    assert set(_bearers(fake)) == {f"Bearer {grant.access_token}"}
+    assert fake.unauthenticated == []
+
+
+@pytest.mark.usefixtures("corp")
+def test_the_fake_refuses_calls_without_a_token_it_issued(fake: FakeCAS, open_backend: Open) -> None:
+    open_backend().check()
+    [grant] = fake.issued()
+    url = f"{fake.url}/v1/{PARENT}/caPools"
+    for headers in (
+        {},
+        {"Authorization": "Bearer ya29.made-up"},
+        {"Authorization": f"Basic {grant.access_token}"},
+    ):
+        refused = httpx.get(url, headers=headers, trust_env=False)
+        assert refused.status_code == 401
+        assert refused.json() == {
+            "error": {
+                "code": 401,
+                "message": refused.json()["error"]["message"],
+                "status": "UNAUTHENTICATED",
+            }
+        }
+        assert refused.json()["error"]["message"].startswith(
+            "Request had invalid authentication credentials."
+        )
+    accepted = httpx.get(url, headers={"Authorization": f"Bearer {grant.access_token}"}, trust_env=False)
+    assert accepted.status_code == 200
+    assert [p["name"] for p in accepted.json()["caPools"]] == [CORP, MESH]
+    fake.expire_tokens()
+    expired = httpx.get(url, headers={"Authorization": f"Bearer {grant.access_token}"}, trust_env=False)
+    assert expired.status_code == 401
+
+
+@pytest.mark.usefixtures("corp")
+def test_a_revoked_key_is_an_auth_error_naming_key_and_nothing_secret(
+    fake: FakeCAS, open_backend: Open
+) -> None:
+    fake.revoke_key(SERVICE_ACCOUNT_KEY_ID)
+    with pytest.raises(AuthError) as caught:
+        open_backend().check()
+    message = str(caught.value)
+    assert message.startswith(
+        "backend 'corp-gcp': the token endpoint refused the service account key of -key"
+    )
+    assert "invalid_grant: Invalid JWT Signature." in message
+    assert "create a new key and run backend update" in message
+    [grant] = fake.grants
+    assert grant.access_token is None
+    assert grant.error == "invalid_grant: Invalid JWT Signature."
+    for secret in (
+        grant.assertion,
+        *grant.assertion.split("."),
+        service_account_info()["private_key"][40:80],
+    ):
+        assert secret not in message
+    assert fake.requests == []  # no CA Service call was made without a token
+
+
+@pytest.mark.usefixtures("corp")
+def test_an_expired_token_is_replaced_and_the_call_succeeds(fake: FakeCAS, open_backend: Open) -> None:
+    backend = open_backend()
+    backend.check()
+    fake.expire_tokens()  # the service no longer takes the token the client still holds as valid
+    assert {ca.id for ca in backend.check().cas} >= {"corp/ca-1"}
+
+    first, second = fake.issued()
+    assert first.access_token != second.access_token
+    [refused] = fake.unauthenticated
+    assert refused.header("Authorization") == f"Bearer {first.access_token}"
+    assert _bearers(fake)[-1] == f"Bearer {second.access_token}"
+
+
+@pytest.mark.usefixtures("corp")
+def test_a_token_about_to_expire_is_replaced_before_the_call(fake: FakeCAS, open_backend: Open) -> None:
+    # google-auth renews a token in its last minutes (3 min 45 s in 2.x) without waiting for a 401, so
+    # a token issued for 60 s is renewed before every call.
+    fake.token_lifetime = 60
+    open_backend().check()
+    tokens = [g.access_token for g in fake.issued()]
+    assert len(fake.requests) > 1
+    assert len(set(tokens)) == len(tokens) == len(fake.requests)
+    assert _bearers(fake) == [f"Bearer {t}" for t in tokens]
+    assert fake.unauthenticated == []
+
+
+@pytest.mark.usefixtures("corp")
+def test_a_service_refusing_every_token_is_an_auth_error_naming_key(
+    fake: FakeCAS, open_backend: Open
+) -> None:
+    # The transport gets a new token after each 401 and asks again (twice); then the answer stands.
+    fake.fail_next("listCaPools", "UNAUTHENTICATED", times=10)
+    with pytest.raises(AuthError) as caught:
+        open_backend().check()
+    message = str(caught.value)
+    assert "UNAUTHENTICATED: Request had invalid authentication credentials." in message
+    assert "-key" in message
+    grants = fake.issued()
+    assert len(grants) > 1
+    for grant in grants:
+        assert grant.access_token is not None
+        assert grant.access_token not in message
+        assert grant.assertion not in message

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from caconnector.manager import audit, tokens
 from caconnector.manager.db.models import Connector, new_id
 from caconnector.manager.services.status import ConnectorStatus, connector_status
+from caconnector.manager.services.wakeups import access_changed
 from caconnector.manager.settings import Settings
 from caconnector.pki.secretbox import SecretBox, SecretBoxError
 
@@ -243,7 +244,8 @@ def restore_connector(
     actor: str,
 ) -> str:
     """A new single-use token. The connector's current key keeps working until the token is used by
-    `register -force`, so restoring by mistake cuts nothing off; an earlier unused token stops working."""
+    `register -force`, so restoring by mistake cuts nothing off; an earlier unused token stops working.
+    The old key's open polls are cut off when the token is used (`services.registration`)."""
     token = _issue_token(connector, now, settings, box)
     session.flush()
     audit.record(session, now, actor, "connector.restore", target(connector), name=connector.name)
@@ -251,8 +253,11 @@ def restore_connector(
 
 
 def delete_connector(session: Session, connector: Connector, *, now: dt.datetime, actor: str) -> None:
-    """Gone for good, with its backends and jobs. The channel then refuses its key (no row to match)."""
+    """Gone for good, with its backends and jobs. The channel then refuses its key (no row to match),
+    including on the polls it has open."""
     audit.record(session, now, actor, "connector.delete", target(connector), name=connector.name)
+    # Its open polls are answered with the refusal at once, not when their wait runs out.
+    access_changed(session, connector.id)
     session.delete(connector)
     session.flush()
 

@@ -15,6 +15,7 @@ from caconnector.manager import audit, tokens
 from caconnector.manager.db.models import Connector
 from caconnector.manager.services.connectors import target
 from caconnector.manager.services.limits import TooLong, check_length
+from caconnector.manager.services.wakeups import access_changed
 from caconnector.manager.settings import Settings
 from caconnector.protocol.errors import ChannelError
 from caconnector.protocol.messages import RegisterRequest
@@ -99,6 +100,8 @@ def register_connector(
     )
     if used is None:
         raise _token_used(connector)  # a concurrent registration won the race
+    if replacing:
+        access_changed(session, connector.id)  # the old key's open polls are refused at once
     session.refresh(connector)
     audit.record(
         session,

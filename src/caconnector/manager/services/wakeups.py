@@ -7,6 +7,11 @@ worker threads, so a wake crosses over with `loop.call_soon_threadsafe`. Across 
 the transaction that creates a job also calls `pg_notify`, which PostgreSQL delivers only when that
 transaction commits; a listener thread in each process turns the notifications back into local wakes.
 
+Revoking a connector's access (a delete, a key replaced by `register -force`) wakes its polls on the
+same channel: a woken poll checks the connector's standing before it claims, and answers a refusal.
+SQLite has no NOTIFY, and `ca-manager connector delete` runs in a process of its own, so there a
+watcher thread (`sqlite_watch`) looks for the waiting connectors' rows going away.
+
 A missed wake-up only delays a job until the poll's wait ends (the poll claims once more then), and a
 spurious one costs one empty claim, so everything here errs on the side of waking too often.
 """
@@ -23,6 +28,7 @@ from sqlalchemy import Engine, event, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from caconnector.manager.services.pg_listener import PostgresListener
+from caconnector.manager.services.sqlite_watch import DeletionWatcher
 
 CHANNEL = "caconnector_jobs"  # keys: connector ids
 CERTIFICATES_CHANNEL = "caconnector_certificates"  # keys: certificate ids
@@ -88,6 +94,12 @@ def job_created(session: Session, connector_id: str) -> None:
     wake_after_commit(session, CHANNEL, connector_id)
 
 
+def access_changed(session: Session, connector_id: str) -> None:
+    """This transaction ends the connector's current access (deleted, or its key replaced): its parked
+    polls wake once it commits, find the refusal a new request would get, and answer it."""
+    wake_after_commit(session, CHANNEL, connector_id)
+
+
 def certificate_changed(session: Session, certificate_id: str) -> None:
     """This transaction moves the certificate on: requests waiting for it look again once it commits."""
     wake_after_commit(session, CERTIFICATES_CHANNEL, certificate_id)
@@ -150,6 +162,11 @@ class Wakeups:
         for waiter in waiters:
             waiter.wake()
 
+    def keys(self) -> list[str]:
+        """The keys someone waits on now."""
+        with self._lock:
+            return list(self._waiters)
+
     def waiting(self, key: str) -> int:
         """How many waiters of `key` are parked (tests and benchmarks)."""
         with self._lock:
@@ -171,7 +188,12 @@ def wakeups_for(engine: Engine, channel: str = CHANNEL) -> Wakeups:
     """In-process wake-ups, plus a LISTEN connection on PostgreSQL for what other processes change
     (opened on the first wait, so each channel costs a connection only once someone waits on it)."""
     if engine.dialect.name != "postgresql":
-        return Wakeups(channel=channel)
+        if channel != CHANNEL:
+            return Wakeups(channel=channel)
+        sessions = sessionmaker(engine)
+        # The watcher reads the keys of the very Wakeups it is built for (it starts with the first wait).
+        wakeups = Wakeups(lambda on_notify, _: DeletionWatcher(sessions, wakeups.keys, on_notify), channel)
+        return wakeups
     conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
 
     def factory(on_notify: Callable[[str], None], on_resync: Callable[[], None]) -> Listener:
