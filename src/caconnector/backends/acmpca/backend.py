@@ -6,7 +6,7 @@ A CA is named by its ARN. AWS quirks this module handles:
   moment later, and GetCertificate answers RequestInProgressException until then. That is a Pending
   result (collected by the certificate ARN), not a failure.
 - The idempotency token de-duplicates for about five minutes only, so every request id's certificate ARN
-  is also recorded locally (see `acmpca_store`) before the result goes back, and a repeated request id
+  is also recorded locally (see `store`) before the result goes back, and a repeated request id
   collects that certificate instead of ordering another.
 - The signing algorithm must suit the CA's key, so it is chosen from the CA's KeyAlgorithm.
 - RevokeCertificate takes the serial as colon-separated hex bytes, as `openssl x509 -text` prints it.
@@ -23,20 +23,21 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
-from caconnector.backends.acmpca_aws import (
+from caconnector.backends.acmpca.client import (
     AcmPcaClient,
     ExpectedAwsError,
     S3Client,
     aws_errors,
     connect,
 )
-from caconnector.backends.acmpca_store import AcmpcaStore, AuditReport
+from caconnector.backends.acmpca.config import AcmpcaConfig
+from caconnector.backends.acmpca.store import AcmpcaStore, AuditReport
 from caconnector.backends.base import (
     BackendContext,
     CAInfo,
@@ -46,7 +47,6 @@ from caconnector.backends.base import (
     Pending,
     RevokeRequest,
 )
-from caconnector.backends.configs import AcmpcaConfig, BackendConfig, expect_config
 from caconnector.backends.errors import ConfigError, NotSupported, Rejected, Transient
 from caconnector.pki.chain import is_self_signed, load_certificates, order_chain
 from caconnector.pki.errors import PKIError
@@ -55,7 +55,7 @@ from caconnector.pki.revocation import RevocationReason
 from caconnector.pki.serial import canonical_serial, serial_to_int
 
 if TYPE_CHECKING:
-    from caconnector.backends.base import Backend, BackendType, Collector, Scanner
+    from caconnector.backends.base import Backend, Collector, Scanner
 
 DEFAULT_VALIDITY_DAYS = 90
 # AWS usually issues within a second or two of IssueCertificate.
@@ -239,20 +239,6 @@ def _is_ca_certificate(certificate: x509.Certificate) -> bool:
         return bool(certificate.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
     except (x509.ExtensionNotFound, ValueError):
         return False
-
-
-class AcmpcaBackendType:
-    """The factory the `caconnector.backends` entry point `acmpca` names."""
-
-    type_name: ClassVar[str] = "acmpca"
-    config_model: ClassVar[type[BackendConfig]] = AcmpcaConfig
-
-    def provision(self, config: BackendConfig, context: BackendContext) -> AcmpcaConfig:
-        """Nothing to create: the CAs live in AWS. No network here; `backend test` checks the keys."""
-        return expect_config(config, AcmpcaConfig)
-
-    def open(self, config: BackendConfig, context: BackendContext) -> AcmpcaBackend:
-        return AcmpcaBackend.from_config(expect_config(config, AcmpcaConfig), context)
 
 
 class AcmpcaBackend:
@@ -588,7 +574,5 @@ def _report_time(value: object) -> dt.datetime | None:
 
 if TYPE_CHECKING:
     # mypy proves here that the classes satisfy the protocols they are used through.
-    def _conforms(
-        factory: AcmpcaBackendType, backend: AcmpcaBackend
-    ) -> tuple[BackendType, Backend, Collector, Scanner]:
-        return factory, backend, backend, backend
+    def _conforms(backend: AcmpcaBackend) -> tuple[Backend, Collector, Scanner]:
+        return backend, backend, backend

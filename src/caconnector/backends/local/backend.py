@@ -3,7 +3,7 @@
 `backend add -type local` either creates a CA (key and self-signed certificate) or imports an existing
 one (`-cacert`, `-cakey`); both end up in the backend's encrypted config, so `provision` stores nothing.
 What the CA does afterwards (certificates issued, revocations, the CRL number) lives in an SQLite file in
-the backend's state directory, see `local_store`. The CA never makes a request wait, so it has no
+the backend's state directory, see `store`. The CA never makes a request wait, so it has no
 `collect`; it can list what it issued (`scan`) and publishes its own CRL (`crl`).
 """
 
@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -33,9 +33,9 @@ from caconnector.backends.base import (
     Issued,
     RevokeRequest,
 )
-from caconnector.backends.configs import BackendConfig, LocalConfig, expect_config
 from caconnector.backends.errors import ConfigError, Rejected, Transient
-from caconnector.backends.local_store import CertificateRow, DuplicateRequest, LocalStore
+from caconnector.backends.local.config import LocalConfig
+from caconnector.backends.local.store import CertificateRow, DuplicateRequest, LocalStore
 from caconnector.pki.chain import ensure_complete, load_certificates, order_chain
 from caconnector.pki.errors import PKIError
 from caconnector.pki.keys import (
@@ -54,7 +54,7 @@ from caconnector.pki.serial import canonical_serial, serial_to_int
 from caconnector.pki.subject import checked_subject
 
 if TYPE_CHECKING:
-    from caconnector.backends.base import Backend, BackendType, CRLPublisher, Scanner
+    from caconnector.backends.base import Backend, CRLPublisher, Scanner
 
 DEFAULT_KEY_TYPE = "ec-p256"
 DEFAULT_CA_DAYS = 3650
@@ -315,43 +315,36 @@ def _new_ca_options_that_differ(config: LocalConfig, certificate: x509.Certifica
     return differ
 
 
-class LocalBackendType:
-    """The factory the `caconnector.backends` entry point `local` names."""
+def provision(config: LocalConfig, context: BackendContext) -> LocalConfig:
+    """Create the CA (no -cacert) or check the imported one; return the config to store."""
+    if config.cacert is None:
+        return _new_ca(config, context)
+    return _import_ca(config, context)
 
-    type_name: ClassVar[str] = "local"
-    # Typed as the protocol declares it (a mutable protocol member is invariant); it is LocalConfig.
-    config_model: ClassVar[type[BackendConfig]] = LocalConfig
 
-    def provision(self, config: BackendConfig, context: BackendContext) -> LocalConfig:
-        """Create the CA (no -cacert) or check the imported one; return the config to store."""
-        local = expect_config(config, LocalConfig)
-        if local.cacert is None:
-            return _new_ca(local, context)
-        return _import_ca(local, context)
-
-    def open(self, config: BackendConfig, context: BackendContext) -> LocalCA:
-        material = _load_ca(expect_config(config, LocalConfig), context)
-        state_dir = context.state_dir
-        ca_id = canonical_serial(material.certificate.serial_number)
-        try:
-            state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            # mkdir's mode is filtered by the umask and ignored for an existing directory; the records
-            # name every certificate holder, so keep them private to the connector's user.
-            state_dir.chmod(0o700)
-            store = LocalStore(state_dir, ca_id)
-        except (OSError, sqlite3.Error) as exc:
-            raise _config_error(context, f"cannot use the state directory {state_dir}: {exc}") from None
-        except ConfigError as exc:  # the store's own findings (another CA's records, a newer schema)
-            raise _config_error(context, exc.message) from None
-        return LocalCA(
-            certificate=material.certificate,
-            key=material.key,
-            chain=material.chain,
-            store=store,
-            state_dir=state_dir,
-            name=context.name,
-            now=context.now,
-        )
+def open_ca(config: LocalConfig, context: BackendContext) -> LocalCA:
+    material = _load_ca(config, context)
+    state_dir = context.state_dir
+    ca_id = canonical_serial(material.certificate.serial_number)
+    try:
+        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # mkdir's mode is filtered by the umask and ignored for an existing directory; the records
+        # name every certificate holder, so keep them private to the connector's user.
+        state_dir.chmod(0o700)
+        store = LocalStore(state_dir, ca_id)
+    except (OSError, sqlite3.Error) as exc:
+        raise _config_error(context, f"cannot use the state directory {state_dir}: {exc}") from None
+    except ConfigError as exc:  # the store's own findings (another CA's records, a newer schema)
+        raise _config_error(context, exc.message) from None
+    return LocalCA(
+        certificate=material.certificate,
+        key=material.key,
+        chain=material.chain,
+        store=store,
+        state_dir=state_dir,
+        name=context.name,
+        now=context.now,
+    )
 
 
 @contextmanager
@@ -698,7 +691,5 @@ def _key_usage(
 
 if TYPE_CHECKING:
     # mypy proves here that the classes satisfy the protocols they are used through.
-    def _conforms(
-        factory: LocalBackendType, ca: LocalCA
-    ) -> tuple[BackendType, Backend, Scanner, CRLPublisher]:
-        return factory, ca, ca, ca
+    def _conforms(ca: LocalCA) -> tuple[Backend, Scanner, CRLPublisher]:
+        return ca, ca, ca
