@@ -51,6 +51,7 @@ from caconnector.backends.errors import ConfigError, NotSupported, Rejected, Tra
 from caconnector.pki.chain import is_self_signed, load_certificates, order_chain
 from caconnector.pki.errors import PKIError
 from caconnector.pki.keys import key_type_of
+from caconnector.pki.names import common_name
 from caconnector.pki.revocation import RevocationReason
 from caconnector.pki.serial import canonical_serial, serial_to_int
 
@@ -224,14 +225,6 @@ def _subject_name(subject: dict[str, Any]) -> x509.Name:
             except ValueError:  # a value cryptography refuses (e.g. a Country not two letters): leave out
                 continue
     return x509.Name(attributes)
-
-
-def _common_name(name: x509.Name) -> str | None:
-    attributes = name.get_attributes_for_oid(NameOID.COMMON_NAME)
-    if not attributes:
-        return None
-    value = attributes[0].value
-    return value if isinstance(value, str) else value.decode("utf-8", "replace")
 
 
 def _is_ca_certificate(certificate: x509.Certificate) -> bool:
@@ -441,7 +434,7 @@ class AcmpcaBackend:
             )
         return CAInfo(
             id=authority.arn,
-            name=_common_name(name) or authority.arn,
+            name=common_name(name) or authority.arn,
             subject=name.rfc4514_string(),
             key_type=key_type,
             serial=canonical_serial(certificate.serial_number) if certificate is not None else "",

@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.x509.oid import NameOID
 
 from caconnector.backends.base import (
     BackendContext,
@@ -53,6 +52,7 @@ from caconnector.backends.gcpcas.client import (
 from caconnector.backends.gcpcas.config import GcpcasConfig
 from caconnector.pki.chain import is_self_signed, order_chain
 from caconnector.pki.keys import key_type_of, public_keys_equal
+from caconnector.pki.names import common_name
 from caconnector.pki.revocation import RevocationReason
 from caconnector.pki.serial import canonical_serial
 
@@ -152,14 +152,6 @@ def _load_pems(pems: Iterable[str]) -> list[x509.Certificate]:
     for pem in pems:
         certificates.extend(x509.load_pem_x509_certificates(pem.encode()))
     return certificates
-
-
-def _common_name(name: x509.Name) -> str | None:
-    attributes = name.get_attributes_for_oid(NameOID.COMMON_NAME)
-    if not attributes:
-        return None
-    value = attributes[0].value
-    return value if isinstance(value, str) else value.decode("utf-8", "replace")
 
 
 def open_cas(config: GcpcasConfig, context: BackendContext) -> GoogleCAS:
@@ -331,7 +323,7 @@ class GoogleCAS:
             state = "expired"
         if certificate is not None:
             subject = certificate.subject.rfc4514_string()
-            label = _common_name(certificate.subject) or subject
+            label = common_name(certificate.subject) or subject
         else:
             # Not activated yet: only the configured subject exists.
             configured = authority.config.subject_config.subject
