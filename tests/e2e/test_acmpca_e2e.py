@@ -14,7 +14,7 @@ from tests.e2e.test_lifecycle import _profile, _verify
 from tests.peers.moto_server import ACCESS_KEY_ID, SECRET_ACCESS_KEY, MotoPeer, moto_peer
 from tests.support import all_bytes, openssl_csr
 
-from caconnector.backends.acmpca import aws_serial
+from caconnector.backends.acmpca.backend import aws_serial
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,7 @@ from cryptography import x509
 from tests.peers.moto_server import ACCESS_KEY_ID, SECRET_ACCESS_KEY, MotoCA, MotoPeer, moto_peer
 from tests.support import Result, all_bytes, openssl_csr
 
-from caconnector.backends.acmpca import aws_serial
+from caconnector.backends.acmpca.backend import aws_serial
 from caconnector.connector import backend_admin
 from caconnector.connector.jobs import JobRunner
 from caconnector.connector.store import ConnectorStore

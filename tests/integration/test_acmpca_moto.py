@@ -19,9 +19,9 @@ from cryptography.hazmat.primitives import serialization
 from tests.peers.moto_server import ACCESS_KEY_ID, SECRET_ACCESS_KEY, MotoCA, MotoPeer, moto_peer
 from tests.support import openssl_csr
 
-from caconnector.backends.acmpca import TEMPLATES, AcmpcaBackend, aws_serial
-from caconnector.backends.acmpca_aws import connect
-from caconnector.backends.acmpca_store import AcmpcaStore
+from caconnector.backends.acmpca.backend import TEMPLATES, AcmpcaBackend, aws_serial
+from caconnector.backends.acmpca.client import connect
+from caconnector.backends.acmpca.store import AcmpcaStore
 from caconnector.backends.base import BackendContext, EnrollRequest, Issued, RevokeRequest
 from caconnector.backends.configs import AcmpcaConfig
 from caconnector.backends.errors import NotSupported, Rejected, Transient

@@ -21,7 +21,8 @@ from pkilint.pkix import certificate, crl, extension, name
 
 from caconnector.backends.base import BackendContext, EnrollRequest, RevokeRequest
 from caconnector.backends.configs import LocalConfig
-from caconnector.backends.local import LocalBackendType, LocalCA
+from caconnector.backends.local import LocalBackendType
+from caconnector.backends.local.backend import LocalCA
 from caconnector.pki.keys import PrivateKey, generate_private_key, signature_hash_for
 from caconnector.pki.revocation import RevocationReason
 

@@ -27,7 +27,8 @@ from tests.manager.connector_support import FakeConnector, backend_report, regis
 from caconnector.backends.base import BackendContext, EnrollRequest, Issued, RevokeRequest
 from caconnector.backends.configs import LocalConfig
 from caconnector.backends.errors import BackendError
-from caconnector.backends.local import LocalBackendType, LocalCA
+from caconnector.backends.local import LocalBackendType
+from caconnector.backends.local.backend import LocalCA
 from caconnector.manager.db.models import Certificate, Job, ManagedBackend
 from caconnector.manager.runtime import Runtime
 from caconnector.pki.csr import load_csr

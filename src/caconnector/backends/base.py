@@ -18,7 +18,7 @@ from cryptography import x509
 from caconnector.pki.revocation import RevocationReason
 
 if TYPE_CHECKING:
-    from caconnector.backends.configs import BackendConfig
+    from caconnector.backends.options import BackendConfig
 
 
 def _utcnow() -> dt.datetime:

@@ -1,156 +1,40 @@
-"""Typed config models for every backend type: they drive the CLI options, validation and the UI.
+"""The config model of every built-in backend type, by name: what `backend add` validates, the CLI offers
+and the registry reads for a type whatever its implementation.
 
-Field names are the CLI option names (`-accesskeyid`, `-region`, ...). Each field carries a description
-(shown in help and in error messages) and markers in `json_schema_extra`:
-
-- `secret`: stored encrypted, masked in `backend show`, never printed or logged;
-- `file`: the option takes a path; the CLI reads the file and the model holds its content, so the
-  original can be deleted after `backend add`;
-- `immutable`: fixed at `backend add` (e.g. the local CA's key); `backend update` refuses to change it.
-
-A model validates what it can without the network; `check()` tests the rest against the CA.
+The implemented types keep their model in their own package (`local/config.py`, ...); the models of the
+types not implemented yet live here, so their options validate and `backend add` can refuse them as not
+available in this version rather than as unknown. The base and the markers are in `options`.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import json
 import re
-from typing import Any, ClassVar, Literal, TypeVar
-from urllib.parse import urlsplit
+from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import SecretStr, field_validator, model_validator
 
+from caconnector.backends.acmpca.config import AcmpcaConfig
+from caconnector.backends.gcpcas.config import GcpcasConfig
+from caconnector.backends.local.config import LocalConfig
+from caconnector.backends.options import BackendConfig, check_endpoint, expect_config, option
 from caconnector.pki.chain import load_certificates
 from caconnector.pki.errors import PKIError
 from caconnector.pki.keys import load_private_key, public_keys_equal
 
-
-def option(
-    description: str,
-    *,
-    default: Any = None,
-    secret: bool = False,
-    file: bool = False,
-    immutable: bool = False,
-    metavar: str | None = None,
-    required: bool = False,
-) -> Any:
-    """A config field with the markers the CLI and the store read. `required` fields have no default."""
-    extra: dict[str, Any] = {"secret": secret, "file": file, "immutable": immutable}
-    if metavar:
-        extra["metavar"] = metavar
-    if required:
-        return Field(description=description, json_schema_extra=extra)
-    return Field(default=default, description=description, json_schema_extra=extra)
-
-
-def _marker(model: type[BaseModel], field: str, name: str) -> bool:
-    extra = model.model_fields[field].json_schema_extra
-    return bool(isinstance(extra, dict) and extra.get(name))
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _check_endpoint(url: str | None) -> str | None:
-    """https only, except plain http on loopback (tests, local peers)."""
-    if url is None:
-        return None
-    parts = urlsplit(url)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise ValueError("must be a URL such as https://host[:port]/path")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
-        raise ValueError("must use https:// (plain http:// is accepted only for loopback addresses)")
-    return url.rstrip("/")
-
-
-class BackendConfig(BaseModel):
-    """Base of every backend type's config. Frozen, and unknown fields are refused."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
-
-    type_name: ClassVar[str]
-
-    @classmethod
-    def is_secret(cls, field: str) -> bool:
-        return _marker(cls, field, "secret")
-
-    @classmethod
-    def is_file(cls, field: str) -> bool:
-        return _marker(cls, field, "file")
-
-    @classmethod
-    def is_immutable(cls, field: str) -> bool:
-        return _marker(cls, field, "immutable")
-
-    @classmethod
-    def metavar(cls, field: str) -> str:
-        extra = cls.model_fields[field].json_schema_extra
-        if isinstance(extra, dict) and isinstance(extra.get("metavar"), str):
-            return str(extra["metavar"])
-        return "FILE" if cls.is_file(field) else field.upper()
-
-    def public_values(self) -> dict[str, Any]:
-        """Non-secret values that are set, for storage and display."""
-        return {
-            name: value
-            for name, value in self.model_dump().items()
-            if value is not None and not self.is_secret(name)
-        }
-
-    def secret_values(self) -> dict[str, str]:
-        """Secret values that are set, in clear, for the encrypted store only."""
-        values: dict[str, str] = {}
-        for name in type(self).model_fields:
-            value = getattr(self, name)
-            if self.is_secret(name) and value is not None:
-                values[name] = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
-        return values
-
-
-# AWS access key ids are upper-case alphanumerics (AKIA..., ASIA...); regions look like us-east-1,
-# us-gov-west-1, ap-southeast-4.
-_AWS_KEY_ID = re.compile(r"^[A-Z0-9]{16,128}$")
-_AWS_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
-
-
-class AcmpcaConfig(BackendConfig):
-    type_name: ClassVar[str] = "acmpca"
-
-    accesskeyid: str = option(
-        "the AWS access key ID of the IAM user that represents the connector", required=True
-    )
-    secretaccesskey: SecretStr = option(
-        "the AWS secret access key of that IAM user", secret=True, required=True
-    )
-    region: str = option("the region where the private CA lives, e.g. us-east-1", required=True)
-    endpoint: str | None = option(
-        "another base URL for the ACM PCA API (private endpoints, tests)", metavar="URL"
-    )
-    auditbucket: str | None = option("an S3 bucket for audit reports, which scan needs", metavar="BUCKET")
-
-    @field_validator("accesskeyid")
-    @classmethod
-    def _key_id(cls, value: str) -> str:
-        if not _AWS_KEY_ID.match(value):
-            raise ValueError("must be an AWS access key ID (16+ upper-case letters and digits, e.g. AKIA...)")
-        return value
-
-    @field_validator("region")
-    @classmethod
-    def _region(cls, value: str) -> str:
-        if not _AWS_REGION.match(value):
-            raise ValueError("must be an AWS region name such as us-east-1")
-        return value
-
-    _endpoint = field_validator("endpoint")(classmethod(lambda cls, v: _check_endpoint(v)))
+# Re-exported: the connector and the tests name every model and the base through this module.
+__all__ = [
+    "BUILTIN_CONFIGS",
+    "AcmeConfig",
+    "AcmpcaConfig",
+    "BackendConfig",
+    "DigicertConfig",
+    "EntrustConfig",
+    "GcpcasConfig",
+    "LocalConfig",
+    "MscaConfig",
+    "expect_config",
+    "option_names",
+]
 
 
 class DigicertConfig(BackendConfig):
@@ -162,7 +46,7 @@ class DigicertConfig(BackendConfig):
     region: Literal["us", "eu"] = option("the CertCentral instance: us or eu", default="us", metavar="us|eu")
     endpoint: str | None = option("another base URL for the CertCentral API (tests)", metavar="URL")
 
-    _endpoint = field_validator("endpoint")(classmethod(lambda cls, v: _check_endpoint(v)))
+    _endpoint = field_validator("endpoint")(classmethod(lambda cls, v: check_endpoint(v)))
 
 
 class EntrustConfig(BackendConfig):
@@ -181,7 +65,7 @@ class EntrustConfig(BackendConfig):
     )
     endpoint: str | None = option("another base URL for the Entrust ECS API (tests)", metavar="URL")
 
-    _endpoint = field_validator("endpoint")(classmethod(lambda cls, v: _check_endpoint(v)))
+    _endpoint = field_validator("endpoint")(classmethod(lambda cls, v: check_endpoint(v)))
 
     @model_validator(mode="after")
     def _cert_matches_key(self) -> EntrustConfig:
@@ -196,57 +80,6 @@ class EntrustConfig(BackendConfig):
         if not public_keys_equal(certificates[0].public_key(), key.public_key()):
             raise ValueError("-key does not belong to the certificate given with -cert")
         return self
-
-
-# Project ids: 6-30 lower-case letters, digits and hyphens, starting with a letter.
-_GCP_PROJECT = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
-_GCP_LOCATION = re.compile(r"^[a-z]+(-[a-z0-9]+)*$")
-
-
-class GcpcasConfig(BackendConfig):
-    type_name: ClassVar[str] = "gcpcas"
-
-    project: str = option("the Google Cloud project ID, e.g. private-ca-342871", required=True)
-    location: str = option("the location of the CA pools, e.g. us-east1", required=True)
-    key: SecretStr = option("the service account key JSON file", secret=True, file=True, required=True)
-    endpoint: str | None = option("another base URL for the CA Service API (tests)", metavar="URL")
-
-    _endpoint = field_validator("endpoint")(classmethod(lambda cls, v: _check_endpoint(v)))
-
-    @field_validator("project")
-    @classmethod
-    def _project(cls, value: str) -> str:
-        if not _GCP_PROJECT.match(value):
-            raise ValueError("must be a Google Cloud project ID (6-30 lower-case letters, digits, hyphens)")
-        return value
-
-    @field_validator("location")
-    @classmethod
-    def _location(cls, value: str) -> str:
-        if not _GCP_LOCATION.match(value):
-            raise ValueError("must be a Google Cloud location such as us-east1")
-        return value
-
-    @field_validator("key")
-    @classmethod
-    def _service_account(cls, value: SecretStr) -> SecretStr:
-        # Say what is wrong with the file, never what is in it.
-        try:
-            document = json.loads(value.get_secret_value())
-        except ValueError:
-            raise ValueError(
-                "is not a JSON file; give the service account key file downloaded from Google Cloud"
-            ) from None
-        if not isinstance(document, dict) or document.get("type") != "service_account":
-            raise ValueError('is not a service account key (its "type" must be "service_account")')
-        missing = [f for f in ("client_email", "private_key", "token_uri") if not document.get(f)]
-        if missing:
-            raise ValueError(f"service account key lacks {', '.join(missing)}")
-        try:  # the grant sent there is as good as the key for an hour: never over plain http off loopback
-            _check_endpoint(str(document["token_uri"]))
-        except ValueError as exc:
-            raise ValueError(f"service account key's token_uri {exc}") from None
-        return value
 
 
 class MscaConfig(BackendConfig):
@@ -269,7 +102,7 @@ class MscaConfig(BackendConfig):
     password: SecretStr | None = option("the password of -username", secret=True)
     endpoint: str | None = option("the Web Enrollment URL when not https://SERVER/certsrv", metavar="URL")
 
-    _endpoint = field_validator("endpoint")(classmethod(lambda cls, v: _check_endpoint(v)))
+    _endpoint = field_validator("endpoint")(classmethod(lambda cls, v: check_endpoint(v)))
 
     @model_validator(mode="after")
     def _credentials(self) -> MscaConfig:
@@ -277,45 +110,6 @@ class MscaConfig(BackendConfig):
             raise ValueError("-auth ntlm needs -username and -password")
         if self.password is not None and not self.username:
             raise ValueError("-password needs -username")
-        return self
-
-
-class LocalConfig(BackendConfig):
-    """An embedded CA: a key and self-signed certificate made at `backend add`, or an imported CA."""
-
-    type_name: ClassVar[str] = "local"
-
-    subject: str | None = option(
-        "the CA's distinguished name, e.g. 'CN=Corp Local CA,O=Corp'", immutable=True, metavar="DN"
-    )
-    keytype: Literal["ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096", "ed25519"] | None = option(
-        "the CA key type: ec-p256 (default), ec-p384, rsa-2048, rsa-3072, rsa-4096 or ed25519",
-        immutable=True,
-        metavar="TYPE",
-    )
-    days: int | None = option(
-        "the CA certificate's lifetime in days (default 3650)", immutable=True, metavar="N"
-    )
-    cacert: str | None = option(
-        "an existing CA certificate to import (PEM; may be followed by its chain)", file=True, immutable=True
-    )
-    cakey: SecretStr | None = option(
-        "the private key of the imported CA certificate", secret=True, file=True, immutable=True
-    )
-
-    @field_validator("days")
-    @classmethod
-    def _days(cls, value: int | None) -> int | None:
-        if value is not None and not 1 <= value <= 36500:
-            raise ValueError("must be a number of days between 1 and 36500")
-        return value
-
-    @model_validator(mode="after")
-    def _new_or_imported(self) -> LocalConfig:
-        if (self.cacert is None) != (self.cakey is None):
-            raise ValueError(
-                "-cacert and -cakey go together: give both to import a CA, or neither to create one"
-            )
         return self
 
 
@@ -337,7 +131,7 @@ class AcmeConfig(BackendConfig):
         metavar="http-01|dns-01|none",
     )
 
-    _directory = field_validator("directory")(classmethod(lambda cls, v: _check_endpoint(v)))
+    _directory = field_validator("directory")(classmethod(lambda cls, v: check_endpoint(v)))
 
     @field_validator("email")
     @classmethod
@@ -351,18 +145,6 @@ class AcmeConfig(BackendConfig):
         if (self.eabkid is None) != (self.eabhmac is None):
             raise ValueError("-eabkid and -eabhmac go together")
         return self
-
-
-ConfigT = TypeVar("ConfigT", bound=BackendConfig)
-
-
-def expect_config(config: BackendConfig, model: type[ConfigT]) -> ConfigT:
-    """The config as its type's own model: a factory handed another type's config is a programming error."""
-    if not isinstance(config, model):
-        raise TypeError(
-            f"the {model.type_name} backend type needs a {model.__name__}, not {type(config).__name__}"
-        )
-    return config
 
 
 BUILTIN_CONFIGS: dict[str, type[BackendConfig]] = {

@@ -15,7 +15,7 @@ from caconnector.backends.names import BUILTIN_TYPES
 
 if TYPE_CHECKING:
     from caconnector.backends.base import BackendType
-    from caconnector.backends.configs import BackendConfig
+    from caconnector.backends.options import BackendConfig
 
 ENTRY_POINT_GROUP = "caconnector.backends"
 

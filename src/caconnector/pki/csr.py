@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from caconnector.pki.errors import CSRFormatError, CSRKeyError, CSRSignatureError, CSRTooLargeError
 from caconnector.pki.keys import check_key_allowed, key_type_of
+from caconnector.pki.names import common_name
 from caconnector.pki.subject import checked_subject
 
 # A CSR with a 16384-bit RSA key and a few hundred SANs stays far below this; anything bigger is a
@@ -84,7 +85,7 @@ def describe_csr(csr: x509.CertificateSigningRequest) -> CSRInfo:
         san = x509.SubjectAlternativeName([])
     return CSRInfo(
         subject=subject,
-        common_name=_common_name(subject),
+        common_name=common_name(subject),
         dns_names=tuple(san.get_values_for_type(x509.DNSName)),
         ip_addresses=tuple(str(ip) for ip in san.get_values_for_type(x509.IPAddress)),
         emails=tuple(san.get_values_for_type(x509.RFC822Name)),
@@ -105,15 +106,6 @@ def _public_key(csr: x509.CertificateSigningRequest) -> PublicKeyTypes:
         return csr.public_key()
     except (UnsupportedAlgorithm, ValueError, TypeError):
         raise CSRKeyError(_UNSUPPORTED_ALGORITHM) from None
-
-
-def _common_name(subject: x509.Name) -> str | None:
-    attributes = subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
-    if not attributes:
-        return None
-    value = attributes[0].value
-    # cryptography types attribute values as str | bytes; only bit-string attributes are bytes.
-    return value if isinstance(value, str) else value.decode("utf-8", errors="replace")
 
 
 def _parse(data: bytes) -> x509.CertificateSigningRequest:

@@ -24,16 +24,17 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from caconnector.backends import acmpca
-from caconnector.backends.acmpca import (
+from caconnector.backends.acmpca import AcmpcaBackendType
+from caconnector.backends.acmpca import backend as acmpca_backend
+from caconnector.backends.acmpca.backend import (
+    AUDIT_POLL_SECONDS,
     AcmpcaBackend,
-    AcmpcaBackendType,
     aws_serial,
     idempotency_token,
     template_arn,
 )
-from caconnector.backends.acmpca_aws import connect
-from caconnector.backends.acmpca_store import AcmpcaStore
+from caconnector.backends.acmpca.client import connect
+from caconnector.backends.acmpca.store import AcmpcaStore
 from caconnector.backends.base import BackendContext, EnrollRequest, Issued, Pending, RevokeRequest
 from caconnector.backends.configs import AcmpcaConfig
 from caconnector.backends.errors import AuthError, ConfigError, NotSupported, Rejected, Transient
@@ -493,7 +494,7 @@ def test_scan_reads_the_audit_report(stubbed: Stubbed, pki: PKI) -> None:
     )
     found = list(stubbed.backend.scan(since=dt.datetime(2026, 4, 1, tzinfo=dt.UTC)))
     assert [(i.certificate, i.order_ref) for i in found] == [(pki.leaf, CERT_ARN)]
-    assert stubbed.sleeps == [acmpca.AUDIT_POLL_SECONDS]
+    assert stubbed.sleeps == [AUDIT_POLL_SECONDS]
 
     # Within 30 minutes AWS makes no new report: the last one is read again.
     stubbed.clock[0] = NOW + dt.timedelta(minutes=20)
@@ -509,7 +510,7 @@ def test_scan_report_failure_and_timeout(stubbed: Stubbed, monkeypatch: pytest.M
     # Forgotten, so the scan after the fix asks for a new report at once.
     assert stubbed.store.audit_report(CA_ARN) is None
 
-    monkeypatch.setattr(acmpca, "AUDIT_POLLS", 3)
+    monkeypatch.setattr(acmpca_backend, "AUDIT_POLLS", 3)
     _audit(stubbed, create=True, statuses=["CREATING"] * 3)
     with pytest.raises(Transient, match="still writing the audit report") as raised:
         list(stubbed.backend.scan())

@@ -27,8 +27,9 @@ from caconnector.backends import registry
 from caconnector.backends.base import BackendContext, EnrollRequest, RevokeRequest, Scanner
 from caconnector.backends.configs import GcpcasConfig
 from caconnector.backends.errors import AuthError, ConfigError, NotSupported, Rejected, Transient
-from caconnector.backends.gcpcas import GcpcasBackendType, GoogleCAS, cas_request_id, certificate_id
-from caconnector.backends.gcpcas_client import connect
+from caconnector.backends.gcpcas import GcpcasBackendType
+from caconnector.backends.gcpcas.backend import GoogleCAS, cas_request_id, certificate_id
+from caconnector.backends.gcpcas.client import connect
 from caconnector.backends.registry import BackendTypeUnavailable
 from caconnector.pki.revocation import RevocationReason
 from caconnector.pki.serial import canonical_serial
@@ -121,7 +122,7 @@ def test_sdk_imported_lazily_and_a_missing_one_names_the_extra(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     probe = (
-        "import sys, caconnector.backends.gcpcas; "
+        "import sys, caconnector.backends.gcpcas.backend; "
         "print(sorted(m for m in sys.modules if m.startswith('google')))"
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)

@@ -28,7 +28,8 @@ from caconnector.backends.base import (
 )
 from caconnector.backends.configs import LocalConfig
 from caconnector.backends.errors import ConfigError, Rejected
-from caconnector.backends.local import LocalBackendType, LocalCA, parse_subject
+from caconnector.backends.local import LocalBackendType
+from caconnector.backends.local.backend import LocalCA, parse_subject
 from caconnector.pki.keys import PrivateKey, generate_private_key, private_key_pem, signature_hash_for
 from caconnector.pki.revocation import RevocationReason
 from caconnector.pki.serial import canonical_serial

@@ -24,8 +24,8 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol
 
-from caconnector.backends.configs import GcpcasConfig
 from caconnector.backends.errors import AuthError, BackendError, ConfigError, Rejected, Transient
+from caconnector.backends.gcpcas.config import GcpcasConfig
 from caconnector.backends.registry import BackendTypeUnavailable
 
 if TYPE_CHECKING:

@@ -3,7 +3,7 @@
 `backend add -type local` either creates a CA (key and self-signed certificate) or imports an existing
 one (`-cacert`, `-cakey`); both end up in the backend's encrypted config, so `provision` stores nothing.
 What the CA does afterwards (certificates issued, revocations, the CRL number) lives in an SQLite file in
-the backend's state directory, see `local_store`. The CA never makes a request wait, so it has no
+the backend's state directory, see `store`. The CA never makes a request wait, so it has no
 `collect`; it can list what it issued (`scan`) and publishes its own CRL (`crl`).
 """
 
@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -33,9 +33,9 @@ from caconnector.backends.base import (
     Issued,
     RevokeRequest,
 )
-from caconnector.backends.configs import BackendConfig, LocalConfig, expect_config
 from caconnector.backends.errors import ConfigError, Rejected, Transient
-from caconnector.backends.local_store import CertificateRow, DuplicateRequest, LocalStore
+from caconnector.backends.local.config import LocalConfig
+from caconnector.backends.local.store import CertificateRow, DuplicateRequest, LocalStore
 from caconnector.pki.chain import ensure_complete, load_certificates, order_chain
 from caconnector.pki.errors import PKIError
 from caconnector.pki.keys import (
@@ -49,12 +49,13 @@ from caconnector.pki.keys import (
     public_keys_equal,
     signature_hash_for,
 )
+from caconnector.pki.names import common_name, is_email, is_host_name, is_uri
 from caconnector.pki.revocation import RevocationReason
 from caconnector.pki.serial import canonical_serial, serial_to_int
 from caconnector.pki.subject import checked_subject
 
 if TYPE_CHECKING:
-    from caconnector.backends.base import Backend, BackendType, CRLPublisher, Scanner
+    from caconnector.backends.base import Backend, CRLPublisher, Scanner
 
 DEFAULT_KEY_TYPE = "ec-p256"
 DEFAULT_CA_DAYS = 3650
@@ -75,12 +76,6 @@ _EXAMPLE_DN = "'CN=Corp Local CA,O=Corp' (or the OpenSSL form '/CN=Corp Local CA
 _ATTRIBUTE_NAME = re.compile(r"^(?:[A-Za-z][A-Za-z0-9-]*|\d+(?:\.\d+)+)$")
 # The SAN types we copy from a CSR; others (otherName, directoryName, ...) need policy we do not have.
 _SAN_TYPES = (x509.DNSName, x509.IPAddress, x509.RFC822Name, x509.UniformResourceIdentifier)
-# RFC 5280 4.2.1.6 wants dNSName in the preferred name syntax (letters, digits, hyphens; IDNs as A-labels).
-_DNS_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
-_MAX_DNS_NAME = 253
-_EMAIL_LOCAL = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
-# RFC 3986 section 3: a scheme, then unreserved, reserved and %-encoded characters only.
-_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:(?:[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=]|%[0-9A-Fa-f]{2})+$")
 
 
 def parse_subject(text: str) -> x509.Name:
@@ -130,14 +125,6 @@ def _escape_rfc4514(value: str) -> str:
     if escaped.endswith(" "):
         escaped = escaped[:-1] + "\\ "
     return escaped
-
-
-def _common_name(name: x509.Name) -> str | None:
-    attributes = name.get_attributes_for_oid(NameOID.COMMON_NAME)
-    if not attributes:
-        return None
-    value = attributes[0].value
-    return value if isinstance(value, str) else value.decode("utf-8", "replace")
 
 
 @dataclass(frozen=True)
@@ -315,43 +302,36 @@ def _new_ca_options_that_differ(config: LocalConfig, certificate: x509.Certifica
     return differ
 
 
-class LocalBackendType:
-    """The factory the `caconnector.backends` entry point `local` names."""
+def provision(config: LocalConfig, context: BackendContext) -> LocalConfig:
+    """Create the CA (no -cacert) or check the imported one; return the config to store."""
+    if config.cacert is None:
+        return _new_ca(config, context)
+    return _import_ca(config, context)
 
-    type_name: ClassVar[str] = "local"
-    # Typed as the protocol declares it (a mutable protocol member is invariant); it is LocalConfig.
-    config_model: ClassVar[type[BackendConfig]] = LocalConfig
 
-    def provision(self, config: BackendConfig, context: BackendContext) -> LocalConfig:
-        """Create the CA (no -cacert) or check the imported one; return the config to store."""
-        local = expect_config(config, LocalConfig)
-        if local.cacert is None:
-            return _new_ca(local, context)
-        return _import_ca(local, context)
-
-    def open(self, config: BackendConfig, context: BackendContext) -> LocalCA:
-        material = _load_ca(expect_config(config, LocalConfig), context)
-        state_dir = context.state_dir
-        ca_id = canonical_serial(material.certificate.serial_number)
-        try:
-            state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            # mkdir's mode is filtered by the umask and ignored for an existing directory; the records
-            # name every certificate holder, so keep them private to the connector's user.
-            state_dir.chmod(0o700)
-            store = LocalStore(state_dir, ca_id)
-        except (OSError, sqlite3.Error) as exc:
-            raise _config_error(context, f"cannot use the state directory {state_dir}: {exc}") from None
-        except ConfigError as exc:  # the store's own findings (another CA's records, a newer schema)
-            raise _config_error(context, exc.message) from None
-        return LocalCA(
-            certificate=material.certificate,
-            key=material.key,
-            chain=material.chain,
-            store=store,
-            state_dir=state_dir,
-            name=context.name,
-            now=context.now,
-        )
+def open_ca(config: LocalConfig, context: BackendContext) -> LocalCA:
+    material = _load_ca(config, context)
+    state_dir = context.state_dir
+    ca_id = canonical_serial(material.certificate.serial_number)
+    try:
+        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # mkdir's mode is filtered by the umask and ignored for an existing directory; the records
+        # name every certificate holder, so keep them private to the connector's user.
+        state_dir.chmod(0o700)
+        store = LocalStore(state_dir, ca_id)
+    except (OSError, sqlite3.Error) as exc:
+        raise _config_error(context, f"cannot use the state directory {state_dir}: {exc}") from None
+    except ConfigError as exc:  # the store's own findings (another CA's records, a newer schema)
+        raise _config_error(context, exc.message) from None
+    return LocalCA(
+        certificate=material.certificate,
+        key=material.key,
+        chain=material.chain,
+        store=store,
+        state_dir=state_dir,
+        name=context.name,
+        now=context.now,
+    )
 
 
 @contextmanager
@@ -404,7 +384,7 @@ class LocalCA:
         not_after = certificate.not_valid_after_utc
         info = CAInfo(
             id=self.id,
-            name=_common_name(certificate.subject) or subject,
+            name=common_name(certificate.subject) or subject,
             subject=subject,
             key_type=key_type_of(certificate.public_key()),
             serial=self.id,
@@ -444,7 +424,7 @@ class LocalCA:
         subject = self._subject(csr)
         names = self._subject_alt_names(csr)
         has_host = any(isinstance(n, x509.DNSName | x509.IPAddress) for n in names)
-        if template == "server" and not has_host and _common_name(subject) is None:
+        if template == "server" and not has_host and common_name(subject) is None:
             raise Rejected("the CSR names no host: add a subjectAltName DNS or IP entry")
         if len(subject) == 0 and not names:
             raise Rejected("the CSR has neither a subject nor a subjectAltName; add a subjectAltName entry")
@@ -610,20 +590,20 @@ class LocalCA:
         except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType):
             raise Rejected("the CSR has a malformed extension request") from None
         names = list(san)
-        bad_hosts = [n.value for n in names if isinstance(n, x509.DNSName) and not _is_host_name(n.value)]
+        bad_hosts = [n.value for n in names if isinstance(n, x509.DNSName) and not is_host_name(n.value)]
         if bad_hosts:
             raise Rejected(
                 f"the CSR asks for invalid DNS names {', '.join(map(repr, bad_hosts))}; use host names of "
                 "letters, digits and hyphens (internationalised names in their xn-- form)"
             )
-        bad_emails = [n.value for n in names if isinstance(n, x509.RFC822Name) and not _is_email(n.value)]
+        bad_emails = [n.value for n in names if isinstance(n, x509.RFC822Name) and not is_email(n.value)]
         if bad_emails:
             raise Rejected(
                 f"the CSR asks for invalid email addresses {', '.join(map(repr, bad_emails))}; use "
                 "addresses of the form local-part@host.name, in ASCII"
             )
         bad_uris = [
-            n.value for n in names if isinstance(n, x509.UniformResourceIdentifier) and not _is_uri(n.value)
+            n.value for n in names if isinstance(n, x509.UniformResourceIdentifier) and not is_uri(n.value)
         ]
         if bad_uris:
             raise Rejected(
@@ -657,25 +637,6 @@ class LocalCA:
         temporary.replace(target)
 
 
-def _is_host_name(name: str) -> bool:
-    labels = name.split(".")
-    # A leading "*" label is not RFC 5280 syntax, but TLS clients accept it (RFC 6125) and operators need
-    # wildcard certificates; anywhere else it is refused.
-    if labels[0] == "*" and len(labels) > 1:
-        labels = labels[1:]
-    return len(name) <= _MAX_DNS_NAME and all(_DNS_LABEL.match(label) for label in labels)
-
-
-def _is_email(address: str) -> bool:
-    # RFC 5280 4.2.1.6: an RFC 5322 addr-spec; we take its dot-atom form, which every mailer handles.
-    local, at, domain = address.rpartition("@")
-    return bool(at) and bool(_EMAIL_LOCAL.match(local)) and "*" not in domain and _is_host_name(domain)
-
-
-def _is_uri(uri: str) -> bool:
-    return bool(_URI.match(uri))
-
-
 def _key_usage(
     *,
     digital_signature: bool = False,
@@ -698,7 +659,5 @@ def _key_usage(
 
 if TYPE_CHECKING:
     # mypy proves here that the classes satisfy the protocols they are used through.
-    def _conforms(
-        factory: LocalBackendType, ca: LocalCA
-    ) -> tuple[BackendType, Backend, Scanner, CRLPublisher]:
-        return factory, ca, ca, ca
+    def _conforms(ca: LocalCA) -> tuple[Backend, Scanner, CRLPublisher]:
+        return ca, ca, ca

@@ -6,7 +6,7 @@ A CA is named by its ARN. AWS quirks this module handles:
   moment later, and GetCertificate answers RequestInProgressException until then. That is a Pending
   result (collected by the certificate ARN), not a failure.
 - The idempotency token de-duplicates for about five minutes only, so every request id's certificate ARN
-  is also recorded locally (see `acmpca_store`) before the result goes back, and a repeated request id
+  is also recorded locally (see `store`) before the result goes back, and a repeated request id
   collects that certificate instead of ordering another.
 - The signing algorithm must suit the CA's key, so it is chosen from the CA's KeyAlgorithm.
 - RevokeCertificate takes the serial as colon-separated hex bytes, as `openssl x509 -text` prints it.
@@ -23,20 +23,21 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
-from caconnector.backends.acmpca_aws import (
+from caconnector.backends.acmpca.client import (
     AcmPcaClient,
     ExpectedAwsError,
     S3Client,
     aws_errors,
     connect,
 )
-from caconnector.backends.acmpca_store import AcmpcaStore, AuditReport
+from caconnector.backends.acmpca.config import AcmpcaConfig
+from caconnector.backends.acmpca.store import AcmpcaStore, AuditReport
 from caconnector.backends.base import (
     BackendContext,
     CAInfo,
@@ -46,16 +47,16 @@ from caconnector.backends.base import (
     Pending,
     RevokeRequest,
 )
-from caconnector.backends.configs import AcmpcaConfig, BackendConfig, expect_config
 from caconnector.backends.errors import ConfigError, NotSupported, Rejected, Transient
 from caconnector.pki.chain import is_self_signed, load_certificates, order_chain
 from caconnector.pki.errors import PKIError
 from caconnector.pki.keys import key_type_of
+from caconnector.pki.names import common_name
 from caconnector.pki.revocation import RevocationReason
 from caconnector.pki.serial import canonical_serial, serial_to_int
 
 if TYPE_CHECKING:
-    from caconnector.backends.base import Backend, BackendType, Collector, Scanner
+    from caconnector.backends.base import Backend, Collector, Scanner
 
 DEFAULT_VALIDITY_DAYS = 90
 # AWS usually issues within a second or two of IssueCertificate.
@@ -226,33 +227,11 @@ def _subject_name(subject: dict[str, Any]) -> x509.Name:
     return x509.Name(attributes)
 
 
-def _common_name(name: x509.Name) -> str | None:
-    attributes = name.get_attributes_for_oid(NameOID.COMMON_NAME)
-    if not attributes:
-        return None
-    value = attributes[0].value
-    return value if isinstance(value, str) else value.decode("utf-8", "replace")
-
-
 def _is_ca_certificate(certificate: x509.Certificate) -> bool:
     try:
         return bool(certificate.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
     except (x509.ExtensionNotFound, ValueError):
         return False
-
-
-class AcmpcaBackendType:
-    """The factory the `caconnector.backends` entry point `acmpca` names."""
-
-    type_name: ClassVar[str] = "acmpca"
-    config_model: ClassVar[type[BackendConfig]] = AcmpcaConfig
-
-    def provision(self, config: BackendConfig, context: BackendContext) -> AcmpcaConfig:
-        """Nothing to create: the CAs live in AWS. No network here; `backend test` checks the keys."""
-        return expect_config(config, AcmpcaConfig)
-
-    def open(self, config: BackendConfig, context: BackendContext) -> AcmpcaBackend:
-        return AcmpcaBackend.from_config(expect_config(config, AcmpcaConfig), context)
 
 
 class AcmpcaBackend:
@@ -455,7 +434,7 @@ class AcmpcaBackend:
             )
         return CAInfo(
             id=authority.arn,
-            name=_common_name(name) or authority.arn,
+            name=common_name(name) or authority.arn,
             subject=name.rfc4514_string(),
             key_type=key_type,
             serial=canonical_serial(certificate.serial_number) if certificate is not None else "",
@@ -588,7 +567,5 @@ def _report_time(value: object) -> dt.datetime | None:
 
 if TYPE_CHECKING:
     # mypy proves here that the classes satisfy the protocols they are used through.
-    def _conforms(
-        factory: AcmpcaBackendType, backend: AcmpcaBackend
-    ) -> tuple[BackendType, Backend, Collector, Scanner]:
-        return factory, backend, backend, backend
+    def _conforms(backend: AcmpcaBackend) -> tuple[Backend, Collector, Scanner]:
+        return backend, backend, backend

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from caconnector import __version__
-from caconnector.backends.configs import AcmpcaConfig
+from caconnector.backends.acmpca.config import AcmpcaConfig
 from caconnector.backends.errors import AuthError, BackendError, ConfigError, Rejected, Transient
 from caconnector.backends.registry import BackendTypeUnavailable
 

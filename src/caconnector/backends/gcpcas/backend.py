@@ -28,11 +28,10 @@ import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.x509.oid import NameOID
 
 from caconnector.backends.base import (
     BackendContext,
@@ -42,25 +41,25 @@ from caconnector.backends.base import (
     Issued,
     RevokeRequest,
 )
-from caconnector.backends.configs import BackendConfig, GcpcasConfig, expect_config
 from caconnector.backends.errors import AuthError, ConfigError, NotSupported, Rejected
-from caconnector.backends.gcpcas_client import (
+from caconnector.backends.gcpcas.client import (
     CALL_TIMEOUT_SECONDS,
     CasClient,
     CertificateExists,
     cas_errors,
     connect,
-    service_account_credentials,
 )
+from caconnector.backends.gcpcas.config import GcpcasConfig
 from caconnector.pki.chain import is_self_signed, order_chain
 from caconnector.pki.keys import key_type_of, public_keys_equal
+from caconnector.pki.names import common_name
 from caconnector.pki.revocation import RevocationReason
 from caconnector.pki.serial import canonical_serial
 
 if TYPE_CHECKING:
     from google.cloud.security.privateca_v1 import Certificate, CertificateAuthority
 
-    from caconnector.backends.base import Backend, BackendType, Scanner
+    from caconnector.backends.base import Backend, Scanner
 
 DEFAULT_LIFETIME_DAYS = 90
 ENTERPRISE = "ENTERPRISE"
@@ -155,37 +154,15 @@ def _load_pems(pems: Iterable[str]) -> list[x509.Certificate]:
     return certificates
 
 
-def _common_name(name: x509.Name) -> str | None:
-    attributes = name.get_attributes_for_oid(NameOID.COMMON_NAME)
-    if not attributes:
-        return None
-    value = attributes[0].value
-    return value if isinstance(value, str) else value.decode("utf-8", "replace")
-
-
-class GcpcasBackendType:
-    """The factory the `caconnector.backends` entry point `gcpcas` names."""
-
-    type_name: ClassVar[str] = "gcpcas"
-    # Typed as the protocol declares it (a mutable protocol member is invariant); it is GcpcasConfig.
-    config_model: ClassVar[type[BackendConfig]] = GcpcasConfig
-
-    def provision(self, config: BackendConfig, context: BackendContext) -> GcpcasConfig:
-        """Nothing to create (pools and CAs are made in Google Cloud): the config is returned unchanged,
-        once its key is known to parse. `check()` tests the rest against the service."""
-        gcpcas = expect_config(config, GcpcasConfig)
-        service_account_credentials(gcpcas, context.name)
-        return gcpcas
-
-    def open(self, config: BackendConfig, context: BackendContext) -> GoogleCAS:
-        gcpcas = expect_config(config, GcpcasConfig)
-        return GoogleCAS(
-            connect(gcpcas, context.name),
-            project=gcpcas.project,
-            location=gcpcas.location,
-            name=context.name,
-            now=context.now,
-        )
+def open_cas(config: GcpcasConfig, context: BackendContext) -> GoogleCAS:
+    """The backend with the real SDK client (built without any network traffic)."""
+    return GoogleCAS(
+        connect(config, context.name),
+        project=config.project,
+        location=config.location,
+        name=context.name,
+        now=context.now,
+    )
 
 
 class GoogleCAS:
@@ -346,7 +323,7 @@ class GoogleCAS:
             state = "expired"
         if certificate is not None:
             subject = certificate.subject.rfc4514_string()
-            label = _common_name(certificate.subject) or subject
+            label = common_name(certificate.subject) or subject
         else:
             # Not activated yet: only the configured subject exists.
             configured = authority.config.subject_config.subject
@@ -475,6 +452,6 @@ if TYPE_CHECKING:
     from google.cloud.security.privateca_v1 import CertificateAuthorityServiceClient
 
     def _conforms(
-        factory: GcpcasBackendType, backend: GoogleCAS, sdk: CertificateAuthorityServiceClient
-    ) -> tuple[BackendType, Backend, Scanner, CasClient]:
-        return factory, backend, backend, sdk
+        backend: GoogleCAS, sdk: CertificateAuthorityServiceClient
+    ) -> tuple[Backend, Scanner, CasClient]:
+        return backend, backend, sdk
