@@ -7,8 +7,6 @@ disable one, and anyone who may operate can ask its connector to check it again.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
@@ -34,7 +32,6 @@ from caconnector.manager.auth import (
     runtime_of,
 )
 from caconnector.manager.db.models import ManagedBackend
-from caconnector.manager.problems import Problem
 from caconnector.manager.runtime import Runtime
 from caconnector.manager.services import backends as service
 
@@ -72,18 +69,6 @@ class CheckStarted(BaseModel):
 
 class ScanStarted(BaseModel):
     job: JobOut = Field(description="follow it at /jobs/{id}: once done, its result holds the counts")
-
-
-@contextmanager
-def _as_problem() -> Iterator[None]:
-    try:
-        yield
-    except service.BackendNotFound as exc:
-        raise Problem(404, "Not found", str(exc), code="not_found") from None
-    except service.BackendConflict as exc:
-        raise Problem(409, "Conflict", str(exc), code="conflict") from None
-    except service.BackendError as exc:
-        raise Problem(422, "Invalid request", str(exc), code="invalid_request") from None
 
 
 def _view(runtime: Runtime, backend: ManagedBackend) -> BackendOut:
@@ -142,14 +127,14 @@ def list_backends(
 @router.get("/{backend_id}", response_model=BackendOut)
 def get_backend(backend_id: PathKey, request: Request, _caller: Reader) -> BackendOut:
     runtime = runtime_of(request)
-    with _as_problem(), runtime.sessions.begin() as session:
+    with runtime.sessions.begin() as session:
         return _view(runtime, service.get_backend(session, backend_id))
 
 
 @router.patch("/{backend_id}", response_model=BackendOut)
 def update_backend(backend_id: PathKey, body: BackendUpdate, request: Request, caller: Admin) -> BackendOut:
     runtime = runtime_of(request)
-    with _as_problem(), runtime.sessions.begin() as session:
+    with runtime.sessions.begin() as session:
         backend = service.get_backend(session, backend_id)
         service.update_backend(
             session, backend, runtime.now(), caller.actor, name=body.name, disabled=body.disabled
@@ -162,7 +147,7 @@ def update_backend(backend_id: PathKey, body: BackendUpdate, request: Request, c
 def check_backend(backend_id: PathKey, request: Request, caller: Operator) -> CheckStarted:
     """Ask the connector to check the backend again: status, CAs, templates (and CRLs) are refreshed."""
     runtime = runtime_of(request)
-    with _as_problem(), runtime.sessions.begin() as session:
+    with runtime.sessions.begin() as session:
         backend = service.get_backend(session, backend_id)
         job = service.request_check(session, backend, runtime.now(), caller.actor)
         return CheckStarted(job=JobOut.of(job))
@@ -173,6 +158,6 @@ def scan_backend(backend_id: PathKey, request: Request, caller: Operator) -> Sca
     """Import what the backend's CA has issued: each certificate not known yet becomes an Issued
     certificate with source `scan`."""
     runtime = runtime_of(request)
-    with _as_problem(), runtime.sessions.begin() as session:
+    with runtime.sessions.begin() as session:
         backend = service.get_backend(session, backend_id)
         return ScanStarted(job=JobOut.of(service.request_scan(session, backend, runtime.now(), caller.actor)))

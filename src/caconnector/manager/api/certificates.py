@@ -21,7 +21,6 @@ from sqlalchemy import select, tuple_
 from sqlalchemy.orm import object_session, selectinload
 from starlette.concurrency import run_in_threadpool
 
-from caconnector.manager.api.errors import service_errors
 from caconnector.manager.api.jobs import JobOut
 from caconnector.manager.api.pagination import (
     DEFAULT_LIMIT,
@@ -206,7 +205,7 @@ async def renew(
 
 
 def _enroll(runtime: Runtime, body: EnrollIn, caller: Principal) -> str:
-    with service_errors(), runtime.sessions.begin() as session:
+    with runtime.sessions.begin() as session:
         profile = find_profile(session, body.profile)
         certificate = enrollment.enroll(
             session, profile, body.csr, body.term_days, now=runtime.now(), actor=caller.actor
@@ -215,7 +214,7 @@ def _enroll(runtime: Runtime, body: EnrollIn, caller: Principal) -> str:
 
 
 def _renew(runtime: Runtime, certificate_id: PathKey, body: RenewIn, caller: Principal) -> str:
-    with service_errors(), runtime.sessions.begin() as session:
+    with runtime.sessions.begin() as session:
         old = service.get_certificate(session, certificate_id)
         certificate = enrollment.renew(
             session, old, body.csr, body.term_days, now=runtime.now(), actor=caller.actor
@@ -262,7 +261,7 @@ async def _wait_until_settled(request: Request, certificate_id: PathKey, wait: f
 
 
 def _look(runtime: Runtime, certificate_id: PathKey, view: View[T]) -> tuple[T, bool]:
-    with service_errors(), runtime.sessions.begin() as session:
+    with runtime.sessions.begin() as session:
         certificate = service.get_certificate(session, certificate_id)
         return view(certificate, runtime.now()), settled(certificate)
 
@@ -331,7 +330,7 @@ def _canonical(serial: str) -> str:
 @router.get("/{certificate_id}", response_model=CertificateOut)
 def get_certificate(certificate_id: PathKey, request: Request, _caller: Reader) -> CertificateOut:
     runtime = runtime_of(request)
-    with service_errors(), runtime.sessions.begin() as session:
+    with runtime.sessions.begin() as session:
         return CertificateOut.of(service.get_certificate(session, certificate_id), runtime.now())
 
 
@@ -350,7 +349,7 @@ def download(
 ) -> Response:
     """The certificate (and chain) in the asked format; 409 while nothing is issued."""
     runtime = runtime_of(request)
-    with service_errors(), runtime.sessions.begin() as session:
+    with runtime.sessions.begin() as session:
         certificate = service.get_certificate(session, certificate_id)
         leaf, chain = service.stored_certificates(certificate)
         name = certificate.serial or certificate.id
@@ -382,7 +381,7 @@ async def revoke(
 
 
 def _revoke(runtime: Runtime, certificate_id: PathKey, reason: str, caller: Principal) -> str:
-    with service_errors(), runtime.sessions.begin() as session:
+    with runtime.sessions.begin() as session:
         certificate = service.get_certificate(session, certificate_id)
         job = service.request_revocation(session, certificate, reason, runtime.now(), caller.actor)
         return job.id

@@ -7,8 +7,6 @@ able to register a connector of their own with its token.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
@@ -25,7 +23,6 @@ from caconnector.manager.api.pagination import (
 from caconnector.manager.api.params import CommentsIn, NameIn, PathKey, line_query
 from caconnector.manager.auth import Admin, Principal, Reader, runtime_of
 from caconnector.manager.db.models import Connector
-from caconnector.manager.problems import Problem
 from caconnector.manager.roles import Role
 from caconnector.manager.services import connectors as service
 from caconnector.manager.services.status import ConnectorStatus
@@ -78,24 +75,11 @@ class ConnectorOut(BaseModel):
     install_command: str | None = None
 
 
-@contextmanager
-def _as_problem() -> Iterator[None]:
-    """Service errors become problem documents (the session has rolled back by the time this runs)."""
-    try:
-        yield
-    except service.ConnectorNotFound as exc:
-        raise Problem(404, "Not found", str(exc), code="not_found") from None
-    except service.ConnectorConflict as exc:
-        raise Problem(409, "Conflict", str(exc), code="conflict") from None
-    except service.ConnectorError as exc:
-        raise Problem(422, "Invalid request", str(exc), code="invalid_request") from None
-
-
 @router.post("", status_code=201, response_model=ConnectorCreated)
 def add_connector(body: ConnectorCreate, request: Request, caller: Admin) -> ConnectorCreated:
     runtime = runtime_of(request)
     now = runtime.now()
-    with _as_problem(), runtime.sessions.begin() as session:
+    with runtime.sessions.begin() as session:
         connector, token = service.add_connector(
             session,
             body.name,
@@ -152,7 +136,7 @@ def list_connectors(
 @router.get("/{connector_id}", response_model=ConnectorOut, response_model_exclude_unset=True)
 def get_connector(connector_id: PathKey, request: Request, caller: Reader) -> ConnectorOut:
     runtime = runtime_of(request)
-    with _as_problem(), runtime.sessions.begin() as session:
+    with runtime.sessions.begin() as session:
         connector = service.get_connector(session, connector_id)
         return _view(request, connector, caller)
 
@@ -162,7 +146,7 @@ def update_connector(
     connector_id: PathKey, body: ConnectorUpdate, request: Request, caller: Admin
 ) -> ConnectorOut:
     runtime = runtime_of(request)
-    with _as_problem(), runtime.sessions.begin() as session:
+    with runtime.sessions.begin() as session:
         connector = service.get_connector(session, connector_id)
         service.update_connector(
             session, connector, name=body.name, comments=body.comments, now=runtime.now(), actor=caller.actor
@@ -173,7 +157,7 @@ def update_connector(
 @router.post("/{connector_id}/restore", response_model=ConnectorToken)
 def restore_connector(connector_id: PathKey, request: Request, caller: Admin) -> ConnectorToken:
     runtime = runtime_of(request)
-    with _as_problem(), runtime.sessions.begin() as session:
+    with runtime.sessions.begin() as session:
         connector = service.get_connector(session, connector_id)
         token = service.restore_connector(
             session,
@@ -193,7 +177,7 @@ def restore_connector(connector_id: PathKey, request: Request, caller: Admin) ->
 @router.delete("/{connector_id}", status_code=204, response_class=Response)
 def delete_connector(connector_id: PathKey, request: Request, caller: Admin) -> Response:
     runtime = runtime_of(request)
-    with _as_problem(), runtime.sessions.begin() as session:
+    with runtime.sessions.begin() as session:
         connector = service.get_connector(session, connector_id)
         service.delete_connector(session, connector, now=runtime.now(), actor=caller.actor)
     return Response(status_code=204)

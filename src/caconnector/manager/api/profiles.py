@@ -10,7 +10,6 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select, tuple_
 
-from caconnector.manager.api.errors import service_errors
 from caconnector.manager.api.pagination import (
     DEFAULT_LIMIT,
     Cursor,
@@ -128,7 +127,7 @@ def create_profile(body: ProfileIn, request: Request, caller: Admin) -> ProfileO
         product=body.product,
         organization=body.organization,
     )
-    with service_errors(), runtime.sessions.begin() as session:
+    with runtime.sessions.begin() as session:
         return ProfileOut.of(service.create_profile(session, fields, runtime.now(), caller.actor))
 
 
@@ -150,14 +149,14 @@ def list_profiles(
 @router.get("/{profile_id}", response_model=ProfileOut)
 def get_profile(profile_id: PathKey, request: Request, _caller: Reader) -> ProfileOut:
     runtime = runtime_of(request)
-    with service_errors(), runtime.sessions.begin() as session:
+    with runtime.sessions.begin() as session:
         return ProfileOut.of(service.get_profile(session, profile_id))
 
 
 @router.patch("/{profile_id}", response_model=ProfileOut)
 def update_profile(profile_id: PathKey, body: ProfileUpdate, request: Request, caller: Admin) -> ProfileOut:
     runtime = runtime_of(request)
-    with service_errors(), runtime.sessions.begin() as session:
+    with runtime.sessions.begin() as session:
         profile = service.get_profile(session, profile_id)
         service.update_profile(session, profile, _changes(body), runtime.now(), caller.actor)
         return ProfileOut.of(profile)
@@ -166,6 +165,6 @@ def update_profile(profile_id: PathKey, body: ProfileUpdate, request: Request, c
 @router.delete("/{profile_id}", status_code=204, response_class=Response)
 def delete_profile(profile_id: PathKey, request: Request, caller: Admin) -> Response:
     runtime = runtime_of(request)
-    with service_errors(), runtime.sessions.begin() as session:
+    with runtime.sessions.begin() as session:
         service.delete_profile(session, service.get_profile(session, profile_id), runtime.now(), caller.actor)
     return Response(status_code=204)

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from caconnector.manager import audit
 from caconnector.manager.db.models import Certificate, Job
 from caconnector.manager.services.dispatch import create_job
-from caconnector.manager.services.errors import Conflict, NotFound, ServiceError
+from caconnector.manager.services.errors import Conflict, Invalid, NotFound
 from caconnector.manager.services.states import CertStatus, revocation_in_progress, status_at, target
 from caconnector.pki.revocation import RevocationReason
 from caconnector.protocol.messages import JobKind, RevokePayload
@@ -32,7 +32,7 @@ def request_revocation(
     try:
         reason = RevocationReason.parse(reason_text)
     except ValueError as exc:
-        raise ServiceError(str(exc), code="invalid_reason") from None
+        raise Invalid(str(exc), code="invalid_reason") from None
     status = status_at(certificate, now)
     if status is not CertStatus.ISSUED:
         raise Conflict(
