@@ -18,8 +18,9 @@ from caconnector.manager.api.pagination import (
     encode_cursor,
 )
 from caconnector.manager.api.params import line_query
-from caconnector.manager.auth import Reader, runtime_of
+from caconnector.manager.auth import Reader
 from caconnector.manager.db.models import AuditEvent
+from caconnector.manager.runtime import runtime_of
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 

@@ -29,10 +29,9 @@ from caconnector.manager.auth import (
     Admin,
     Operator,
     Reader,
-    runtime_of,
 )
 from caconnector.manager.db.models import ManagedBackend
-from caconnector.manager.runtime import Runtime
+from caconnector.manager.runtime import Runtime, runtime_of
 from caconnector.manager.services import backends as service
 
 router = APIRouter(prefix="/backends", tags=["backends"])

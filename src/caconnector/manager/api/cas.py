@@ -18,9 +18,10 @@ from caconnector.manager.api.pagination import (
     encode_cursor,
 )
 from caconnector.manager.api.params import PathKey, line_query
-from caconnector.manager.auth import Reader, runtime_of
+from caconnector.manager.auth import Reader
 from caconnector.manager.db.models import ManagedCA
 from caconnector.manager.problems import Problem, not_found
+from caconnector.manager.runtime import runtime_of
 from caconnector.pki.formats import OutputFormat, media_type
 
 PKIX_CRL = "application/pkix-crl"  # RFC 2585

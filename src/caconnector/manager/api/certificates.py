@@ -31,10 +31,10 @@ from caconnector.manager.api.pagination import (
     encode_cursor,
 )
 from caconnector.manager.api.params import NameIn, PathKey, line_query
-from caconnector.manager.auth import Operator, Principal, Reader, runtime_of
+from caconnector.manager.auth import Operator, Principal, Reader
 from caconnector.manager.db.models import Certificate, Job, ManagedBackend
 from caconnector.manager.problems import Problem
-from caconnector.manager.runtime import Runtime
+from caconnector.manager.runtime import Runtime, runtime_of
 from caconnector.manager.services import certificates as service
 from caconnector.manager.services import enrollment
 from caconnector.manager.services.profiles import find_profile

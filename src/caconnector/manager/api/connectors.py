@@ -21,9 +21,10 @@ from caconnector.manager.api.pagination import (
     encode_cursor,
 )
 from caconnector.manager.api.params import CommentsIn, NameIn, PathKey, line_query
-from caconnector.manager.auth import Admin, Principal, Reader, runtime_of
+from caconnector.manager.auth import Admin, Principal, Reader
 from caconnector.manager.db.models import Connector
 from caconnector.manager.roles import Role
+from caconnector.manager.runtime import runtime_of
 from caconnector.manager.services import connectors as service
 from caconnector.manager.services.status import ConnectorStatus
 

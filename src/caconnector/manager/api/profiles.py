@@ -19,8 +19,9 @@ from caconnector.manager.api.pagination import (
     encode_cursor,
 )
 from caconnector.manager.api.params import IdIn, LabelIn, NameIn, PathKey
-from caconnector.manager.auth import Admin, Reader, runtime_of
+from caconnector.manager.auth import Admin, Reader
 from caconnector.manager.db.models import Profile
+from caconnector.manager.runtime import runtime_of
 from caconnector.manager.services import profiles as service
 from caconnector.manager.services.profiles import CertType, ProfileFields
 from caconnector.pki.keys import KEY_TYPES

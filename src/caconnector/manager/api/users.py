@@ -12,8 +12,9 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
 from caconnector.manager.api.params import PathKey, line_query
-from caconnector.manager.auth import Admin, runtime_of
+from caconnector.manager.auth import Admin
 from caconnector.manager.problems import not_found
+from caconnector.manager.runtime import runtime_of
 from caconnector.manager.services import users as service
 from caconnector.manager.services.errors import NotFound
 
