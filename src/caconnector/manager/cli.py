@@ -506,7 +506,7 @@ def cmd_connector_list(args: argparse.Namespace) -> View:
         now = runtime.now()
         rows = [
             connectors.connector_view(c, now, runtime.settings, runtime.box, with_token=False)
-            for c in connectors.list_connectors(session, now, runtime.settings)
+            for c in connectors.list_connectors(session, now, runtime.settings).items
         ]
     if not rows:
         return rows, f"no connector yet; add one with: {PROG} connector add -name NAME"

@@ -11,8 +11,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select, tuple_
-from sqlalchemy.orm import selectinload
 
 from caconnector.manager.api.cas import CAOut
 from caconnector.manager.api.jobs import JobOut
@@ -21,8 +19,6 @@ from caconnector.manager.api.pagination import (
     Cursor,
     Limit,
     Page,
-    decode_cursor,
-    encode_cursor,
 )
 from caconnector.manager.api.params import LabelIn, PathKey, line_query
 from caconnector.manager.auth import (
@@ -100,27 +96,13 @@ def list_backends(
     connector: Annotated[str | None, line_query(32, "only this connector's (id)")] = None,
     backend_type: Annotated[str | None, line_query(32, "only this backend type", alias="type")] = None,
 ) -> Page[BackendOut]:
-    # Names need not be unique (two connectors may each have a "corp-aws"): the id breaks ties.
-    query = (
-        select(ManagedBackend)
-        .options(selectinload(ManagedBackend.cas), selectinload(ManagedBackend.connector))
-        .order_by(ManagedBackend.name, ManagedBackend.id)
-        .limit(limit + 1)
-    )
-    if cursor:
-        query = query.where(
-            tuple_(ManagedBackend.name, ManagedBackend.id) > tuple(decode_cursor(cursor, str, str))
-        )
-    if connector is not None:
-        query = query.where(ManagedBackend.connector_id == connector)
-    if backend_type is not None:
-        query = query.where(ManagedBackend.type == backend_type)
     runtime = runtime_of(request)
     with runtime.sessions.begin() as session:
-        rows = list(session.scalars(query))
-        items = [_view(runtime, row) for row in rows[:limit]]
-    last = rows[limit - 1] if len(rows) > limit else None
-    return Page[BackendOut](items=items, next_cursor=encode_cursor(last.name, last.id) if last else None)
+        page = service.list_backends(
+            session, connector_id=connector, backend_type=backend_type, limit=limit, cursor=cursor
+        )
+        items = [_view(runtime, row) for row in page.items]
+    return Page[BackendOut](items=items, next_cursor=page.next_cursor)
 
 
 @router.get("/{backend_id}", response_model=BackendOut)

@@ -17,8 +17,7 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select, tuple_
-from sqlalchemy.orm import object_session, selectinload
+from sqlalchemy.orm import object_session
 from starlette.concurrency import run_in_threadpool
 
 from caconnector.manager.api.jobs import JobOut
@@ -27,21 +26,18 @@ from caconnector.manager.api.pagination import (
     Cursor,
     Limit,
     Page,
-    decode_cursor,
-    encode_cursor,
 )
 from caconnector.manager.api.params import NameIn, PathKey, line_query
 from caconnector.manager.auth import Operator, Principal, Reader
-from caconnector.manager.db.models import Certificate, Job, ManagedBackend
+from caconnector.manager.db.models import Certificate, Job
 from caconnector.manager.problems import Problem
 from caconnector.manager.runtime import Runtime, runtime_of
 from caconnector.manager.services import certificates as service
 from caconnector.manager.services import enrollment
 from caconnector.manager.services.profiles import find_profile
-from caconnector.manager.services.states import CertStatus, settled, status_at, status_is
+from caconnector.manager.services.states import CertStatus, settled, status_at
 from caconnector.pki.csr import MAX_CSR_BYTES
 from caconnector.pki.formats import OutputFormat, encode_certificate, media_type
-from caconnector.pki.serial import canonical_serial
 from caconnector.protocol.text import line, text
 
 router = APIRouter(prefix="/certificates", tags=["certificates"])
@@ -284,47 +280,19 @@ def list_certificates(
     """Newest first."""
     runtime = runtime_of(request)
     now = runtime.now()
-    query = (
-        select(Certificate)
-        # reason_of names a Requested certificate's connector: loaded with the page, not row by row.
-        .options(selectinload(Certificate.backend).selectinload(ManagedBackend.connector))
-        .order_by(Certificate.created_at.desc(), Certificate.id.desc())
-        .limit(limit + 1)
-    )
-    if cursor:
-        created, ident = decode_cursor(cursor, str, str)
-        query = query.where(tuple_(Certificate.created_at, Certificate.id) < (_cursor_time(created), ident))
-    if status is not None:
-        query = query.where(status_is(status, now))
-    if profile is not None:
-        query = query.where(Certificate.profile_id == profile)
-    if backend is not None:
-        query = query.where(Certificate.backend_id == backend)
-    if serial is not None:
-        query = query.where(Certificate.serial == _canonical(serial))
     with runtime.sessions.begin() as session:
-        rows = list(session.scalars(query))
-        items = [CertificateOut.of(row, now) for row in rows[:limit]]
-    last = rows[limit - 1] if len(rows) > limit else None
-    next_cursor = encode_cursor(last.created_at.isoformat(), last.id) if last else None
-    return Page[CertificateOut](items=items, next_cursor=next_cursor)
-
-
-def _cursor_time(text: str) -> dt.datetime:
-    try:
-        value = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise Problem(
-            422, "Invalid request", "cursor: not a cursor of this list", code="invalid_cursor"
-        ) from None
-    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
-
-
-def _canonical(serial: str) -> str:
-    try:
-        return canonical_serial(serial)
-    except ValueError as exc:
-        raise Problem(422, "Invalid request", f"serial: {exc}", code="invalid_request") from None
+        page = service.list_certificates(
+            session,
+            now,
+            status=status,
+            profile_id=profile,
+            backend_id=backend,
+            serial=serial,
+            limit=limit,
+            cursor=cursor,
+        )
+        items = [CertificateOut.of(row, now) for row in page.items]
+    return Page[CertificateOut](items=items, next_cursor=page.next_cursor)
 
 
 @router.get("/{certificate_id}", response_model=CertificateOut)

@@ -17,8 +17,6 @@ from caconnector.manager.api.pagination import (
     Cursor,
     Limit,
     Page,
-    decode_cursor,
-    encode_cursor,
 )
 from caconnector.manager.api.params import CommentsIn, NameIn, PathKey, line_query
 from caconnector.manager.auth import Admin, Principal, Reader
@@ -112,25 +110,17 @@ def list_connectors(
 ) -> Page[ConnectorOut]:
     runtime = runtime_of(request)
     now = runtime.now()
-    after = decode_cursor(cursor, str)[0] if cursor else None
     with runtime.sessions.begin() as session:
-        rows = service.list_connectors(
-            session,
-            now,
-            runtime.settings,
-            status=status,
-            name_contains=name,
-            after_name=after,
-            limit=limit + 1,  # one more than asked tells whether there is a next page
+        page = service.list_connectors(
+            session, now, runtime.settings, status=status, name_contains=name, limit=limit, cursor=cursor
         )
         items = [
             ConnectorOut.model_validate(
                 service.connector_view(c, now, runtime.settings, runtime.box, with_token=False)
             )
-            for c in rows[:limit]
+            for c in page.items
         ]
-    next_cursor = encode_cursor(rows[limit - 1].name) if len(rows) > limit else None
-    return Page[ConnectorOut](items=items, next_cursor=next_cursor)
+    return Page[ConnectorOut](items=items, next_cursor=page.next_cursor)
 
 
 # exclude_unset: `token` and `install_command` are left out, rather than null, when not shown.

@@ -8,15 +8,12 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select, tuple_
 
 from caconnector.manager.api.pagination import (
     DEFAULT_LIMIT,
     Cursor,
     Limit,
     Page,
-    decode_cursor,
-    encode_cursor,
 )
 from caconnector.manager.api.params import IdIn, LabelIn, NameIn, PathKey
 from caconnector.manager.auth import Admin, Reader
@@ -136,15 +133,12 @@ def create_profile(body: ProfileIn, request: Request, caller: Admin) -> ProfileO
 def list_profiles(
     request: Request, _caller: Reader, *, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
 ) -> Page[ProfileOut]:
-    query = select(Profile).order_by(Profile.name, Profile.id).limit(limit + 1)
-    if cursor:
-        query = query.where(tuple_(Profile.name, Profile.id) > tuple(decode_cursor(cursor, str, str)))
     runtime = runtime_of(request)
     with runtime.sessions.begin() as session:
-        rows = list(session.scalars(query))
-        items = [ProfileOut.of(row) for row in rows[:limit]]
-    last = rows[limit - 1] if len(rows) > limit else None
-    return Page[ProfileOut](items=items, next_cursor=encode_cursor(last.name, last.id) if last else None)
+        page = service.list_profiles(session, limit=limit, cursor=cursor)
+        return Page[ProfileOut](
+            items=[ProfileOut.of(row) for row in page.items], next_cursor=page.next_cursor
+        )
 
 
 @router.get("/{profile_id}", response_model=ProfileOut)

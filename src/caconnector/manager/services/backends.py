@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy.orm import Session
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
 
 from caconnector.manager import audit
 from caconnector.manager.db.models import Job, ManagedBackend
 from caconnector.manager.services.dispatch import create_job
 from caconnector.manager.services.errors import Conflict, Invalid, NotFound
+from caconnector.manager.services.pagination import Rows, paginate
 from caconnector.manager.services.status import ConnectorStatus, connector_status
 from caconnector.manager.settings import Settings
 from caconnector.protocol.messages import JobKind, ScanPayload
@@ -101,3 +103,22 @@ def request_scan(session: Session, backend: ManagedBackend, now: dt.datetime, ac
     )
     audit.record(session, now, actor, "backend.scan", target(backend), job=job.id)
     return job
+
+
+def list_backends(
+    session: Session,
+    *,
+    connector_id: str | None = None,
+    backend_type: str | None = None,
+    limit: int | None = None,
+    cursor: str | None = None,
+) -> Rows[ManagedBackend]:
+    """By name; names need not be unique (two connectors may each have a "corp-aws"): the id breaks ties."""
+    query = select(ManagedBackend).options(
+        selectinload(ManagedBackend.cas), selectinload(ManagedBackend.connector)
+    )
+    if connector_id is not None:
+        query = query.where(ManagedBackend.connector_id == connector_id)
+    if backend_type is not None:
+        query = query.where(ManagedBackend.type == backend_type)
+    return paginate(session, query, [ManagedBackend.name, ManagedBackend.id], limit, cursor)

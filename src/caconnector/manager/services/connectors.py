@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from caconnector.manager import audit, tokens
 from caconnector.manager.db.models import Connector, new_id
 from caconnector.manager.services.errors import Conflict, Invalid, NotFound
+from caconnector.manager.services.pagination import Rows, paginate
 from caconnector.manager.services.status import ConnectorStatus, connector_status
 from caconnector.manager.services.wakeups import access_changed
 from caconnector.manager.settings import Settings
@@ -143,20 +144,16 @@ def list_connectors(
     *,
     status: ConnectorStatus | None = None,
     name_contains: str | None = None,
-    after_name: str | None = None,
     limit: int | None = None,
-) -> list[Connector]:
-    """Connectors ordered by name; `after_name` and `limit` page through them."""
-    query = select(Connector).order_by(Connector.name)
+    cursor: str | None = None,
+) -> Rows[Connector]:
+    """Connectors ordered by name (unique, so the name alone is the key)."""
+    query = select(Connector)
     if status is not None:
         query = query.where(status_condition(status, now, settings))
     if name_contains:
         query = query.where(Connector.name.icontains(name_contains, autoescape=True))
-    if after_name is not None:
-        query = query.where(Connector.name > after_name)
-    if limit is not None:
-        query = query.limit(limit)
-    return list(session.scalars(query))
+    return paginate(session, query, [Connector.name], limit, cursor)
 
 
 # ---- changes ----------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from caconnector.manager import audit
 from caconnector.manager.db.models import Certificate, ManagedBackend, ManagedCA, Profile, new_id
 from caconnector.manager.services.errors import Conflict, Invalid, NotFound
+from caconnector.manager.services.pagination import Rows, paginate
 from caconnector.manager.services.states import IN_FLIGHT
 from caconnector.pki.keys import KEY_TYPES
 
@@ -228,3 +229,7 @@ def _flush(session: Session, name: str) -> None:
         session.flush()
     except IntegrityError:
         raise Conflict(f"a profile named {name!r} already exists") from None
+
+
+def list_profiles(session: Session, *, limit: int | None = None, cursor: str | None = None) -> Rows[Profile]:
+    return paginate(session, select(Profile), [Profile.name, Profile.id], limit, cursor)
