@@ -28,8 +28,8 @@ from caconnector.manager.channel_auth import (
 from caconnector.manager.db.models import Job
 from caconnector.manager.runtime import Runtime, runtime_of
 from caconnector.manager.services import dispatch, inventory, liveness
+from caconnector.manager.services.connector_registration import RegistrationRefused, register_connector
 from caconnector.manager.services.limits import TooLong
-from caconnector.manager.services.registration import RegistrationRefused, register_connector
 from caconnector.manager.services.wakeups import Waiter
 from caconnector.protocol import messages
 from caconnector.protocol.errors import ChannelError

@@ -675,7 +675,7 @@ def _failure(exc: Exception) -> CommandError | None:
     """
     from sqlalchemy.exc import ArgumentError, OperationalError
 
-    from caconnector.manager.keys import KeyFileError
+    from caconnector.manager.key_file import KeyFileError
     from caconnector.manager.serve import SchemaError
     from caconnector.manager.services.errors import Conflict, ManagerError, NotFound
 

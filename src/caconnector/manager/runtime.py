@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from caconnector.manager.db.engine import make_engine, make_sessionmaker
-from caconnector.manager.keys import load_or_create_box
+from caconnector.manager.key_file import load_or_create_box
 from caconnector.manager.services.retry import RetryPolicy
 from caconnector.manager.services.wakeups import CERTIFICATES_CHANNEL, JobWakeups, Wakeups, wakeups_for
 from caconnector.manager.settings import Settings

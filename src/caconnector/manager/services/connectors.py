@@ -231,7 +231,7 @@ def restore_connector(
 ) -> str:
     """A new single-use token. The connector's current key keeps working until the token is used by
     `register -force`, so restoring by mistake cuts nothing off; an earlier unused token stops working.
-    The old key's open polls are cut off when the token is used (`services.registration`)."""
+    The old key's open polls are cut off when the token is used (`services.connector_registration`)."""
     token = _issue_token(connector, now, settings, box)
     session.flush()
     audit.record(session, now, actor, "connector.restore", target(connector), name=connector.name)
