@@ -6,9 +6,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from caconnector.manager.db.models import AuditEvent
+from caconnector.manager.services.pagination import Rows, paginate
 
 
 def record(
@@ -22,3 +24,24 @@ def record(
     event = AuditEvent(at=at, actor=actor, action=action, target=target, details=details)
     session.add(event)
     return event
+
+
+def list_events(
+    session: Session,
+    *,
+    actor: str | None = None,
+    action: str | None = None,
+    since: dt.datetime | None = None,
+    limit: int | None = None,
+    cursor: str | None = None,
+) -> Rows[AuditEvent]:
+    """Newest first. Ordered by id, not time: ids increase with every insert and are unique, so the
+    cursor is exact even when several events share a timestamp."""
+    query = select(AuditEvent)
+    if actor is not None:
+        query = query.where(AuditEvent.actor == actor)
+    if action is not None:
+        query = query.where(AuditEvent.action == action)
+    if since is not None:
+        query = query.where(AuditEvent.at >= (since if since.tzinfo else since.replace(tzinfo=dt.UTC)))
+    return paginate(session, query, [AuditEvent.id], limit, cursor, descending=True)

@@ -10,7 +10,7 @@ from fastapi import Depends, Request
 
 from caconnector.manager.problems import Problem
 from caconnector.manager.roles import Role
-from caconnector.manager.runtime import Runtime
+from caconnector.manager.runtime import Runtime, runtime_of
 from caconnector.manager.services.users import user_for_api_key
 from caconnector.manager.tokens import API_KEY_PREFIX, api_key_lookup
 
@@ -24,11 +24,6 @@ class Principal:
     @property
     def actor(self) -> str:
         return f"user:{self.username}"
-
-
-def runtime_of(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
 
 
 # Where the HTTP guard (manager/http_guard.py) leaves the principal it authenticated before the body

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from caconnector.manager.auth import runtime_of
 from caconnector.manager.channel_auth import (
     ConnectorCaller,
     SignedConnector,
@@ -27,10 +26,10 @@ from caconnector.manager.channel_auth import (
     refused,
 )
 from caconnector.manager.db.models import Job
-from caconnector.manager.runtime import Runtime
+from caconnector.manager.runtime import Runtime, runtime_of
 from caconnector.manager.services import dispatch, inventory, liveness
+from caconnector.manager.services.connector_registration import RegistrationRefused, register_connector
 from caconnector.manager.services.limits import TooLong
-from caconnector.manager.services.registration import RegistrationRefused, register_connector
 from caconnector.manager.services.wakeups import Waiter
 from caconnector.protocol import messages
 from caconnector.protocol.errors import ChannelError

@@ -19,10 +19,9 @@ from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from caconnector.manager.auth import runtime_of
 from caconnector.manager.db.models import Connector, SeenRequest
 from caconnector.manager.problems import Problem
-from caconnector.manager.runtime import Runtime
+from caconnector.manager.runtime import Runtime, runtime_of
 from caconnector.manager.services.limits import TooLong, check_length
 from caconnector.manager.services.status import ConnectorStatus, connector_status
 from caconnector.protocol.errors import ChannelError

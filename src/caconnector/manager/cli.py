@@ -506,7 +506,7 @@ def cmd_connector_list(args: argparse.Namespace) -> View:
         now = runtime.now()
         rows = [
             connectors.connector_view(c, now, runtime.settings, runtime.box, with_token=False)
-            for c in connectors.list_connectors(session, now, runtime.settings)
+            for c in connectors.list_connectors(session, now, runtime.settings).items
         ]
     if not rows:
         return rows, f"no connector yet; add one with: {PROG} connector add -name NAME"
@@ -582,11 +582,8 @@ def _connector(args: argparse.Namespace) -> Iterator[tuple[Runtime, Session, Con
     from caconnector.manager.services import connectors
 
     with _database(args) as runtime, runtime.sessions.begin() as session:
-        try:
-            connector = connectors.find_connector(session, args.name)
-        except connectors.ConnectorNotFound as exc:
-            raise CommandError(f"{exc}; list them with: {PROG} connector list") from None
-        yield runtime, session, connector
+        # Not found ends the command through _failure, with its hint and the `not_found` code.
+        yield runtime, session, connectors.find_connector(session, args.name)
 
 
 # ---- output -----------------------------------------------------------------------------------------
@@ -678,22 +675,21 @@ def _failure(exc: Exception) -> CommandError | None:
     """
     from sqlalchemy.exc import ArgumentError, OperationalError
 
-    from caconnector.manager.keys import KeyFileError
+    from caconnector.manager.key_file import KeyFileError
     from caconnector.manager.serve import SchemaError
-    from caconnector.manager.services.connectors import ConnectorConflict, ConnectorError, ConnectorNotFound
-    from caconnector.manager.services.users import UserError
+    from caconnector.manager.services.errors import Conflict, ManagerError, NotFound
 
     if isinstance(exc, ArgumentError):  # SQLAlchemy could not make sense of the database URL
         raise UsageError(f"-database: {exc}") from None
     if isinstance(exc, OperationalError):
         return CommandError(f"cannot use the database: {exc.orig or exc}", code=cliexit.CONFIG)
-    if isinstance(exc, ConnectorNotFound):
+    if isinstance(exc, NotFound):
         return CommandError(str(exc), code=cliexit.NOT_FOUND)
-    if isinstance(exc, ConnectorConflict):
+    if isinstance(exc, Conflict):
         return CommandError(str(exc), code=cliexit.CONFLICT)
     if isinstance(exc, SchemaError | KeyFileError):
         return CommandError(str(exc), code=cliexit.CONFIG)
-    if isinstance(exc, UserError | ConnectorError):
+    if isinstance(exc, ManagerError):
         return CommandError(str(exc))
     return None
 

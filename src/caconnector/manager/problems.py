@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from caconnector.manager import validation
+from caconnector.manager.services.errors import Conflict, ManagerError, NotFound
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -45,6 +46,16 @@ def not_found(what: str, ident: str) -> Problem:
     return Problem(404, "Not found", f"no {what} {ident!r}", code="not_found")
 
 
+def service_problem(exc: ManagerError) -> Problem:
+    """The one mapping of the service error tree: 404 for NotFound, 409 for Conflict, 422 for the rest;
+    `detail` is the message, `code` the error's."""
+    if isinstance(exc, NotFound):
+        return Problem(404, "Not found", exc.message, code=exc.code)
+    if isinstance(exc, Conflict):
+        return Problem(409, "Conflict", exc.message, code=exc.code)
+    return Problem(422, "Invalid request", exc.message, code=exc.code)
+
+
 def problem_response(problem: Problem) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if problem.status == 401 else None
     return JSONResponse(problem.body(), status_code=problem.status, media_type=PROBLEM_JSON, headers=headers)
@@ -54,6 +65,11 @@ def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(_: Request, exc: Problem) -> JSONResponse:
         return problem_response(exc)
+
+    @app.exception_handler(ManagerError)
+    async def _refused(_: Request, exc: ManagerError) -> JSONResponse:
+        # Raised inside `sessions.begin()`, which has rolled the transaction back by now.
+        return problem_response(service_problem(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

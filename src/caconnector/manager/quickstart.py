@@ -41,11 +41,11 @@ from caconnector.manager.roles import Role
 from caconnector.manager.runtime import Runtime, build_runtime
 from caconnector.manager.serve import ensure_schema
 from caconnector.manager.services.connectors import (
-    ConnectorNotFound,
     add_connector,
     find_connector,
     restore_connector,
 )
+from caconnector.manager.services.errors import NotFound
 from caconnector.manager.services.users import (
     create_api_key,
     create_user,
@@ -209,7 +209,7 @@ def _ensure_connector(runtime: Runtime, url: str, datadir: Path) -> None:
         with runtime.sessions.begin() as session:
             try:
                 existing: Connector | None = find_connector(session, CONNECTOR_NAME)
-            except ConnectorNotFound:
+            except NotFound:
                 existing = None
             settings, box, now = runtime.settings, runtime.box, runtime.now()
             if existing is None:

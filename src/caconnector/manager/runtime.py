@@ -6,16 +6,20 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from caconnector.manager.db.engine import make_engine, make_sessionmaker
-from caconnector.manager.keys import load_or_create_box
+from caconnector.manager.key_file import load_or_create_box
 from caconnector.manager.services.retry import RetryPolicy
 from caconnector.manager.services.wakeups import CERTIFICATES_CHANNEL, JobWakeups, Wakeups, wakeups_for
 from caconnector.manager.settings import Settings
 from caconnector.pki.secretbox import SecretBox
+
+if TYPE_CHECKING:  # the CLI builds a Runtime without loading the web framework
+    from starlette.requests import Request
 
 Clock = Callable[[], dt.datetime]
 
@@ -62,3 +66,9 @@ def build_runtime(settings: Settings, clock: Clock = utcnow) -> Runtime:
         certificate_wakeups,
         RetryPolicy(max_attempts=settings.retry_max_attempts, base_seconds=settings.retry_base_seconds),
     )
+
+
+def runtime_of(request: Request) -> Runtime:
+    """The Runtime `create_app` put on the app: what an endpoint reaches the database and clock through."""
+    runtime: Runtime = request.app.state.runtime
+    return runtime

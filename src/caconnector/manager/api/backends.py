@@ -7,14 +7,10 @@ disable one, and anyone who may operate can ask its connector to check it again.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select, tuple_
-from sqlalchemy.orm import selectinload
 
 from caconnector.manager.api.cas import CAOut
 from caconnector.manager.api.jobs import JobOut
@@ -23,19 +19,15 @@ from caconnector.manager.api.pagination import (
     Cursor,
     Limit,
     Page,
-    decode_cursor,
-    encode_cursor,
 )
 from caconnector.manager.api.params import LabelIn, PathKey, line_query
 from caconnector.manager.auth import (
     Admin,
     Operator,
     Reader,
-    runtime_of,
 )
 from caconnector.manager.db.models import ManagedBackend
-from caconnector.manager.problems import Problem
-from caconnector.manager.runtime import Runtime
+from caconnector.manager.runtime import Runtime, runtime_of
 from caconnector.manager.services import backends as service
 
 router = APIRouter(prefix="/backends", tags=["backends"])
@@ -74,18 +66,6 @@ class ScanStarted(BaseModel):
     job: JobOut = Field(description="follow it at /jobs/{id}: once done, its result holds the counts")
 
 
-@contextmanager
-def _as_problem() -> Iterator[None]:
-    try:
-        yield
-    except service.BackendNotFound as exc:
-        raise Problem(404, "Not found", str(exc), code="not_found") from None
-    except service.BackendConflict as exc:
-        raise Problem(409, "Conflict", str(exc), code="conflict") from None
-    except service.BackendError as exc:
-        raise Problem(422, "Invalid request", str(exc), code="invalid_request") from None
-
-
 def _view(runtime: Runtime, backend: ManagedBackend) -> BackendOut:
     return BackendOut(
         id=backend.id,
@@ -116,40 +96,26 @@ def list_backends(
     connector: Annotated[str | None, line_query(32, "only this connector's (id)")] = None,
     backend_type: Annotated[str | None, line_query(32, "only this backend type", alias="type")] = None,
 ) -> Page[BackendOut]:
-    # Names need not be unique (two connectors may each have a "corp-aws"): the id breaks ties.
-    query = (
-        select(ManagedBackend)
-        .options(selectinload(ManagedBackend.cas), selectinload(ManagedBackend.connector))
-        .order_by(ManagedBackend.name, ManagedBackend.id)
-        .limit(limit + 1)
-    )
-    if cursor:
-        query = query.where(
-            tuple_(ManagedBackend.name, ManagedBackend.id) > tuple(decode_cursor(cursor, str, str))
-        )
-    if connector is not None:
-        query = query.where(ManagedBackend.connector_id == connector)
-    if backend_type is not None:
-        query = query.where(ManagedBackend.type == backend_type)
     runtime = runtime_of(request)
     with runtime.sessions.begin() as session:
-        rows = list(session.scalars(query))
-        items = [_view(runtime, row) for row in rows[:limit]]
-    last = rows[limit - 1] if len(rows) > limit else None
-    return Page[BackendOut](items=items, next_cursor=encode_cursor(last.name, last.id) if last else None)
+        page = service.list_backends(
+            session, connector_id=connector, backend_type=backend_type, limit=limit, cursor=cursor
+        )
+        items = [_view(runtime, row) for row in page.items]
+    return Page[BackendOut](items=items, next_cursor=page.next_cursor)
 
 
 @router.get("/{backend_id}", response_model=BackendOut)
 def get_backend(backend_id: PathKey, request: Request, _caller: Reader) -> BackendOut:
     runtime = runtime_of(request)
-    with _as_problem(), runtime.sessions.begin() as session:
+    with runtime.sessions.begin() as session:
         return _view(runtime, service.get_backend(session, backend_id))
 
 
 @router.patch("/{backend_id}", response_model=BackendOut)
 def update_backend(backend_id: PathKey, body: BackendUpdate, request: Request, caller: Admin) -> BackendOut:
     runtime = runtime_of(request)
-    with _as_problem(), runtime.sessions.begin() as session:
+    with runtime.sessions.begin() as session:
         backend = service.get_backend(session, backend_id)
         service.update_backend(
             session, backend, runtime.now(), caller.actor, name=body.name, disabled=body.disabled
@@ -162,7 +128,7 @@ def update_backend(backend_id: PathKey, body: BackendUpdate, request: Request, c
 def check_backend(backend_id: PathKey, request: Request, caller: Operator) -> CheckStarted:
     """Ask the connector to check the backend again: status, CAs, templates (and CRLs) are refreshed."""
     runtime = runtime_of(request)
-    with _as_problem(), runtime.sessions.begin() as session:
+    with runtime.sessions.begin() as session:
         backend = service.get_backend(session, backend_id)
         job = service.request_check(session, backend, runtime.now(), caller.actor)
         return CheckStarted(job=JobOut.of(job))
@@ -173,6 +139,6 @@ def scan_backend(backend_id: PathKey, request: Request, caller: Operator) -> Sca
     """Import what the backend's CA has issued: each certificate not known yet becomes an Issued
     certificate with source `scan`."""
     runtime = runtime_of(request)
-    with _as_problem(), runtime.sessions.begin() as session:
+    with runtime.sessions.begin() as session:
         backend = service.get_backend(session, backend_id)
         return ScanStarted(job=JobOut.of(service.request_scan(session, backend, runtime.now(), caller.actor)))

@@ -7,20 +7,19 @@ from typing import Annotated
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
-from sqlalchemy import select, tuple_
 
 from caconnector.manager.api.pagination import (
     DEFAULT_LIMIT,
     Cursor,
     Limit,
     Page,
-    decode_cursor,
-    encode_cursor,
 )
 from caconnector.manager.api.params import PathKey, line_query
-from caconnector.manager.auth import Reader, runtime_of
+from caconnector.manager.auth import Reader
 from caconnector.manager.db.models import ManagedCA
 from caconnector.manager.problems import Problem, not_found
+from caconnector.manager.runtime import runtime_of
+from caconnector.manager.services import cas
 from caconnector.pki.formats import OutputFormat, media_type
 
 PKIX_CRL = "application/pkix-crl"  # RFC 2585
@@ -65,17 +64,10 @@ def list_cas(
     cursor: Cursor = None,
     backend: Annotated[str | None, line_query(32, "only this backend's (id)")] = None,
 ) -> Page[CAOut]:
-    query = select(ManagedCA).order_by(ManagedCA.name, ManagedCA.id).limit(limit + 1)
-    if cursor:
-        query = query.where(tuple_(ManagedCA.name, ManagedCA.id) > tuple(decode_cursor(cursor, str, str)))
-    if backend is not None:
-        query = query.where(ManagedCA.backend_id == backend)
     runtime = runtime_of(request)
     with runtime.sessions.begin() as session:
-        rows = list(session.scalars(query))
-        items = [CAOut.of(row) for row in rows[:limit]]
-    last = rows[limit - 1] if len(rows) > limit else None
-    return Page[CAOut](items=items, next_cursor=encode_cursor(last.name, last.id) if last else None)
+        page = cas.list_cas(session, backend_id=backend, limit=limit, cursor=cursor)
+        return Page[CAOut](items=[CAOut.of(row) for row in page.items], next_cursor=page.next_cursor)
 
 
 def _ca(request: Request, ca_id: str) -> ManagedCA:

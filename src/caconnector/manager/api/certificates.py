@@ -17,32 +17,27 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select, tuple_
-from sqlalchemy.orm import object_session, selectinload
+from sqlalchemy.orm import object_session
 from starlette.concurrency import run_in_threadpool
 
-from caconnector.manager.api.errors import service_errors
 from caconnector.manager.api.jobs import JobOut
 from caconnector.manager.api.pagination import (
     DEFAULT_LIMIT,
     Cursor,
     Limit,
     Page,
-    decode_cursor,
-    encode_cursor,
 )
 from caconnector.manager.api.params import NameIn, PathKey, line_query
-from caconnector.manager.auth import Operator, Principal, Reader, runtime_of
-from caconnector.manager.db.models import Certificate, Job, ManagedBackend
+from caconnector.manager.auth import Operator, Principal, Reader
+from caconnector.manager.db.models import Certificate, Job
 from caconnector.manager.problems import Problem
-from caconnector.manager.runtime import Runtime
+from caconnector.manager.runtime import Runtime, runtime_of
 from caconnector.manager.services import certificates as service
 from caconnector.manager.services import enrollment
 from caconnector.manager.services.profiles import find_profile
-from caconnector.manager.services.states import CertStatus, settled, status_at, status_is
+from caconnector.manager.services.states import CertStatus, settled, status_at
 from caconnector.pki.csr import MAX_CSR_BYTES
 from caconnector.pki.formats import OutputFormat, encode_certificate, media_type
-from caconnector.pki.serial import canonical_serial
 from caconnector.protocol.text import line, text
 
 router = APIRouter(prefix="/certificates", tags=["certificates"])
@@ -206,7 +201,7 @@ async def renew(
 
 
 def _enroll(runtime: Runtime, body: EnrollIn, caller: Principal) -> str:
-    with service_errors(), runtime.sessions.begin() as session:
+    with runtime.sessions.begin() as session:
         profile = find_profile(session, body.profile)
         certificate = enrollment.enroll(
             session, profile, body.csr, body.term_days, now=runtime.now(), actor=caller.actor
@@ -215,7 +210,7 @@ def _enroll(runtime: Runtime, body: EnrollIn, caller: Principal) -> str:
 
 
 def _renew(runtime: Runtime, certificate_id: PathKey, body: RenewIn, caller: Principal) -> str:
-    with service_errors(), runtime.sessions.begin() as session:
+    with runtime.sessions.begin() as session:
         old = service.get_certificate(session, certificate_id)
         certificate = enrollment.renew(
             session, old, body.csr, body.term_days, now=runtime.now(), actor=caller.actor
@@ -262,7 +257,7 @@ async def _wait_until_settled(request: Request, certificate_id: PathKey, wait: f
 
 
 def _look(runtime: Runtime, certificate_id: PathKey, view: View[T]) -> tuple[T, bool]:
-    with service_errors(), runtime.sessions.begin() as session:
+    with runtime.sessions.begin() as session:
         certificate = service.get_certificate(session, certificate_id)
         return view(certificate, runtime.now()), settled(certificate)
 
@@ -285,53 +280,25 @@ def list_certificates(
     """Newest first."""
     runtime = runtime_of(request)
     now = runtime.now()
-    query = (
-        select(Certificate)
-        # reason_of names a Requested certificate's connector: loaded with the page, not row by row.
-        .options(selectinload(Certificate.backend).selectinload(ManagedBackend.connector))
-        .order_by(Certificate.created_at.desc(), Certificate.id.desc())
-        .limit(limit + 1)
-    )
-    if cursor:
-        created, ident = decode_cursor(cursor, str, str)
-        query = query.where(tuple_(Certificate.created_at, Certificate.id) < (_cursor_time(created), ident))
-    if status is not None:
-        query = query.where(status_is(status, now))
-    if profile is not None:
-        query = query.where(Certificate.profile_id == profile)
-    if backend is not None:
-        query = query.where(Certificate.backend_id == backend)
-    if serial is not None:
-        query = query.where(Certificate.serial == _canonical(serial))
     with runtime.sessions.begin() as session:
-        rows = list(session.scalars(query))
-        items = [CertificateOut.of(row, now) for row in rows[:limit]]
-    last = rows[limit - 1] if len(rows) > limit else None
-    next_cursor = encode_cursor(last.created_at.isoformat(), last.id) if last else None
-    return Page[CertificateOut](items=items, next_cursor=next_cursor)
-
-
-def _cursor_time(text: str) -> dt.datetime:
-    try:
-        value = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise Problem(
-            422, "Invalid request", "cursor: not a cursor of this list", code="invalid_cursor"
-        ) from None
-    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
-
-
-def _canonical(serial: str) -> str:
-    try:
-        return canonical_serial(serial)
-    except ValueError as exc:
-        raise Problem(422, "Invalid request", f"serial: {exc}", code="invalid_request") from None
+        page = service.list_certificates(
+            session,
+            now,
+            status=status,
+            profile_id=profile,
+            backend_id=backend,
+            serial=serial,
+            limit=limit,
+            cursor=cursor,
+        )
+        items = [CertificateOut.of(row, now) for row in page.items]
+    return Page[CertificateOut](items=items, next_cursor=page.next_cursor)
 
 
 @router.get("/{certificate_id}", response_model=CertificateOut)
 def get_certificate(certificate_id: PathKey, request: Request, _caller: Reader) -> CertificateOut:
     runtime = runtime_of(request)
-    with service_errors(), runtime.sessions.begin() as session:
+    with runtime.sessions.begin() as session:
         return CertificateOut.of(service.get_certificate(session, certificate_id), runtime.now())
 
 
@@ -350,7 +317,7 @@ def download(
 ) -> Response:
     """The certificate (and chain) in the asked format; 409 while nothing is issued."""
     runtime = runtime_of(request)
-    with service_errors(), runtime.sessions.begin() as session:
+    with runtime.sessions.begin() as session:
         certificate = service.get_certificate(session, certificate_id)
         leaf, chain = service.stored_certificates(certificate)
         name = certificate.serial or certificate.id
@@ -382,7 +349,7 @@ async def revoke(
 
 
 def _revoke(runtime: Runtime, certificate_id: PathKey, reason: str, caller: Principal) -> str:
-    with service_errors(), runtime.sessions.begin() as session:
+    with runtime.sessions.begin() as session:
         certificate = service.get_certificate(session, certificate_id)
         job = service.request_revocation(session, certificate, reason, runtime.now(), caller.actor)
         return job.id

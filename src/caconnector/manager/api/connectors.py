@@ -7,8 +7,6 @@ able to register a connector of their own with its token.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
@@ -19,14 +17,12 @@ from caconnector.manager.api.pagination import (
     Cursor,
     Limit,
     Page,
-    decode_cursor,
-    encode_cursor,
 )
 from caconnector.manager.api.params import CommentsIn, NameIn, PathKey, line_query
-from caconnector.manager.auth import Admin, Principal, Reader, runtime_of
+from caconnector.manager.auth import Admin, Principal, Reader
 from caconnector.manager.db.models import Connector
-from caconnector.manager.problems import Problem
 from caconnector.manager.roles import Role
+from caconnector.manager.runtime import runtime_of
 from caconnector.manager.services import connectors as service
 from caconnector.manager.services.status import ConnectorStatus
 
@@ -78,24 +74,11 @@ class ConnectorOut(BaseModel):
     install_command: str | None = None
 
 
-@contextmanager
-def _as_problem() -> Iterator[None]:
-    """Service errors become problem documents (the session has rolled back by the time this runs)."""
-    try:
-        yield
-    except service.ConnectorNotFound as exc:
-        raise Problem(404, "Not found", str(exc), code="not_found") from None
-    except service.ConnectorConflict as exc:
-        raise Problem(409, "Conflict", str(exc), code="conflict") from None
-    except service.ConnectorError as exc:
-        raise Problem(422, "Invalid request", str(exc), code="invalid_request") from None
-
-
 @router.post("", status_code=201, response_model=ConnectorCreated)
 def add_connector(body: ConnectorCreate, request: Request, caller: Admin) -> ConnectorCreated:
     runtime = runtime_of(request)
     now = runtime.now()
-    with _as_problem(), runtime.sessions.begin() as session:
+    with runtime.sessions.begin() as session:
         connector, token = service.add_connector(
             session,
             body.name,
@@ -127,32 +110,24 @@ def list_connectors(
 ) -> Page[ConnectorOut]:
     runtime = runtime_of(request)
     now = runtime.now()
-    after = decode_cursor(cursor, str)[0] if cursor else None
     with runtime.sessions.begin() as session:
-        rows = service.list_connectors(
-            session,
-            now,
-            runtime.settings,
-            status=status,
-            name_contains=name,
-            after_name=after,
-            limit=limit + 1,  # one more than asked tells whether there is a next page
+        page = service.list_connectors(
+            session, now, runtime.settings, status=status, name_contains=name, limit=limit, cursor=cursor
         )
         items = [
             ConnectorOut.model_validate(
                 service.connector_view(c, now, runtime.settings, runtime.box, with_token=False)
             )
-            for c in rows[:limit]
+            for c in page.items
         ]
-    next_cursor = encode_cursor(rows[limit - 1].name) if len(rows) > limit else None
-    return Page[ConnectorOut](items=items, next_cursor=next_cursor)
+    return Page[ConnectorOut](items=items, next_cursor=page.next_cursor)
 
 
 # exclude_unset: `token` and `install_command` are left out, rather than null, when not shown.
 @router.get("/{connector_id}", response_model=ConnectorOut, response_model_exclude_unset=True)
 def get_connector(connector_id: PathKey, request: Request, caller: Reader) -> ConnectorOut:
     runtime = runtime_of(request)
-    with _as_problem(), runtime.sessions.begin() as session:
+    with runtime.sessions.begin() as session:
         connector = service.get_connector(session, connector_id)
         return _view(request, connector, caller)
 
@@ -162,7 +137,7 @@ def update_connector(
     connector_id: PathKey, body: ConnectorUpdate, request: Request, caller: Admin
 ) -> ConnectorOut:
     runtime = runtime_of(request)
-    with _as_problem(), runtime.sessions.begin() as session:
+    with runtime.sessions.begin() as session:
         connector = service.get_connector(session, connector_id)
         service.update_connector(
             session, connector, name=body.name, comments=body.comments, now=runtime.now(), actor=caller.actor
@@ -173,7 +148,7 @@ def update_connector(
 @router.post("/{connector_id}/restore", response_model=ConnectorToken)
 def restore_connector(connector_id: PathKey, request: Request, caller: Admin) -> ConnectorToken:
     runtime = runtime_of(request)
-    with _as_problem(), runtime.sessions.begin() as session:
+    with runtime.sessions.begin() as session:
         connector = service.get_connector(session, connector_id)
         token = service.restore_connector(
             session,
@@ -193,7 +168,7 @@ def restore_connector(connector_id: PathKey, request: Request, caller: Admin) ->
 @router.delete("/{connector_id}", status_code=204, response_class=Response)
 def delete_connector(connector_id: PathKey, request: Request, caller: Admin) -> Response:
     runtime = runtime_of(request)
-    with _as_problem(), runtime.sessions.begin() as session:
+    with runtime.sessions.begin() as session:
         connector = service.get_connector(session, connector_id)
         service.delete_connector(session, connector, now=runtime.now(), actor=caller.actor)
     return Response(status_code=204)

@@ -9,9 +9,10 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
 from caconnector.manager.api.params import PathKey
-from caconnector.manager.auth import Reader, runtime_of
+from caconnector.manager.auth import Reader
 from caconnector.manager.db.models import Job
 from caconnector.manager.problems import not_found
+from caconnector.manager.runtime import runtime_of
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 

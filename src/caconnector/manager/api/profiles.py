@@ -8,20 +8,17 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select, tuple_
 
-from caconnector.manager.api.errors import service_errors
 from caconnector.manager.api.pagination import (
     DEFAULT_LIMIT,
     Cursor,
     Limit,
     Page,
-    decode_cursor,
-    encode_cursor,
 )
 from caconnector.manager.api.params import IdIn, LabelIn, NameIn, PathKey
-from caconnector.manager.auth import Admin, Reader, runtime_of
+from caconnector.manager.auth import Admin, Reader
 from caconnector.manager.db.models import Profile
+from caconnector.manager.runtime import runtime_of
 from caconnector.manager.services import profiles as service
 from caconnector.manager.services.profiles import CertType, ProfileFields
 from caconnector.pki.keys import KEY_TYPES
@@ -128,7 +125,7 @@ def create_profile(body: ProfileIn, request: Request, caller: Admin) -> ProfileO
         product=body.product,
         organization=body.organization,
     )
-    with service_errors(), runtime.sessions.begin() as session:
+    with runtime.sessions.begin() as session:
         return ProfileOut.of(service.create_profile(session, fields, runtime.now(), caller.actor))
 
 
@@ -136,28 +133,25 @@ def create_profile(body: ProfileIn, request: Request, caller: Admin) -> ProfileO
 def list_profiles(
     request: Request, _caller: Reader, *, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
 ) -> Page[ProfileOut]:
-    query = select(Profile).order_by(Profile.name, Profile.id).limit(limit + 1)
-    if cursor:
-        query = query.where(tuple_(Profile.name, Profile.id) > tuple(decode_cursor(cursor, str, str)))
     runtime = runtime_of(request)
     with runtime.sessions.begin() as session:
-        rows = list(session.scalars(query))
-        items = [ProfileOut.of(row) for row in rows[:limit]]
-    last = rows[limit - 1] if len(rows) > limit else None
-    return Page[ProfileOut](items=items, next_cursor=encode_cursor(last.name, last.id) if last else None)
+        page = service.list_profiles(session, limit=limit, cursor=cursor)
+        return Page[ProfileOut](
+            items=[ProfileOut.of(row) for row in page.items], next_cursor=page.next_cursor
+        )
 
 
 @router.get("/{profile_id}", response_model=ProfileOut)
 def get_profile(profile_id: PathKey, request: Request, _caller: Reader) -> ProfileOut:
     runtime = runtime_of(request)
-    with service_errors(), runtime.sessions.begin() as session:
+    with runtime.sessions.begin() as session:
         return ProfileOut.of(service.get_profile(session, profile_id))
 
 
 @router.patch("/{profile_id}", response_model=ProfileOut)
 def update_profile(profile_id: PathKey, body: ProfileUpdate, request: Request, caller: Admin) -> ProfileOut:
     runtime = runtime_of(request)
-    with service_errors(), runtime.sessions.begin() as session:
+    with runtime.sessions.begin() as session:
         profile = service.get_profile(session, profile_id)
         service.update_profile(session, profile, _changes(body), runtime.now(), caller.actor)
         return ProfileOut.of(profile)
@@ -166,6 +160,6 @@ def update_profile(profile_id: PathKey, body: ProfileUpdate, request: Request, c
 @router.delete("/{profile_id}", status_code=204, response_class=Response)
 def delete_profile(profile_id: PathKey, request: Request, caller: Admin) -> Response:
     runtime = runtime_of(request)
-    with service_errors(), runtime.sessions.begin() as session:
+    with runtime.sessions.begin() as session:
         service.delete_profile(session, service.get_profile(session, profile_id), runtime.now(), caller.actor)
     return Response(status_code=204)

@@ -12,9 +12,11 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
 from caconnector.manager.api.params import PathKey, line_query
-from caconnector.manager.auth import Admin, runtime_of
+from caconnector.manager.auth import Admin
 from caconnector.manager.problems import not_found
+from caconnector.manager.runtime import runtime_of
 from caconnector.manager.services import users as service
+from caconnector.manager.services.errors import NotFound
 
 router = APIRouter(tags=["users"])
 
@@ -79,7 +81,7 @@ def revoke_api_key(key_id: PathKey, request: Request, caller: Admin) -> ApiKeyOu
     with runtime.sessions.begin() as session:
         try:
             row = service.find_api_key(session, key_id=key_id)
-        except service.ApiKeyNotFound:
+        except NotFound:  # the API names the key as the path did, not as the CLI hints
             raise not_found("API key", key_id) from None
         service.revoke_api_key(session, row, runtime.now(), actor=caller.actor)
         return ApiKeyOut(**service.api_key_view(row))

@@ -8,29 +8,20 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy.orm import Session
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
 
 from caconnector.manager import audit
 from caconnector.manager.db.models import Job, ManagedBackend
 from caconnector.manager.services.dispatch import create_job
+from caconnector.manager.services.errors import Conflict, Invalid, NotFound
+from caconnector.manager.services.pagination import Rows, paginate
 from caconnector.manager.services.status import ConnectorStatus, connector_status
 from caconnector.manager.settings import Settings
 from caconnector.protocol.messages import JobKind, ScanPayload
 
 OFFLINE = "Offline"
 MAX_NAME = 200
-
-
-class BackendError(ValueError):
-    """A backend operation the caller can fix (API 422)."""
-
-
-class BackendNotFound(BackendError):
-    """API 404."""
-
-
-class BackendConflict(BackendError):
-    """The backend's state forbids it (API 409)."""
 
 
 def target(backend: ManagedBackend) -> str:
@@ -40,7 +31,7 @@ def target(backend: ManagedBackend) -> str:
 def get_backend(session: Session, backend_id: str) -> ManagedBackend:
     backend = session.get(ManagedBackend, backend_id)
     if backend is None:
-        raise BackendNotFound(f"no backend with id {backend_id!r}")
+        raise NotFound(f"no backend with id {backend_id!r}")
     return backend
 
 
@@ -66,7 +57,7 @@ def update_backend(
     changes: dict[str, object] = {}
     if name is not None and name != backend.name:
         if not name.strip() or name != name.strip() or len(name) > MAX_NAME:
-            raise BackendError(
+            raise Invalid(
                 f"invalid backend name {name!r}: 1-{MAX_NAME} characters, no leading or trailing space"
             )
         changes["name"] = {"from": backend.name, "to": name}
@@ -82,7 +73,7 @@ def update_backend(
 
 def _ensure_present(backend: ManagedBackend, what: str) -> None:
     if not backend.present:
-        raise BackendConflict(
+        raise Conflict(
             f"connector {backend.connector.name!r} no longer reports backend {backend.local_name!r}; "
             f"nothing to {what}"
         )
@@ -112,3 +103,22 @@ def request_scan(session: Session, backend: ManagedBackend, now: dt.datetime, ac
     )
     audit.record(session, now, actor, "backend.scan", target(backend), job=job.id)
     return job
+
+
+def list_backends(
+    session: Session,
+    *,
+    connector_id: str | None = None,
+    backend_type: str | None = None,
+    limit: int | None = None,
+    cursor: str | None = None,
+) -> Rows[ManagedBackend]:
+    """By name; names need not be unique (two connectors may each have a "corp-aws"): the id breaks ties."""
+    query = select(ManagedBackend).options(
+        selectinload(ManagedBackend.cas), selectinload(ManagedBackend.connector)
+    )
+    if connector_id is not None:
+        query = query.where(ManagedBackend.connector_id == connector_id)
+    if backend_type is not None:
+        query = query.where(ManagedBackend.type == backend_type)
+    return paginate(session, query, [ManagedBackend.name, ManagedBackend.id], limit, cursor)

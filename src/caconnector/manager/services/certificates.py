@@ -6,14 +6,23 @@ from __future__ import annotations
 import datetime as dt
 
 from cryptography import x509
-from sqlalchemy.orm import Session
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
 
 from caconnector.manager import audit
-from caconnector.manager.db.models import Certificate, Job
+from caconnector.manager.db.models import Certificate, Job, ManagedBackend
 from caconnector.manager.services.dispatch import create_job
-from caconnector.manager.services.errors import Conflict, NotFound, ServiceError
-from caconnector.manager.services.states import CertStatus, revocation_in_progress, status_at, target
+from caconnector.manager.services.errors import Conflict, Invalid, NotFound
+from caconnector.manager.services.pagination import Rows, paginate
+from caconnector.manager.services.states import (
+    CertStatus,
+    revocation_in_progress,
+    status_at,
+    status_is,
+    target,
+)
 from caconnector.pki.revocation import RevocationReason
+from caconnector.pki.serial import canonical_serial
 from caconnector.protocol.messages import JobKind, RevokePayload
 
 
@@ -32,7 +41,7 @@ def request_revocation(
     try:
         reason = RevocationReason.parse(reason_text)
     except ValueError as exc:
-        raise ServiceError(str(exc), code="invalid_reason") from None
+        raise Invalid(str(exc), code="invalid_reason") from None
     status = status_at(certificate, now)
     if status is not CertStatus.ISSUED:
         raise Conflict(
@@ -98,3 +107,35 @@ def stored_certificates(certificate: Certificate) -> tuple[x509.Certificate, lis
     leaf = x509.load_pem_x509_certificate(certificate.certificate_pem.encode())
     chain = [x509.load_pem_x509_certificate(pem.encode()) for pem in certificate.chain_pem]
     return leaf, chain
+
+
+def list_certificates(
+    session: Session,
+    now: dt.datetime,
+    *,
+    status: CertStatus | None = None,
+    profile_id: str | None = None,
+    backend_id: str | None = None,
+    serial: str | None = None,
+    limit: int | None = None,
+    cursor: str | None = None,
+) -> Rows[Certificate]:
+    """Newest first; `serial` in any spelling (Invalid when it is not a serial)."""
+    query = (
+        select(Certificate)
+        # reason_of names a Requested certificate's connector: loaded with the page, not row by row.
+        .options(selectinload(Certificate.backend).selectinload(ManagedBackend.connector))
+    )
+    if status is not None:
+        query = query.where(status_is(status, now))
+    if profile_id is not None:
+        query = query.where(Certificate.profile_id == profile_id)
+    if backend_id is not None:
+        query = query.where(Certificate.backend_id == backend_id)
+    if serial is not None:
+        try:
+            query = query.where(Certificate.serial == canonical_serial(serial))
+        except ValueError as exc:
+            raise Invalid(f"serial: {exc}") from None
+    order = [Certificate.created_at, Certificate.id]
+    return paginate(session, query, order, limit, cursor, descending=True)

@@ -18,6 +18,8 @@ from sqlalchemy.orm import Session
 
 from caconnector.manager import audit, tokens
 from caconnector.manager.db.models import Connector, new_id
+from caconnector.manager.services.errors import Conflict, Invalid, NotFound
+from caconnector.manager.services.pagination import Rows, paginate
 from caconnector.manager.services.status import ConnectorStatus, connector_status
 from caconnector.manager.services.wakeups import access_changed
 from caconnector.manager.settings import Settings
@@ -29,21 +31,9 @@ _NAME = re.compile(r"[A-Za-z0-9._-](?:[A-Za-z0-9 ._-]{0,126}[A-Za-z0-9._-])?")
 MAX_COMMENTS = 4000
 
 
-class ConnectorError(ValueError):
-    """A connector operation the caller can fix. The API answers 422, the CLI exits 1."""
-
-
-class ConnectorNotFound(ConnectorError):
-    """No such connector (API 404)."""
-
-
-class ConnectorConflict(ConnectorError):
-    """The name is taken (API 409)."""
-
-
 def validate_name(name: str) -> str:
     if not _NAME.fullmatch(name):
-        raise ConnectorError(
+        raise Invalid(
             f"invalid connector name {name!r}: 1-128 characters, letters, digits, space and . _ - "
             "only, not starting or ending with a space"
         )
@@ -52,7 +42,7 @@ def validate_name(name: str) -> str:
 
 def _validate_comments(comments: str) -> str:
     if len(comments) > MAX_COMMENTS:
-        raise ConnectorError(f"comments are limited to {MAX_COMMENTS} characters, not {len(comments)}")
+        raise Invalid(f"comments are limited to {MAX_COMMENTS} characters, not {len(comments)}")
     return comments
 
 
@@ -112,7 +102,7 @@ def visible_token(connector: Connector, box: SecretBox, now: dt.datetime, settin
 def get_connector(session: Session, connector_id: str) -> Connector:
     connector = session.get(Connector, connector_id)
     if connector is None:
-        raise ConnectorNotFound(f"no connector with id {connector_id!r}")
+        raise NotFound(f"no connector with id {connector_id!r}")
     return connector
 
 
@@ -121,7 +111,7 @@ def find_connector(session: Session, id_or_name: str) -> Connector:
     connector = session.scalar(select(Connector).where(Connector.name == id_or_name))
     connector = connector or session.get(Connector, id_or_name)
     if connector is None:
-        raise ConnectorNotFound(f"no connector named {id_or_name!r}")
+        raise NotFound(f"no connector named {id_or_name!r}; list them with: ca-manager connector list")
     return connector
 
 
@@ -154,20 +144,16 @@ def list_connectors(
     *,
     status: ConnectorStatus | None = None,
     name_contains: str | None = None,
-    after_name: str | None = None,
     limit: int | None = None,
-) -> list[Connector]:
-    """Connectors ordered by name; `after_name` and `limit` page through them."""
-    query = select(Connector).order_by(Connector.name)
+    cursor: str | None = None,
+) -> Rows[Connector]:
+    """Connectors ordered by name (unique, so the name alone is the key)."""
+    query = select(Connector)
     if status is not None:
         query = query.where(status_condition(status, now, settings))
     if name_contains:
         query = query.where(Connector.name.icontains(name_contains, autoescape=True))
-    if after_name is not None:
-        query = query.where(Connector.name > after_name)
-    if limit is not None:
-        query = query.limit(limit)
-    return list(session.scalars(query))
+    return paginate(session, query, [Connector.name], limit, cursor)
 
 
 # ---- changes ----------------------------------------------------------------------------------------
@@ -176,7 +162,7 @@ def list_connectors(
 def _ensure_name_free(session: Session, name: str, keep: Connector | None = None) -> None:
     other = session.scalar(select(Connector).where(Connector.name == name))
     if other is not None and other is not keep:
-        raise ConnectorConflict(f"a connector named {name!r} already exists (id {other.id})")
+        raise Conflict(f"a connector named {name!r} already exists (id {other.id})")
 
 
 def _flush(session: Session, name: str) -> None:
@@ -184,7 +170,7 @@ def _flush(session: Session, name: str) -> None:
     try:
         session.flush()
     except IntegrityError:
-        raise ConnectorConflict(f"a connector named {name!r} already exists") from None
+        raise Conflict(f"a connector named {name!r} already exists") from None
 
 
 def add_connector(
@@ -245,7 +231,7 @@ def restore_connector(
 ) -> str:
     """A new single-use token. The connector's current key keeps working until the token is used by
     `register -force`, so restoring by mistake cuts nothing off; an earlier unused token stops working.
-    The old key's open polls are cut off when the token is used (`services.registration`)."""
+    The old key's open polls are cut off when the token is used (`services.connector_registration`)."""
     token = _issue_token(connector, now, settings, box)
     session.flush()
     audit.record(session, now, actor, "connector.restore", target(connector), name=connector.name)

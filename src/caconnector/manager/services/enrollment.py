@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from caconnector.manager import audit
 from caconnector.manager.db.models import Certificate, ManagedBackend, ManagedCA, Profile, new_id
 from caconnector.manager.services.dispatch import create_job
-from caconnector.manager.services.errors import Conflict, ServiceError
+from caconnector.manager.services.errors import Conflict, Invalid
 from caconnector.manager.services.issued import san_strings
 from caconnector.manager.services.profiles import profile_ca
 from caconnector.manager.services.states import CertStatus, Source, target
@@ -39,11 +39,11 @@ def enroll(
     actor: str,
     renewed_from: Certificate | None = None,
 ) -> Certificate:
-    """A Requested certificate and its enroll job; raise ServiceError (422) or Conflict (409) first."""
+    """A Requested certificate and its enroll job; raise Invalid (422) or Conflict (409) first."""
     csr, info = _load_csr(csr_pem)
     key_type = info.key_type
     if key_type not in profile.key_types:
-        raise ServiceError(
+        raise Invalid(
             f"key type {key_type} is not allowed by profile {profile.name} "
             f"(allowed: {', '.join(profile.key_types)})",
             code="key_type_not_allowed",
@@ -126,14 +126,12 @@ def _load_csr(csr_pem: str) -> tuple[x509.CertificateSigningRequest, CSRInfo]:
     try:
         data = csr_pem.encode()
     except UnicodeEncodeError:  # a lone surrogate ("\ud800") survives JSON decoding, not encoding
-        raise ServiceError(
-            "CSR text is not valid Unicode; send the PEM request", code="invalid_csr"
-        ) from None
+        raise Invalid("CSR text is not valid Unicode; send the PEM request", code="invalid_csr") from None
     try:
         csr = load_csr(data)
         return csr, describe_csr(csr)
     except PKIError as exc:
-        raise ServiceError(str(exc), code="invalid_csr") from None
+        raise Invalid(str(exc), code="invalid_csr") from None
 
 
 def _csr_sans(csr: x509.CertificateSigningRequest) -> list[str]:
@@ -148,7 +146,7 @@ def _term(profile: Profile, term_days: int | None) -> int:
         return int(profile.terms_days[0])
     if term_days not in profile.terms_days:
         allowed = ", ".join(str(t) for t in profile.terms_days)
-        raise ServiceError(
+        raise Invalid(
             f"a term of {term_days} days is not allowed by profile {profile.name} (allowed: {allowed})",
             code="term_not_allowed",
         )
@@ -182,19 +180,19 @@ def _check_organization(profile: Profile, backend: ManagedBackend, now: dt.datet
     )
     if organization is None:
         known = ", ".join(str(o.get("name")) for o in backend.organizations if isinstance(o, dict))
-        raise ServiceError(
+        raise Invalid(
             f"organization {wanted} is not known at the CA of backend {backend.name!r} (it knows: {known})",
             code="organization_not_validated",
         )
     status = str(organization.get("status", "unknown"))
     if status.lower() != VALIDATED:
-        raise ServiceError(
+        raise Invalid(
             f"organization {wanted} is not validated at the CA (status: {status})",
             code="organization_not_validated",
         )
     until = _datetime(organization.get("validated_until"))
     if until is not None and until <= now:
-        raise ServiceError(
+        raise Invalid(
             f"organization {wanted}'s validation at the CA expired on {until:%Y-%m-%d}",
             code="organization_not_validated",
         )

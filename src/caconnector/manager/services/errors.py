@@ -1,11 +1,20 @@
-"""Errors of the certificate services, grouped by what the caller can do about them. The API turns
-each into a problem document (see api.errors); `code` becomes the problem's `code`."""
+"""The manager's one error tree: what a service refuses, grouped by what the caller can do about it.
+
+Every service raises these, nothing else for a refusal the caller can fix. The API turns each into a
+problem document in one place (`problems.install_handlers`) and the CLI into an exit and a -json code in
+one place (`cli._failure`); `code` becomes the problem's `code` and `message` its `detail`.
+"""
 
 from __future__ import annotations
 
 
-class ServiceError(ValueError):
-    """The request cannot be done as asked; the caller can fix it (API 422)."""
+class ManagerError(ValueError):
+    """The request cannot be done as asked (API 422, CLI exit 1 `failed`).
+
+    A ValueError, as the per-service errors it replaces were, so a caller that guards a parse with
+    `except ValueError` keeps its meaning. Named for the program: the connector and the backends have
+    error trees of their own, with other meanings.
+    """
 
     default_code = "invalid_request"
 
@@ -15,13 +24,18 @@ class ServiceError(ValueError):
         self.code = code or self.default_code
 
 
-class NotFound(ServiceError):
-    """The thing named in the path does not exist (API 404)."""
+class Invalid(ManagerError):
+    """The input is wrong: fix it and ask again (API 422)."""
+
+
+class NotFound(ManagerError):
+    """The thing named does not exist (API 404, CLI `not_found`)."""
 
     default_code = "not_found"
 
 
-class Conflict(ServiceError):
-    """The thing's current state forbids it (API 409): not issued yet, already revoked, name taken."""
+class Conflict(ManagerError):
+    """The thing's current state forbids it (API 409, CLI `conflict`): not issued yet, already revoked,
+    name taken."""
 
     default_code = "conflict"

@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session
 
 from caconnector.manager import audit
 from caconnector.manager.db.models import Certificate, ManagedBackend, ManagedCA, Profile, new_id
-from caconnector.manager.services.errors import Conflict, NotFound, ServiceError
+from caconnector.manager.services.errors import Conflict, Invalid, NotFound
+from caconnector.manager.services.pagination import Rows, paginate
 from caconnector.manager.services.states import IN_FLIGHT
 from caconnector.pki.keys import KEY_TYPES
 
@@ -75,7 +76,7 @@ def find_profile(session: Session, id_or_name: str) -> Profile:
         select(Profile).where(Profile.name == id_or_name)
     )
     if profile is None:
-        raise ServiceError(f"no profile {id_or_name!r}; GET /profiles lists them", code="unknown_profile")
+        raise Invalid(f"no profile {id_or_name!r}; GET /profiles lists them", code="unknown_profile")
     return profile
 
 
@@ -145,24 +146,24 @@ def delete_profile(session: Session, profile: Profile, now: dt.datetime, actor: 
 
 def _validate(session: Session, fields: ProfileFields) -> None:
     if not _NAME.fullmatch(fields.name):
-        raise ServiceError(
+        raise Invalid(
             f"invalid profile name {fields.name!r}: 1-128 characters, letters, digits, space and . _ - "
             "only, not starting or ending with a space"
         )
     backend = session.get(ManagedBackend, fields.backend_id)
     if backend is None:
-        raise ServiceError(f"backend: no backend with id {fields.backend_id!r}; GET /backends lists them")
+        raise Invalid(f"backend: no backend with id {fields.backend_id!r}; GET /backends lists them")
     if fields.ca_id is not None:
         ca = session.get(ManagedCA, fields.ca_id)
         if ca is None or ca.backend_id != backend.id:
             known = ", ".join(sorted(c.id for c in backend.cas)) or "none reported yet"
-            raise ServiceError(
+            raise Invalid(
                 f"ca: backend {backend.name!r} has no CA with id {fields.ca_id!r} (its CAs: {known})"
             )
     elif len(backend.cas) > 1:
-        raise ServiceError(f"ca: backend {backend.name!r} has {len(backend.cas)} CAs; name the one to use")
+        raise Invalid(f"ca: backend {backend.name!r} has {len(backend.cas)} CAs; name the one to use")
     if fields.cert_type not in CERT_TYPES:
-        raise ServiceError(f"cert_type: {fields.cert_type!r} is not one of {', '.join(CERT_TYPES)}")
+        raise Invalid(f"cert_type: {fields.cert_type!r} is not one of {', '.join(CERT_TYPES)}")
     _validate_terms(fields.terms_days)
     _validate_key_types(fields.key_types)
     for what, value in (
@@ -171,9 +172,9 @@ def _validate(session: Session, fields: ProfileFields) -> None:
         ("organization", fields.organization),
     ):
         if value is not None and not (0 < len(value) <= MAX_TEXT and value.strip() == value):
-            raise ServiceError(f"{what}: 1-{MAX_TEXT} characters, no leading or trailing space")
+            raise Invalid(f"{what}: 1-{MAX_TEXT} characters, no leading or trailing space")
     if fields.template is not None and backend.templates and fields.template not in backend.templates:
-        raise ServiceError(
+        raise Invalid(
             f"template: backend {backend.name!r} offers no template {fields.template!r} "
             f"(it offers: {', '.join(map(str, backend.templates))})"
         )
@@ -181,22 +182,22 @@ def _validate(session: Session, fields: ProfileFields) -> None:
 
 def _validate_terms(terms: tuple[int, ...]) -> None:
     if not terms:
-        raise ServiceError("terms_days: give at least one term; the first is the default")
+        raise Invalid("terms_days: give at least one term; the first is the default")
     bad = [t for t in terms if isinstance(t, bool) or not 0 < t <= MAX_TERM_DAYS]
     if bad:
-        raise ServiceError(f"terms_days: {bad[0]} is not a term; terms are days, 1 to {MAX_TERM_DAYS}")
+        raise Invalid(f"terms_days: {bad[0]} is not a term; terms are days, 1 to {MAX_TERM_DAYS}")
     if len(set(terms)) != len(terms):
-        raise ServiceError("terms_days: a term is listed twice")
+        raise Invalid("terms_days: a term is listed twice")
 
 
 def _validate_key_types(key_types: tuple[str, ...]) -> None:
     if not key_types:
-        raise ServiceError(f"key_types: give at least one of {', '.join(KEY_TYPES)}")
+        raise Invalid(f"key_types: give at least one of {', '.join(KEY_TYPES)}")
     unknown = [k for k in key_types if k not in KEY_TYPES]
     if unknown:
-        raise ServiceError(f"key_types: unknown key type {unknown[0]!r}; use {', '.join(KEY_TYPES)}")
+        raise Invalid(f"key_types: unknown key type {unknown[0]!r}; use {', '.join(KEY_TYPES)}")
     if len(set(key_types)) != len(key_types):
-        raise ServiceError("key_types: a key type is listed twice")
+        raise Invalid("key_types: a key type is listed twice")
 
 
 def _assign(profile: Profile, fields: ProfileFields) -> None:
@@ -228,3 +229,7 @@ def _flush(session: Session, name: str) -> None:
         session.flush()
     except IntegrityError:
         raise Conflict(f"a profile named {name!r} already exists") from None
+
+
+def list_profiles(session: Session, *, limit: int | None = None, cursor: str | None = None) -> Rows[Profile]:
+    return paginate(session, select(Profile), [Profile.name, Profile.id], limit, cursor)

@@ -15,17 +15,10 @@ from sqlalchemy.orm import Session
 from caconnector.manager import audit, tokens
 from caconnector.manager.db.models import ApiKey, User
 from caconnector.manager.roles import Role
+from caconnector.manager.services.errors import Conflict, Invalid, NotFound
 
 _hasher = PasswordHasher()
 _USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
-
-
-class UserError(ValueError):
-    pass
-
-
-class ApiKeyNotFound(UserError):
-    """No such API key (API 404)."""
 
 
 def create_user(
@@ -33,9 +26,9 @@ def create_user(
 ) -> tuple[User, str]:
     """A new user with a generated password, returned once in clear (only its argon2 hash is kept)."""
     if not _USERNAME.match(username):
-        raise UserError(f"invalid username {username!r}: letters, digits and . _ @ - only")
+        raise Invalid(f"invalid username {username!r}: letters, digits and . _ @ - only")
     if session.scalar(select(User).where(User.username == username)) is not None:
-        raise UserError(f"user {username!r} already exists")
+        raise Conflict(f"user {username!r} already exists")
     password = secrets.token_urlsafe(18)
     user = User(username=username, role=role.value, password_hash=_hasher.hash(password), created_at=now)
     session.add(user)
@@ -122,7 +115,7 @@ def find_api_key(session: Session, *, key_id: str | None = None, prefix: str | N
     row = session.scalar(query)
     if row is None:
         what = f"id {key_id!r}" if key_id is not None else f"prefix {prefix!r}"
-        raise ApiKeyNotFound(f"no API key with {what}; list them with: ca-manager apikey list")
+        raise NotFound(f"no API key with {what}; list them with: ca-manager apikey list")
     return row
 
 
