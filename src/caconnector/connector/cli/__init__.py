@@ -17,7 +17,7 @@ from typing import Any
 
 from caconnector import __version__, cliexit
 from caconnector.cliparse import Parser, opt
-from caconnector.connector.cli_common import (
+from caconnector.connector.cli.common import (
     COMMAND_ERRORS,
     PROG,
     USAGE_ERRORS,
@@ -73,7 +73,7 @@ def _type_choices() -> str:
 
 def _type_options_epilog() -> str:
     from caconnector.backends.configs import BUILTIN_CONFIGS  # noqa: PLC0415  (lazy: fast -h)
-    from caconnector.connector import cli_secrets  # noqa: PLC0415  (lazy: fast -h)
+    from caconnector.connector.cli import secrets as cli_secrets  # noqa: PLC0415  (lazy: fast -h)
 
     available = _available_types()
     lines = ["type options:"]
@@ -363,32 +363,32 @@ def _reason(text: str) -> Any:
 # Each command's handler as module:function, imported when the command runs.
 HANDLERS: dict[tuple[str, ...], str] = {
     ("version",): "cli:cmd_version",
-    ("backend", "add"): "cli_backend:cmd_backend_add",
-    ("backend", "update"): "cli_backend:cmd_backend_update",
-    ("backend", "list"): "cli_backend:cmd_backend_list",
-    ("backend", "show"): "cli_backend:cmd_backend_show",
-    ("backend", "remove"): "cli_backend:cmd_backend_remove",
-    ("backend", "test"): "cli_backend:cmd_backend_test",
-    ("backend", "cas"): "cli_backend:cmd_backend_cas",
-    ("backend", "enroll"): "cli_backend:cmd_backend_enroll",
-    ("backend", "revoke"): "cli_backend:cmd_backend_revoke",
-    ("backend", "crl"): "cli_backend:cmd_backend_crl",
-    ("backend", "msca", "enroll-agent-cert"): "cli_backend:cmd_msca_enroll_agent_cert",
-    ("install",): "cli_link:cmd_install",
-    ("register",): "cli_link:cmd_register",
-    ("proxy", "set"): "cli_link:cmd_proxy_set",
-    ("proxy", "clear"): "cli_link:cmd_proxy_clear",
-    ("proxy", "show"): "cli_link:cmd_proxy_show",
-    ("test-connection",): "cli_link:cmd_test_connection",
-    ("run",): "cli_agent:cmd_run",
-    ("status",): "cli_agent:cmd_status",
-    ("service", "install"): "cli_agent:cmd_service",
-    ("service", "uninstall"): "cli_agent:cmd_service",
-    ("service", "start"): "cli_agent:cmd_service",
-    ("service", "stop"): "cli_agent:cmd_service",
-    ("service", "restart"): "cli_agent:cmd_service",
-    ("service", "status"): "cli_agent:cmd_service",
-    ("uninstall",): "cli_agent:cmd_uninstall",
+    ("backend", "add"): "cli.backends:cmd_backend_add",
+    ("backend", "update"): "cli.backends:cmd_backend_update",
+    ("backend", "list"): "cli.backends:cmd_backend_list",
+    ("backend", "show"): "cli.backends:cmd_backend_show",
+    ("backend", "remove"): "cli.backends:cmd_backend_remove",
+    ("backend", "test"): "cli.backends:cmd_backend_test",
+    ("backend", "cas"): "cli.backends:cmd_backend_cas",
+    ("backend", "enroll"): "cli.backends:cmd_backend_enroll",
+    ("backend", "revoke"): "cli.backends:cmd_backend_revoke",
+    ("backend", "crl"): "cli.backends:cmd_backend_crl",
+    ("backend", "msca", "enroll-agent-cert"): "cli.backends:cmd_msca_enroll_agent_cert",
+    ("install",): "cli.link:cmd_install",
+    ("register",): "cli.link:cmd_register",
+    ("proxy", "set"): "cli.link:cmd_proxy_set",
+    ("proxy", "clear"): "cli.link:cmd_proxy_clear",
+    ("proxy", "show"): "cli.link:cmd_proxy_show",
+    ("test-connection",): "cli.link:cmd_test_connection",
+    ("run",): "cli.agent:cmd_run",
+    ("status",): "cli.agent:cmd_status",
+    ("service", "install"): "cli.agent:cmd_service",
+    ("service", "uninstall"): "cli.agent:cmd_service",
+    ("service", "start"): "cli.agent:cmd_service",
+    ("service", "stop"): "cli.agent:cmd_service",
+    ("service", "restart"): "cli.agent:cmd_service",
+    ("service", "status"): "cli.agent:cmd_service",
+    ("uninstall",): "cli.agent:cmd_uninstall",
 }
 
 
@@ -503,7 +503,3 @@ def _print_result(json_output: bool, view: Any, text: str) -> None:
         print(json.dumps(view, indent=2, default=str))
     elif text:
         print(text)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
