@@ -420,63 +420,65 @@ def _help(parser: Parser, topic: Sequence[str]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
-    return cliexit.quiet_on_closed_stdout(lambda: _main(args_list))
+    return cliexit.run_main(args_list, _command, _errors)
 
 
-def _main(args_list: list[str]) -> int:  # noqa: PLR0911  (one exit code per outcome)
-    json_output = cliexit.json_requested(args_list)
+def _command(args_list: list[str], json_output: bool) -> cliexit.Outcome:
+    parser = build_parser()
+    args = parser.parse_args(args_list)
+    path = tuple(
+        p
+        for p in (
+            args.command,
+            getattr(args, "backend_command", None),
+            getattr(args, "msca_command", None),
+            getattr(args, "proxy_command", None),
+            getattr(args, "service_command", None),
+        )
+        if p
+    )
+    if args.command == "help":
+        sys.stdout.write(_help(parser, args.topic))
+        return 0
+    handler = _handler(path)
+    if handler is None:  # a command group without its subcommand: show what it offers
+        if json_output:
+            message = f"{' '.join(path)}: give a subcommand (see: {PROG} help {' '.join(path)})"
+            cliexit.report_error(PROG, message, code="usage", json_output=json_output)
+            return 2
+        sys.stderr.write(_help(parser, path))
+        return 2
+    try:
+        view, text = handler(args)
+    except Exception as exc:
+        # Reported here, where the backend's name is still at hand.
+        if is_one_of(exc, INVALID_OPTIONS):
+            _report_invalid_options(getattr(exc, "problems", []), getattr(args, "name", "?"), json_output)
+            return 2
+        raise
+    return view, text
 
+
+INVALID_OPTIONS = (("caconnector.connector.backend_admin", "InvalidOptions"),)
+
+
+def _errors(exc: Exception, json_output: bool) -> int | None:
     def fail(message: str, code: str, exit_code: int = 1) -> int:
         cliexit.report_error(PROG, message, code=code, json_output=json_output)
         return exit_code
 
-    parser = build_parser()
-    args: argparse.Namespace | None = None
-    try:
-        args = parser.parse_args(args_list)
-        path = tuple(
-            p
-            for p in (
-                args.command,
-                getattr(args, "backend_command", None),
-                getattr(args, "msca_command", None),
-                getattr(args, "proxy_command", None),
-                getattr(args, "service_command", None),
-            )
-            if p
-        )
-        if args.command == "help":
-            sys.stdout.write(_help(parser, args.topic))
-            return 0
-        handler = _handler(path)
-        if handler is None:  # a command group without its subcommand: show what it offers
-            if json_output:
-                return fail(
-                    f"{' '.join(path)}: give a subcommand (see: {PROG} help {' '.join(path)})", "usage", 2
-                )
-            sys.stderr.write(_help(parser, path))
-            return 2
-        view, text = handler(args)
-    except UsageError as exc:
+    if isinstance(exc, UsageError):
         return fail(str(exc), cliexit.USAGE, 2)
-    except CommandFailed as exc:
+    if isinstance(exc, CommandFailed):
         _report_failed(exc, json_output)
         return exc.exit_code
-    except CommandError as exc:
+    if isinstance(exc, CommandError):
         return fail(str(exc), exc.code)
-    except Exception as exc:
-        if is_one_of(exc, USAGE_ERRORS):
-            return fail(str(exc), cliexit.USAGE, 2)
-        if is_one_of(exc, (("caconnector.connector.backend_admin", "InvalidOptions"),)):
-            _report_invalid_options(getattr(exc, "problems", []), getattr(args, "name", "?"), json_output)
-            return 2
-        if is_one_of(exc, COMMAND_ERRORS):
-            return fail(getattr(exc, "message", None) or str(exc), error_code(exc))
-        raise
-    except KeyboardInterrupt:
-        return 130
-    _print_result(json_output, view, text)
-    return 0
+    if is_one_of(exc, USAGE_ERRORS):
+        return fail(str(exc), cliexit.USAGE, 2)
+    if is_one_of(exc, COMMAND_ERRORS):
+        return fail(getattr(exc, "message", None) or str(exc), error_code(exc))
+    return None
 
 
 def _report_invalid_options(problems: list[str], name: str, json_output: bool) -> None:
