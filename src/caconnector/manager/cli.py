@@ -638,25 +638,15 @@ HANDLERS: dict[tuple[str, ...], Callable[[argparse.Namespace], View]] = {
 SUBCOMMAND_DESTS = ("db_command", "admin_command", "apikey_command", "connector_command")
 
 
-def _help(parser: Parser, topic: Sequence[str]) -> str:
-    current: argparse.ArgumentParser = parser
-    for word in topic:
-        subparsers = [a for a in current._actions if isinstance(a, argparse._SubParsersAction)]
-        if not subparsers or word not in subparsers[0].choices:
-            raise UsageError(f"help: no command {' '.join(topic)!r}; run {PROG} help for the list")
-        current = subparsers[0].choices[word]
-    return current.format_help()
-
-
 def _run(parser: Parser, argv: list[str]) -> tuple[argparse.Namespace, View | None]:
     """Parse and run; (args, None) when the command line named a group without its subcommand."""
     args = parser.parse_args(argv)
     path = tuple(p for p in (args.command, *(getattr(args, d, None) for d in SUBCOMMAND_DESTS)) if p)
     if args.command == "help":
-        return args, (None, _help(parser, args.topic).rstrip("\n"))
+        return args, (None, parser.help_for(args.topic).rstrip("\n"))
     handler = HANDLERS.get(path)
     if handler is None:
-        sys.stderr.write(_help(parser, path))
+        sys.stderr.write(parser.help_for(path))
         return args, None
     try:
         return args, handler(args)

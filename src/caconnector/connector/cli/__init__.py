@@ -408,16 +408,6 @@ def _handler(path: tuple[str, ...]) -> Callable[[argparse.Namespace], Any] | Non
     return handler
 
 
-def _help(parser: Parser, topic: Sequence[str]) -> str:
-    current: argparse.ArgumentParser = parser
-    for word in topic:
-        subparsers = [a for a in current._actions if isinstance(a, argparse._SubParsersAction)]
-        if not subparsers or word not in subparsers[0].choices:
-            raise UsageError(f"help: no command {' '.join(topic)!r}; run {PROG} help for the list")
-        current = subparsers[0].choices[word]
-    return current.format_help()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     return cliexit.run_main(args_list, _command, _errors)
@@ -438,7 +428,7 @@ def _command(args_list: list[str], json_output: bool) -> cliexit.Outcome:
         if p
     )
     if args.command == "help":
-        sys.stdout.write(_help(parser, args.topic))
+        sys.stdout.write(parser.help_for(args.topic))
         return 0
     handler = _handler(path)
     if handler is None:  # a command group without its subcommand: show what it offers
@@ -446,7 +436,7 @@ def _command(args_list: list[str], json_output: bool) -> cliexit.Outcome:
             message = f"{' '.join(path)}: give a subcommand (see: {PROG} help {' '.join(path)})"
             cliexit.report_error(PROG, message, code="usage", json_output=json_output)
             return 2
-        sys.stderr.write(_help(parser, path))
+        sys.stderr.write(parser.help_for(path))
         return 2
     try:
         view, text = handler(args)
