@@ -10,6 +10,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 # 128 + SIGPIPE: what a shell reports for `cat big | head -c 1`, so `set -o pipefail` scripts see the
 # same status from us as from coreutils, and a closed pipe is not mistaken for a command failure (1).
@@ -69,3 +70,45 @@ def _stdout_to_devnull() -> None:
         pass
     finally:
         os.close(devnull)
+
+
+# A command's outcome: (the JSON view, the text) to print and exit 0, or an exit code it already reported.
+Outcome = tuple[Any, str] | int
+
+
+def run_main(
+    argv: Sequence[str],
+    command: Callable[[list[str], bool], Outcome],
+    errors: Callable[[Exception, bool], int | None],
+    *,
+    json_default: Callable[[Any], Any] = str,
+) -> int:
+    """The loop both programs' `main()` share: run the command (parse, find the handler, run it), print
+    its view as one JSON document with -json or its text otherwise, and end with an exit code.
+
+    `errors` reports an exception the user can act on (`report_error`) and returns its exit code, or
+    None for a bug, which is raised: a traceback is the only honest report of one. Ctrl-C exits 130.
+    """
+    words = list(argv)
+    json_output = json_requested(words)
+
+    def body() -> int:
+        try:
+            outcome = command(words, json_output)
+        except KeyboardInterrupt:
+            return 130
+        except Exception as exc:
+            code = errors(exc, json_output)
+            if code is None:
+                raise
+            return code
+        if isinstance(outcome, int):
+            return outcome
+        view, text = outcome
+        if json_output:
+            print(json.dumps(view, indent=2, default=json_default))
+        elif text:
+            print(text)
+        return 0
+
+    return quiet_on_closed_stdout(body)

@@ -55,6 +55,16 @@ class Parser(argparse.ArgumentParser):
         self._ready()
         return super().format_usage()
 
+    def help_for(self, topic: Sequence[str]) -> str:
+        """The help of the command `topic` names (`help backend add`): both programs' `help` command."""
+        current: argparse.ArgumentParser = self
+        for word in topic:
+            subparsers = [a for a in current._actions if isinstance(a, argparse._SubParsersAction)]
+            if not subparsers or word not in subparsers[0].choices:
+                raise UsageError(f"help: no command {' '.join(topic)!r}; run {self.prog} help for the list")
+            current = subparsers[0].choices[word]
+        return current.format_help()
+
     def error(self, message: str) -> NoReturn:
         program, *command = self.prog.split()
         raise UsageError(f"{self.prog}: {message} (see: {' '.join([program, 'help', *command])})")

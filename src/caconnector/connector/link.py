@@ -144,16 +144,36 @@ def ssl_context(cacert_pem: str | None) -> ssl.SSLContext:
         raise ValueError(f"-cacert: the CA bundle holds no usable PEM certificate ({exc.reason})") from None
 
 
-class Link:
-    """An HTTP client for one manager. Thread-safe: a long poll and a short report may overlap."""
+def manager_transport(settings: LinkSettings) -> httpx.BaseTransport:
+    """The real transport: TLS trust exactly the configured bundle, the configured proxy (if any) for
+    every request. Raises ValueError for a CA bundle that holds no certificate."""
+    return httpx.HTTPTransport(
+        verify=ssl_context(settings.cacert_pem),
+        proxy=settings.proxy.url() if settings.proxy else None,
+        trust_env=False,
+    )
 
-    def __init__(self, settings: LinkSettings, identity: Identity | None = None) -> None:
+
+class Link:
+    """An HTTP client for one manager. Thread-safe: a long poll and a short report may overlap.
+
+    `transport` is where the bytes go: by default `manager_transport(settings)`; a test may pass an
+    `httpx.MockTransport` to answer without a server. The error mapping, signing and timeouts are the
+    same either way.
+    """
+
+    def __init__(
+        self,
+        settings: LinkSettings,
+        identity: Identity | None = None,
+        *,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         self.settings = settings
         self.identity = identity
         self._client = httpx.Client(
             base_url=settings.manager_url,
-            verify=ssl_context(settings.cacert_pem),
-            proxy=settings.proxy.url() if settings.proxy else None,
+            transport=transport if transport is not None else manager_transport(settings),
             trust_env=False,
             follow_redirects=False,
             timeout=httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout),

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import getpass
-import json
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -636,25 +635,15 @@ HANDLERS: dict[tuple[str, ...], Callable[[argparse.Namespace], View]] = {
 SUBCOMMAND_DESTS = ("db_command", "admin_command", "apikey_command", "connector_command")
 
 
-def _help(parser: Parser, topic: Sequence[str]) -> str:
-    current: argparse.ArgumentParser = parser
-    for word in topic:
-        subparsers = [a for a in current._actions if isinstance(a, argparse._SubParsersAction)]
-        if not subparsers or word not in subparsers[0].choices:
-            raise UsageError(f"help: no command {' '.join(topic)!r}; run {PROG} help for the list")
-        current = subparsers[0].choices[word]
-    return current.format_help()
-
-
 def _run(parser: Parser, argv: list[str]) -> tuple[argparse.Namespace, View | None]:
     """Parse and run; (args, None) when the command line named a group without its subcommand."""
     args = parser.parse_args(argv)
     path = tuple(p for p in (args.command, *(getattr(args, d, None) for d in SUBCOMMAND_DESTS)) if p)
     if args.command == "help":
-        return args, (None, _help(parser, args.topic).rstrip("\n"))
+        return args, (None, parser.help_for(args.topic).rstrip("\n"))
     handler = HANDLERS.get(path)
     if handler is None:
-        sys.stderr.write(_help(parser, path))
+        sys.stderr.write(parser.help_for(path))
         return args, None
     try:
         return args, handler(args)
@@ -696,30 +685,22 @@ def _failure(exc: Exception) -> CommandError | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
-    return cliexit.quiet_on_closed_stdout(lambda: _main(args_list))
+    return cliexit.run_main(args_list, _run_command, _errors, json_default=_json_default)
 
 
-def _main(args_list: list[str]) -> int:
-    json_output = cliexit.json_requested(args_list)
-    parser = build_parser()
-    try:
-        _, result = _run(parser, args_list)
-    except UsageError as exc:
+def _run_command(args_list: list[str], json_output: bool) -> cliexit.Outcome:
+    _, result = _run(build_parser(), args_list)
+    return 2 if result is None else result
+
+
+def _errors(exc: Exception, json_output: bool) -> int | None:
+    if isinstance(exc, UsageError):
         cliexit.report_error(PROG, str(exc), code=cliexit.USAGE, json_output=json_output)
         return 2
-    except CommandError as exc:
+    if isinstance(exc, CommandError):
         cliexit.report_error(PROG, str(exc), code=exc.code, json_output=json_output)
         return 1
-    except KeyboardInterrupt:
-        return 130
-    if result is None:
-        return 2
-    view, text = result
-    if json_output:
-        print(json.dumps(view, indent=2, default=_json_default))
-    elif text:
-        print(text)
-    return 0
+    return None
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TextIO
 
 from caconnector.backends.configs import BUILTIN_CONFIGS
-from caconnector.connector.cli_common import UsageError
+from caconnector.connector.cli.common import UsageError
 
 STDIN = "-"
 PROXY_PASSWORD = "proxypassword"  # noqa: S105  (an option name, not a password)

@@ -16,8 +16,9 @@ from caconnector.backends.base import CRLPublisher, EnrollRequest, Issued, Revok
 from caconnector.backends.configs import BackendConfig, option_names
 from caconnector.backends.errors import BackendError
 from caconnector.backends.registry import UnknownBackendType, type_info
-from caconnector.connector import backend_admin, cli_secrets, output
-from caconnector.connector.cli_common import PROG, CommandError, CommandFailed, UsageError, error_code
+from caconnector.connector import backend_admin, output
+from caconnector.connector.cli import secrets as cli_secrets
+from caconnector.connector.cli.common import PROG, CommandError, CommandFailed, UsageError, error_code
 from caconnector.connector.store import ConnectorStore, default_datadir
 from caconnector.pki.chain import load_certificates
 from caconnector.pki.csr import describe_csr, load_csr

@@ -17,7 +17,7 @@ import filelock
 from caconnector.connector import output
 from caconnector.connector.agent import AGENT_LOCK, Agent, AgentOptions
 from caconnector.connector.agent_state import read_state
-from caconnector.connector.cli_common import CommandError, UsageError, datadir_of, store_of
+from caconnector.connector.cli.common import CommandError, UsageError, datadir_of, store_of
 from caconnector.connector.service import UNIT_NAME, ServiceError, SystemdService
 from caconnector.connector.settings import read_proxy, read_registration
 from caconnector.connector.store import KEY_FILE_ENV

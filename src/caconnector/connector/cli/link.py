@@ -13,8 +13,9 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from caconnector.connector import cli_secrets, output
-from caconnector.connector.cli_common import CommandError, CommandFailed, UsageError, datadir_of, store_of
+from caconnector.connector import output
+from caconnector.connector.cli import secrets as cli_secrets
+from caconnector.connector.cli.common import CommandError, CommandFailed, UsageError, datadir_of, store_of
 from caconnector.connector.link import Identity, LinkSettings
 from caconnector.connector.link_diagnostics import ConnectionTest
 from caconnector.connector.registration import RegistrationError, register

@@ -17,7 +17,7 @@ from typing import Any
 
 from caconnector import __version__, cliexit
 from caconnector.cliparse import Parser, opt
-from caconnector.connector.cli_common import (
+from caconnector.connector.cli.common import (
     COMMAND_ERRORS,
     PROG,
     USAGE_ERRORS,
@@ -73,7 +73,7 @@ def _type_choices() -> str:
 
 def _type_options_epilog() -> str:
     from caconnector.backends.configs import BUILTIN_CONFIGS  # noqa: PLC0415  (lazy: fast -h)
-    from caconnector.connector import cli_secrets  # noqa: PLC0415  (lazy: fast -h)
+    from caconnector.connector.cli import secrets as cli_secrets  # noqa: PLC0415  (lazy: fast -h)
 
     available = _available_types()
     lines = ["type options:"]
@@ -363,32 +363,32 @@ def _reason(text: str) -> Any:
 # Each command's handler as module:function, imported when the command runs.
 HANDLERS: dict[tuple[str, ...], str] = {
     ("version",): "cli:cmd_version",
-    ("backend", "add"): "cli_backend:cmd_backend_add",
-    ("backend", "update"): "cli_backend:cmd_backend_update",
-    ("backend", "list"): "cli_backend:cmd_backend_list",
-    ("backend", "show"): "cli_backend:cmd_backend_show",
-    ("backend", "remove"): "cli_backend:cmd_backend_remove",
-    ("backend", "test"): "cli_backend:cmd_backend_test",
-    ("backend", "cas"): "cli_backend:cmd_backend_cas",
-    ("backend", "enroll"): "cli_backend:cmd_backend_enroll",
-    ("backend", "revoke"): "cli_backend:cmd_backend_revoke",
-    ("backend", "crl"): "cli_backend:cmd_backend_crl",
-    ("backend", "msca", "enroll-agent-cert"): "cli_backend:cmd_msca_enroll_agent_cert",
-    ("install",): "cli_link:cmd_install",
-    ("register",): "cli_link:cmd_register",
-    ("proxy", "set"): "cli_link:cmd_proxy_set",
-    ("proxy", "clear"): "cli_link:cmd_proxy_clear",
-    ("proxy", "show"): "cli_link:cmd_proxy_show",
-    ("test-connection",): "cli_link:cmd_test_connection",
-    ("run",): "cli_agent:cmd_run",
-    ("status",): "cli_agent:cmd_status",
-    ("service", "install"): "cli_agent:cmd_service",
-    ("service", "uninstall"): "cli_agent:cmd_service",
-    ("service", "start"): "cli_agent:cmd_service",
-    ("service", "stop"): "cli_agent:cmd_service",
-    ("service", "restart"): "cli_agent:cmd_service",
-    ("service", "status"): "cli_agent:cmd_service",
-    ("uninstall",): "cli_agent:cmd_uninstall",
+    ("backend", "add"): "cli.backends:cmd_backend_add",
+    ("backend", "update"): "cli.backends:cmd_backend_update",
+    ("backend", "list"): "cli.backends:cmd_backend_list",
+    ("backend", "show"): "cli.backends:cmd_backend_show",
+    ("backend", "remove"): "cli.backends:cmd_backend_remove",
+    ("backend", "test"): "cli.backends:cmd_backend_test",
+    ("backend", "cas"): "cli.backends:cmd_backend_cas",
+    ("backend", "enroll"): "cli.backends:cmd_backend_enroll",
+    ("backend", "revoke"): "cli.backends:cmd_backend_revoke",
+    ("backend", "crl"): "cli.backends:cmd_backend_crl",
+    ("backend", "msca", "enroll-agent-cert"): "cli.backends:cmd_msca_enroll_agent_cert",
+    ("install",): "cli.link:cmd_install",
+    ("register",): "cli.link:cmd_register",
+    ("proxy", "set"): "cli.link:cmd_proxy_set",
+    ("proxy", "clear"): "cli.link:cmd_proxy_clear",
+    ("proxy", "show"): "cli.link:cmd_proxy_show",
+    ("test-connection",): "cli.link:cmd_test_connection",
+    ("run",): "cli.agent:cmd_run",
+    ("status",): "cli.agent:cmd_status",
+    ("service", "install"): "cli.agent:cmd_service",
+    ("service", "uninstall"): "cli.agent:cmd_service",
+    ("service", "start"): "cli.agent:cmd_service",
+    ("service", "stop"): "cli.agent:cmd_service",
+    ("service", "restart"): "cli.agent:cmd_service",
+    ("service", "status"): "cli.agent:cmd_service",
+    ("uninstall",): "cli.agent:cmd_uninstall",
 }
 
 
@@ -408,75 +408,67 @@ def _handler(path: tuple[str, ...]) -> Callable[[argparse.Namespace], Any] | Non
     return handler
 
 
-def _help(parser: Parser, topic: Sequence[str]) -> str:
-    current: argparse.ArgumentParser = parser
-    for word in topic:
-        subparsers = [a for a in current._actions if isinstance(a, argparse._SubParsersAction)]
-        if not subparsers or word not in subparsers[0].choices:
-            raise UsageError(f"help: no command {' '.join(topic)!r}; run {PROG} help for the list")
-        current = subparsers[0].choices[word]
-    return current.format_help()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
-    return cliexit.quiet_on_closed_stdout(lambda: _main(args_list))
+    return cliexit.run_main(args_list, _command, _errors)
 
 
-def _main(args_list: list[str]) -> int:  # noqa: PLR0911  (one exit code per outcome)
-    json_output = cliexit.json_requested(args_list)
+def _command(args_list: list[str], json_output: bool) -> cliexit.Outcome:
+    parser = build_parser()
+    args = parser.parse_args(args_list)
+    path = tuple(
+        p
+        for p in (
+            args.command,
+            getattr(args, "backend_command", None),
+            getattr(args, "msca_command", None),
+            getattr(args, "proxy_command", None),
+            getattr(args, "service_command", None),
+        )
+        if p
+    )
+    if args.command == "help":
+        sys.stdout.write(parser.help_for(args.topic))
+        return 0
+    handler = _handler(path)
+    if handler is None:  # a command group without its subcommand: show what it offers
+        if json_output:
+            message = f"{' '.join(path)}: give a subcommand (see: {PROG} help {' '.join(path)})"
+            cliexit.report_error(PROG, message, code="usage", json_output=json_output)
+            return 2
+        sys.stderr.write(parser.help_for(path))
+        return 2
+    try:
+        view, text = handler(args)
+    except Exception as exc:
+        # Reported here, where the backend's name is still at hand.
+        if is_one_of(exc, INVALID_OPTIONS):
+            _report_invalid_options(getattr(exc, "problems", []), getattr(args, "name", "?"), json_output)
+            return 2
+        raise
+    return view, text
 
+
+INVALID_OPTIONS = (("caconnector.connector.backend_admin", "InvalidOptions"),)
+
+
+def _errors(exc: Exception, json_output: bool) -> int | None:
     def fail(message: str, code: str, exit_code: int = 1) -> int:
         cliexit.report_error(PROG, message, code=code, json_output=json_output)
         return exit_code
 
-    parser = build_parser()
-    args: argparse.Namespace | None = None
-    try:
-        args = parser.parse_args(args_list)
-        path = tuple(
-            p
-            for p in (
-                args.command,
-                getattr(args, "backend_command", None),
-                getattr(args, "msca_command", None),
-                getattr(args, "proxy_command", None),
-                getattr(args, "service_command", None),
-            )
-            if p
-        )
-        if args.command == "help":
-            sys.stdout.write(_help(parser, args.topic))
-            return 0
-        handler = _handler(path)
-        if handler is None:  # a command group without its subcommand: show what it offers
-            if json_output:
-                return fail(
-                    f"{' '.join(path)}: give a subcommand (see: {PROG} help {' '.join(path)})", "usage", 2
-                )
-            sys.stderr.write(_help(parser, path))
-            return 2
-        view, text = handler(args)
-    except UsageError as exc:
+    if isinstance(exc, UsageError):
         return fail(str(exc), cliexit.USAGE, 2)
-    except CommandFailed as exc:
+    if isinstance(exc, CommandFailed):
         _report_failed(exc, json_output)
         return exc.exit_code
-    except CommandError as exc:
+    if isinstance(exc, CommandError):
         return fail(str(exc), exc.code)
-    except Exception as exc:
-        if is_one_of(exc, USAGE_ERRORS):
-            return fail(str(exc), cliexit.USAGE, 2)
-        if is_one_of(exc, (("caconnector.connector.backend_admin", "InvalidOptions"),)):
-            _report_invalid_options(getattr(exc, "problems", []), getattr(args, "name", "?"), json_output)
-            return 2
-        if is_one_of(exc, COMMAND_ERRORS):
-            return fail(getattr(exc, "message", None) or str(exc), error_code(exc))
-        raise
-    except KeyboardInterrupt:
-        return 130
-    _print_result(json_output, view, text)
-    return 0
+    if is_one_of(exc, USAGE_ERRORS):
+        return fail(str(exc), cliexit.USAGE, 2)
+    if is_one_of(exc, COMMAND_ERRORS):
+        return fail(getattr(exc, "message", None) or str(exc), error_code(exc))
+    return None
 
 
 def _report_invalid_options(problems: list[str], name: str, json_output: bool) -> None:
@@ -503,7 +495,3 @@ def _print_result(json_output: bool, view: Any, text: str) -> None:
         print(json.dumps(view, indent=2, default=str))
     elif text:
         print(text)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
