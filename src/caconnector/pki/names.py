@@ -43,6 +43,16 @@ def san_strings(names: Iterable[x509.GeneralName]) -> list[str]:
     return out
 
 
+def alt_name_strings(signed: x509.Certificate | x509.CertificateSigningRequest) -> list[str]:
+    """A certificate's or a CSR's subject alternative names as `san_strings` writes them; none without
+    the extension."""
+    try:
+        san = signed.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    return san_strings(san)
+
+
 def is_host_name(name: str) -> bool:
     """A dNSName in the preferred name syntax, optionally with a leading wildcard label."""
     labels = name.split(".")

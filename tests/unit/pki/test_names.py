@@ -6,9 +6,11 @@ import ipaddress
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from caconnector.pki.names import common_name, is_email, is_host_name, is_uri, san_strings
+from caconnector.pki.names import alt_name_strings, common_name, is_email, is_host_name, is_uri, san_strings
 
 
 def test_common_name_is_the_first_cn_or_none() -> None:
@@ -101,3 +103,14 @@ def test_is_email(address: str, valid: bool) -> None:
 )
 def test_is_uri(uri: str, valid: bool) -> None:
     assert is_uri(uri) is valid
+
+
+def test_alt_name_strings_read_a_csr_or_a_certificate_and_none_without_the_extension() -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "a.example")])
+    san = x509.SubjectAlternativeName([x509.DNSName("a.example"), x509.DNSName("b.example")])
+    builder = x509.CertificateSigningRequestBuilder().subject_name(subject)
+    with_san = builder.add_extension(san, critical=False).sign(key, hashes.SHA256())
+    assert alt_name_strings(with_san) == ["DNS:a.example", "DNS:b.example"]
+    bare = builder.sign(key, hashes.SHA256())
+    assert alt_name_strings(bare) == []

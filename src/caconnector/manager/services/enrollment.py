@@ -19,11 +19,11 @@ from caconnector.manager import audit
 from caconnector.manager.db.models import Certificate, ManagedBackend, ManagedCA, Profile, new_id
 from caconnector.manager.services.dispatch import create_job
 from caconnector.manager.services.errors import Conflict, Invalid
-from caconnector.manager.services.issued import san_strings
 from caconnector.manager.services.profiles import profile_ca
 from caconnector.manager.services.states import CertStatus, Source, target
 from caconnector.pki.csr import CSRInfo, describe_csr, load_csr
 from caconnector.pki.errors import PKIError
+from caconnector.pki.names import alt_name_strings
 from caconnector.protocol.messages import EnrollPayload, JobKind
 
 VALIDATED = "validated"
@@ -69,7 +69,7 @@ def enroll(
         source=Source.ENROLL.value,
         csr_pem=pem,
         subject=info.subject.rfc4514_string(),  # as the subject policy rebuilds it (pki.subject)
-        sans=_csr_sans(csr),
+        sans=alt_name_strings(csr),
         key_type=key_type,
         term_days=term,
         chain_pem=[],
@@ -132,13 +132,6 @@ def _load_csr(csr_pem: str) -> tuple[x509.CertificateSigningRequest, CSRInfo]:
         return csr, describe_csr(csr)
     except PKIError as exc:
         raise Invalid(str(exc), code="invalid_csr") from None
-
-
-def _csr_sans(csr: x509.CertificateSigningRequest) -> list[str]:
-    try:
-        return san_strings(csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
-    except x509.ExtensionNotFound:
-        return []
 
 
 def _term(profile: Profile, term_days: int | None) -> int:

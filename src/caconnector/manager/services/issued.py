@@ -4,7 +4,7 @@ which of the backend's CAs issued it."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from caconnector.manager.db.models import ManagedCA
 from caconnector.pki.chain import issued_by, order_chain
 from caconnector.pki.keys import key_type_of
+from caconnector.pki.names import alt_name_strings
 from caconnector.pki.serial import canonical_serial
 from caconnector.protocol.messages import IssuedBody
 
@@ -70,7 +71,7 @@ def read_issued_body(body: IssuedBody) -> IssuedCertificate:
             order_ref=body.order_ref,
             serial=canonical_serial(leaf.serial_number),
             subject=leaf.subject.rfc4514_string(),
-            sans=_sans(leaf),
+            sans=alt_name_strings(leaf),
             key_type=key_type_of(leaf.public_key()),
             not_before=leaf.not_valid_before_utc,
             not_after=leaf.not_valid_after_utc,
@@ -101,29 +102,6 @@ class CAIndex:
             if issued_by(certificate, ca_certificate):
                 return ca
         return self._cas[0] if len(self._cas) == 1 else None
-
-
-def _sans(certificate: x509.Certificate) -> list[str]:
-    try:
-        san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return []
-    return san_strings(san)
-
-
-def san_strings(names: Iterable[x509.GeneralName]) -> list[str]:
-    """Subject alternative names as text, OpenSSL style: `DNS:a.example`, `IP:10.0.0.1`, ..."""
-    prefixes: list[tuple[type[x509.GeneralName], str]] = [
-        (x509.DNSName, "DNS"),
-        (x509.IPAddress, "IP"),
-        (x509.RFC822Name, "email"),
-        (x509.UniformResourceIdentifier, "URI"),
-    ]
-    out = []
-    for name in names:
-        prefix = next((p for cls, p in prefixes if isinstance(name, cls)), type(name).__name__)
-        out.append(f"{prefix}:{name.value}")
-    return out
 
 
 def _pem(certificate: x509.Certificate) -> str:
