@@ -521,12 +521,12 @@ def test_a_malformed_scan_result_becomes_the_jobs_error(
     assert (job["status"], job["outcome"], job["error"]["code"]) == ("done", "error", "invalid_result")
 
 
-def test_refresh_asks_for_a_check_and_an_absent_backend_cannot_be_scanned(
+def test_check_asks_for_a_check_and_an_absent_backend_cannot_be_scanned(
     client: httpx.Client, operator: Caller, lab: Lab
 ) -> None:
-    refresh = client.post(f"{API}/backends/{lab.backend_id}/refresh", headers=operator.headers)
-    assert refresh.status_code == 202, refresh.text
-    assert refresh.json()["job"]["kind"] == "check"
+    check = client.post(f"{API}/backends/{lab.backend_id}/check", headers=operator.headers)
+    assert check.status_code == 202, check.text
+    assert check.json()["job"]["kind"] == "check"
     assert lab.connector.inventory(client, []).status_code == 204  # the connector stopped reporting it
     scan_absent = client.post(f"{API}/backends/{lab.backend_id}/scan", headers=operator.headers)
     assert scan_absent.status_code == 409
