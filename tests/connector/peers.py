@@ -80,7 +80,8 @@ class _Server(http.server.ThreadingHTTPServer):
         except (ssl.SSLError, OSError):
             return
         with connection:
-            self.RequestHandlerClass(connection, client_address, self)
+            # typeshed types the handler's server argument as Self, which a concrete subclass is not.
+            self.RequestHandlerClass(connection, client_address, self)  # type: ignore[arg-type]
 
 
 class _RequestHandler(http.server.BaseHTTPRequestHandler):

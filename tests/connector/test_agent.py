@@ -4,6 +4,7 @@ restart, a clean stop on SIGTERM, the log line per job, and status."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import signal
@@ -22,7 +23,7 @@ from cryptography.x509.oid import NameOID
 from tests.connector.peers import FakeManager
 from tests.support import EXECUTABLE, Result
 
-from caconnector.backends.base import EnrollRequest
+from caconnector.backends.base import EnrollRequest, Issued
 from caconnector.connector import backend_admin
 from caconnector.connector.agent import Agent, AgentOptions
 from caconnector.connector.agent_state import AgentStatus, read_state
@@ -134,7 +135,12 @@ def test_an_enroll_interrupted_by_a_crash_is_run_again_and_gets_the_same_certifi
     csr = _csr()
     # The previous agent took the job and the CA signed, then the process died before the result was
     # recorded: the journal says "running" for another run, and the local CA holds the certificate.
-    job = Job(id="j-crash", kind=JobKind.ENROLL, backend="LocalCA", lease_expires_at="2030-01-01T00:00:00Z")
+    job = Job(
+        id="j-crash",
+        kind=JobKind.ENROLL,
+        backend="LocalCA",
+        lease_expires_at=dt.datetime(2030, 1, 1, tzinfo=dt.UTC),
+    )
     with Journal(datadir / "journal.sqlite") as journal:
         journal.begin(job, "a-dead-run")
     opened = backend_admin.open_backend(ConnectorStore(datadir), "LocalCA")
@@ -148,6 +154,7 @@ def test_an_enroll_interrupted_by_a_crash_is_run_again_and_gets_the_same_certifi
     job_result = _result(registered, "j-crash")
     assert job_result.result is not None
     again = x509.load_pem_x509_certificate(job_result.result["certificate_pem"].encode())
+    assert isinstance(issued, Issued)
     assert again.serial_number == issued.certificate.serial_number  # not signed twice
 
 

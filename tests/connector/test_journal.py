@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -38,9 +39,9 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def journal(tmp_path: Path, clock: Clock) -> Journal:
+def journal(tmp_path: Path, clock: Clock) -> Iterator[Journal]:
     with Journal(tmp_path / "journal.sqlite", now=clock) as opened:
-        yield opened  # type: ignore[misc]
+        yield opened
 
 
 def test_a_redelivered_job_is_answered_from_the_journal(journal: Journal) -> None:

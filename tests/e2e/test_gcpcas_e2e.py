@@ -114,8 +114,9 @@ def test_enroll_revoke_and_scan_through_manager_and_connector(
             30,
             what="Revoked",
         )
-        assert fake.stored(POOL)[0].revocation is not None
-        assert fake.stored(POOL)[0].revocation[0] == "KEY_COMPROMISE"
+        revocation = fake.stored(POOL)[0].revocation
+        assert revocation is not None
+        assert revocation[0] == "KEY_COMPROMISE"
 
         # A certificate issued outside the manager (the connector's own CLI) is imported by a scan, once.
         outside = openssl_csr(tmp_path, "outside", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",

@@ -232,7 +232,11 @@ def test_200_enrollments_survive_two_sigkills_exactly_once(manager: Manager, sit
             return sum(1 for item in items if item["id"] in set(ids))
 
         for threshold in (40, 110):
-            wait_until(lambda n=threshold: issued() >= n, 120, interval=0.02, what=f"{threshold} issued")
+
+            def reached(n: int = threshold) -> bool:
+                return issued() >= n
+
+            wait_until(reached, 120, interval=0.02, what=f"{threshold} issued")
             assert site.agent.stop(signal.SIGKILL) == -signal.SIGKILL
             time.sleep(0.5)
             site.agent = site.start()

@@ -14,8 +14,9 @@ import pytest
 
 from caconnector.manager.app import create_app
 from caconnector.manager.db.migrate import upgrade
+from caconnector.manager.roles import Role
 from caconnector.manager.runtime import build_runtime
-from caconnector.manager.services.users import Role, create_api_key, create_user
+from caconnector.manager.services.users import create_api_key, create_user
 from caconnector.manager.settings import Settings
 from tests.manager.live import live_server
 

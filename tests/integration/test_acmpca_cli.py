@@ -130,6 +130,7 @@ def test_redelivered_enroll_job_issues_one_certificate(moto: MotoPeer, root: Mot
     assert first.outcome is JobOutcome.OK, first.error
     assert again.outcome is JobOutcome.OK, again.error
     assert again.result == first.result
+    assert first.result is not None
     assert moto.issued_arns(root.arn) == [first.result["order_ref"]]
 
     leaf = x509.load_pem_x509_certificate(first.result["certificate_pem"].encode())

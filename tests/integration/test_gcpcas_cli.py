@@ -10,6 +10,7 @@ import json
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -179,7 +180,7 @@ def runner(fake: FakeCAS, tmp_path: Path) -> JobRunner:
     return JobRunner(store, "host.example.test")
 
 
-def _job(job_id: str, kind: JobKind, payload: dict[str, object]) -> Job:
+def _job(job_id: str, kind: JobKind, payload: dict[str, Any]) -> Job:
     return Job(
         id=job_id,
         kind=kind,
@@ -199,6 +200,7 @@ def test_a_redelivered_enroll_job_issues_one_certificate(
     again = runner.run(_job("job-1", JobKind.ENROLL, {**payload}))
     assert first.outcome is again.outcome is JobOutcome.OK
     assert again.result == first.result
+    assert first.result is not None
     assert fake.certificates_created == 1
 
     serial = format(
@@ -206,6 +208,7 @@ def test_a_redelivered_enroll_job_issues_one_certificate(
     )
     scanned = runner.run(_job("job-2", JobKind.SCAN, {}))
     assert scanned.outcome is JobOutcome.OK
+    assert scanned.result is not None
     assert [c["certificate_pem"] for c in scanned.result["certificates"]] == [first.result["certificate_pem"]]
     revoked = runner.run(
         _job("job-3", JobKind.REVOKE, {"serial": serial, "reason": "keyCompromise", "ca": "corp/ca-1"})

@@ -21,8 +21,9 @@ from sqlalchemy import create_engine, text
 from caconnector.manager.app import create_app
 from caconnector.manager.db.migrate import upgrade
 from caconnector.manager.db.models import Base
+from caconnector.manager.roles import Role
 from caconnector.manager.runtime import Runtime, build_runtime
-from caconnector.manager.services.users import Role, create_api_key, create_user
+from caconnector.manager.services.users import create_api_key, create_user
 from caconnector.manager.settings import Settings
 
 POSTGRES_ADMIN_URL = os.environ.get(

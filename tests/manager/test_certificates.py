@@ -208,7 +208,8 @@ def test_download_in_every_format(client: TestClient, operator: Caller, lab: Lab
         assert response.status_code == 200, response.text
         assert response.headers["content-type"] == media_type
         assert response.headers["content-disposition"].startswith(f'attachment; filename="{view["serial"]}')
-        return response.content
+        content: bytes = response.content
+        return content
 
     leaf = x509.load_pem_x509_certificate(get("pem", "application/pem-certificate-chain"))
     assert canonical_serial(leaf.serial_number) == view["serial"]

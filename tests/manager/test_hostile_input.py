@@ -42,9 +42,10 @@ def post_raw(
     client: TestClient, path: str, body: Any, headers: dict[str, str] | None = None
 ) -> httpx.Response:
     """JSON with \\u escapes, as a hostile client sends it: httpx's own encoder cannot encode a surrogate."""
-    return client.post(
+    response: httpx.Response = client.post(
         path, content=json.dumps(body), headers={"content-type": "application/json", **(headers or {})}
     )
+    return response
 
 
 def signed_post(client: TestClient, connector: FakeConnector, path: str, body: Any) -> httpx.Response:

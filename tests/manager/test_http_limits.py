@@ -28,9 +28,9 @@ from tests.manager.conftest import Caller, make_caller
 
 from caconnector.manager.app import create_app
 from caconnector.manager.db.migrate import upgrade
+from caconnector.manager.roles import Role
 from caconnector.manager.runtime import Runtime, build_runtime
 from caconnector.manager.serve import http_options
-from caconnector.manager.services.users import Role
 from caconnector.manager.settings import Settings
 from caconnector.protocol.version import PROTOCOL_VERSION
 

@@ -12,7 +12,7 @@ import random
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -397,7 +397,7 @@ def test_two_managers_never_both_act_on_a_due_certificate(
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         results = list(pool.map(rounds, [runtime, other_process, runtime, other_process]))
     made = [c for result in results for c in result]
-    assert sorted(made) == sorted(ids)  # each once, none twice
+    assert sorted(cast("list[str]", made)) == sorted(ids)  # each once, none twice
 
 
 def test_the_scheduler_runs_in_the_background_and_stops_cleanly(runtime: Runtime, lab: Lab) -> None:
@@ -521,12 +521,12 @@ def test_a_malformed_scan_result_becomes_the_jobs_error(
     assert (job["status"], job["outcome"], job["error"]["code"]) == ("done", "error", "invalid_result")
 
 
-def test_refresh_asks_for_a_check_and_an_absent_backend_cannot_be_scanned(
+def test_check_asks_for_a_check_and_an_absent_backend_cannot_be_scanned(
     client: httpx.Client, operator: Caller, lab: Lab
 ) -> None:
-    refresh = client.post(f"{API}/backends/{lab.backend_id}/refresh", headers=operator.headers)
-    assert refresh.status_code == 202, refresh.text
-    assert refresh.json()["job"]["kind"] == "check"
+    check = client.post(f"{API}/backends/{lab.backend_id}/check", headers=operator.headers)
+    assert check.status_code == 202, check.text
+    assert check.json()["job"]["kind"] == "check"
     assert lab.connector.inventory(client, []).status_code == 204  # the connector stopped reporting it
     scan_absent = client.post(f"{API}/backends/{lab.backend_id}/scan", headers=operator.headers)
     assert scan_absent.status_code == 409

@@ -83,10 +83,6 @@ def test_unknown_codes_follow_the_retryable_flag() -> None:
     assert policy().decide(ErrorBody(code="new_thing", message="m"), 1, NOW) == Fail("m", "new_thing")
 
 
-def test_timeout_is_transient_even_when_unflagged() -> None:
-    assert isinstance(policy().decide(ErrorBody(code="timeout", message="m"), 1, NOW), Retry)
-
-
 def test_no_error_body_is_retried_like_a_transient_error() -> None:
     flat = policy(jitter=0.0, max_attempts=2)
     assert delay(flat.decide(None, 1, NOW)) == 5

@@ -184,7 +184,7 @@ def _key(key_type: str) -> ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
 
 
-def _hash_for(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> hashes.HashAlgorithm:
+def _hash_for(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> hashes.SHA256 | hashes.SHA384:
     if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name == "secp384r1":
         return hashes.SHA384()
     return hashes.SHA256()
@@ -979,14 +979,15 @@ def _filter(text: str) -> Any:
         return record.template or ""
 
     def compare(left: Any, op: str, right: Any) -> bool:
-        return {
+        outcomes: dict[str, bool] = {
             "=": left == right,
             "!=": left != right,
             "<": left < right,
             "<=": left <= right,
             ">": left > right,
             ">=": left >= right,
-        }[op]
+        }
+        return outcomes[op]
 
     def matches(record: FakeCertificate) -> bool:
         for name, op, raw in tests:

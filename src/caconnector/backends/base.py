@@ -7,7 +7,6 @@ not an exception. Errors are the tree in `errors`.
 from __future__ import annotations
 
 import datetime as dt
-import enum
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,11 +22,6 @@ if TYPE_CHECKING:
 
 def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-class BackendStatus(enum.StrEnum):
-    AVAILABLE = "Available"
-    OFFLINE = "Offline"
 
 
 @dataclass(frozen=True)

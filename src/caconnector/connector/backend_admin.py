@@ -7,11 +7,11 @@ store only complete and valid, in one transaction, so a failed `backend add` lea
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from caconnector.backends.base import Backend, BackendContext, BackendStatus, CheckResult
+from caconnector.backends.base import Backend, BackendContext, CheckResult
 from caconnector.backends.configs import BackendConfig
 from caconnector.backends.errors import AuthError, BackendError, ConfigError
 from caconnector.backends.registry import load_type, type_info
@@ -155,8 +155,9 @@ class CheckOutcome:
     error: BackendError | None
 
     @property
-    def status(self) -> BackendStatus:
-        return BackendStatus.AVAILABLE if self.error is None else BackendStatus.OFFLINE
+    def status(self) -> Literal["Available", "Offline"]:
+        # The wire's words (protocol.messages.BackendReport.status), shown as they are sent.
+        return "Available" if self.error is None else "Offline"
 
     @property
     def refused(self) -> bool:

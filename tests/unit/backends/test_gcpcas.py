@@ -11,6 +11,7 @@ import sys
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -89,9 +90,7 @@ def corp(fake: FakeCAS) -> None:
     fake.add_pool(PROJECT, LOCATION, "mesh", tier="DEVOPS", cas=("mesh-ca",))
 
 
-def _request(
-    csr: x509.CertificateSigningRequest, request_id: str = "req-1", **options: object
-) -> EnrollRequest:
+def _request(csr: x509.CertificateSigningRequest, request_id: str = "req-1", **options: Any) -> EnrollRequest:
     return EnrollRequest(csr=csr, request_id=request_id, **options)
 
 
@@ -162,7 +161,7 @@ def test_credentials_are_the_service_account_key_whatever_the_endpoint() -> None
         assert credentials.scopes == ["https://www.googleapis.com/auth/cloud-platform"]
         assert credentials.service_account_email == service_account_info()["client_email"]
         # The JWT-bearer grant to token_uri, not a self-signed JWT per call.
-        assert credentials._always_use_jwt_access is False  # type: ignore[attr-defined]
+        assert credentials._always_use_jwt_access is False
         assert client.transport.host == host  # type: ignore[attr-defined]
 
 

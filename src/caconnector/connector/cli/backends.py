@@ -134,7 +134,7 @@ def cmd_backend_update(args: argparse.Namespace) -> Any:
 
 
 def _report_check(view: dict[str, Any], outcome: backend_admin.CheckOutcome) -> None:
-    view["status"] = outcome.status.value
+    view["status"] = outcome.status
     if outcome.error is not None:
         view["error"] = outcome.error.message
     view["cas"] = [_ca_view(ca) for ca in outcome.result.cas] if outcome.result else []

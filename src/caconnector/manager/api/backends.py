@@ -124,7 +124,6 @@ def update_backend(backend_id: PathKey, body: BackendUpdate, request: Request, c
 
 
 @router.post("/{backend_id}/check", status_code=202, response_model=CheckStarted)
-@router.post("/{backend_id}/refresh", status_code=202, response_model=CheckStarted)
 def check_backend(backend_id: PathKey, request: Request, caller: Operator) -> CheckStarted:
     """Ask the connector to check the backend again: status, CAs, templates (and CRLs) are refreshed."""
     runtime = runtime_of(request)

@@ -32,7 +32,7 @@ PERMANENT_CODES = frozenset(
         "undeliverable",
     }
 )
-RETRYABLE_CODES = frozenset({"transient", "timeout"})
+RETRYABLE_CODES = frozenset({"transient"})
 # A CA asking for more than a day is treated as asking for a day: the request stays visible and alive.
 MAX_RETRY_AFTER_SECONDS = 24 * 3600.0
 # 2**64 times any base is far past any cap; stops the float from overflowing on absurd attempt counts.
