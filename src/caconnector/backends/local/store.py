@@ -186,10 +186,6 @@ class LocalStore:
         rows = self._read(_SELECT_BY_REQUEST_ID, (request_id,))
         return _row(rows[0]) if rows else None
 
-    def by_serial(self, serial: str) -> CertificateRow | None:
-        rows = self._read(_SELECT_BY_SERIAL, (serial,))
-        return _row(rows[0]) if rows else None
-
     def revoke(
         self, serial: str, revoked_at: dt.datetime, reason: str
     ) -> Literal["revoked", "already-revoked", "unknown"]:
@@ -241,9 +237,6 @@ class LocalStore:
 # Queries spelled out in full (no string building), all returning the columns `_row` reads.
 _SELECT_BY_REQUEST_ID = (
     "SELECT serial, der, issued_at, request_id, revoked_at, reason FROM certificates WHERE request_id = ?"
-)
-_SELECT_BY_SERIAL = (
-    "SELECT serial, der, issued_at, request_id, revoked_at, reason FROM certificates WHERE serial = ?"
 )
 _SELECT_REVOKED = (
     "SELECT serial, der, issued_at, request_id, revoked_at, reason FROM certificates"

@@ -33,5 +33,3 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         command.upgrade(config, revision)
 
 
-def is_current(engine: Engine) -> bool:
-    return current_revision(engine) == head_revision()
