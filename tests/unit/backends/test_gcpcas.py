@@ -21,7 +21,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from google.oauth2 import service_account
 from pydantic import SecretStr
 from tests.e2e.processes import free_port
-from tests.peers.gcpcas_fake import SERVICE_ACCOUNT_KEY_ID, FakeCAS, gcpcas_peer, service_account_info
+from tests.peers.gcpcas_fake import SERVICE_ACCOUNT_KEY_ID, FakeCAS, service_account_info
 
 from caconnector import testing
 from caconnector.backends import registry
@@ -43,13 +43,6 @@ MESH = f"{PARENT}/caPools/mesh"
 
 MakeCSR = Callable[..., x509.CertificateSigningRequest]
 Open = Callable[..., GoogleCAS]
-
-
-@pytest.fixture
-def fake() -> FakeCAS:
-    peer = gcpcas_peer()
-    peer.reset()
-    return peer
 
 
 @pytest.fixture
