@@ -1,14 +1,22 @@
-"""Fixtures every suite that drives `ca-connector` in process shares (tests/connector, tests/integration)."""
+"""Fixtures shared across suites: driving `ca-connector` in process (tests/connector, tests/integration), and
+the CA peers the backend tests run against (moto for acmpca, the fake CA Service for gcpcas)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from caconnector.connector.cli import main
 from tests.support import Result
+
+if TYPE_CHECKING:
+    # The peers are imported when a test asks for one: moto and the Google libraries take seconds to load,
+    # and the manager's tests need neither.
+    from tests.peers.gcpcas_fake import FakeCAS
+    from tests.peers.moto_server import MotoCA, MotoPeer
 
 
 @pytest.fixture
@@ -28,3 +36,28 @@ def cli(datadir: Path, capsys: pytest.CaptureFixture[str]) -> Callable[..., Resu
         return Result(code, captured.out, captured.err)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def moto() -> MotoPeer:
+    """moto's server, the AWS peer of the acmpca tests (one per test process: it takes a second to start)."""
+    from tests.peers.moto_server import moto_peer  # noqa: PLC0415  (lazy: see TYPE_CHECKING above)
+
+    return moto_peer()
+
+
+@pytest.fixture
+def root(moto: MotoPeer) -> MotoCA:
+    """An empty AWS account on moto holding one ACTIVE root CA."""
+    moto.reset()
+    return moto.active_ca()
+
+
+@pytest.fixture
+def fake() -> FakeCAS:
+    """The fake CA Service, the Google peer of the gcpcas tests, emptied (no pools) for this test."""
+    from tests.peers.gcpcas_fake import gcpcas_peer  # noqa: PLC0415  (lazy: see TYPE_CHECKING above)
+
+    peer = gcpcas_peer()
+    peer.reset()
+    return peer

@@ -17,9 +17,6 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from tests.connector.peers import FakeManager
 from tests.support import EXECUTABLE, Result
 
@@ -31,19 +28,9 @@ from caconnector.connector.jobs import error_body
 from caconnector.connector.journal import Journal
 from caconnector.connector.store import ConnectorStore
 from caconnector.protocol.messages import Job, JobKind, JobOutcome, JobResult
+from caconnector.testing import make_csr_pem
 
 Run = Callable[..., Result]
-
-
-def _csr(name: str = "app.example.test") -> str:
-    key = ec.generate_private_key(ec.SECP256R1())
-    csr = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return csr.public_bytes(serialization.Encoding.PEM).decode()
 
 
 def _result(manager: FakeManager, job_id: str) -> JobResult:
@@ -81,7 +68,7 @@ def running(datadir: Path, **options: float) -> Iterator[Agent]:
 def test_run_once_reports_inventory_runs_an_enroll_job_and_says_goodbye(
     cli: Run, datadir: Path, registered: FakeManager
 ) -> None:
-    job_id = registered.add_job("enroll", "LocalCA", csr_pem=_csr(), request_id="req-1")
+    job_id = registered.add_job("enroll", "LocalCA", csr_pem=make_csr_pem(), request_id="req-1")
     result = cli("run", "-once", "-pollwait", "1")
     assert result.code == 0, result.err
 
@@ -111,7 +98,7 @@ def test_run_once_without_registration_exits_1(cli: Run) -> None:
 def test_a_redelivered_job_is_answered_from_the_journal_without_running_again(
     datadir: Path, registered: FakeManager
 ) -> None:
-    csr = _csr()
+    csr = make_csr_pem()
     with running(datadir, poll_wait=1):
         job_id = registered.add_job("enroll", "LocalCA", csr_pem=csr, request_id="req-7")
         assert registered.wait_for(lambda: bool(registered.results_for(job_id)))
@@ -132,7 +119,7 @@ def test_a_redelivered_job_is_answered_from_the_journal_without_running_again(
 def test_an_enroll_interrupted_by_a_crash_is_run_again_and_gets_the_same_certificate(
     datadir: Path, registered: FakeManager
 ) -> None:
-    csr = _csr()
+    csr = make_csr_pem()
     # The previous agent took the job and the CA signed, then the process died before the result was
     # recorded: the journal says "running" for another run, and the local CA holds the certificate.
     job = Job(
@@ -175,10 +162,10 @@ def test_a_backend_added_by_another_process_is_reported_without_restart(
 def test_failures_are_error_bodies_never_tracebacks(datadir: Path, registered: FakeManager) -> None:
     jobs = {
         registered.add_job(
-            "enroll", "LocalCA", csr_pem=_csr(), request_id="r-1", template="nope"
+            "enroll", "LocalCA", csr_pem=make_csr_pem(), request_id="r-1", template="nope"
         ): "rejected",
         registered.add_job("enroll", "LocalCA", csr_pem="not a CSR", request_id="r-2"): "rejected",
-        registered.add_job("enroll", "Missing", csr_pem=_csr(), request_id="r-3"): "config_error",
+        registered.add_job("enroll", "Missing", csr_pem=make_csr_pem(), request_id="r-3"): "config_error",
         registered.add_job("enroll", "LocalCA", request_id="r-4"): "invalid_job",
         registered.add_job("revoke", "LocalCA", serial="01ab"): "rejected",
         registered.add_job("collect", "LocalCA", order_ref="o-1", request_id="r-5"): "not_supported",
@@ -243,7 +230,7 @@ def test_sigterm_finishes_says_goodbye_and_exits_0(datadir: Path, registered: Fa
     ) as agent:
         try:
             assert registered.wait_for(lambda: bool(registered.polls), timeout=30)
-            job_id = registered.add_job("enroll", "LocalCA", csr_pem=_csr(), request_id="r-term")
+            job_id = registered.add_job("enroll", "LocalCA", csr_pem=make_csr_pem(), request_id="r-term")
             assert registered.wait_for(lambda: bool(registered.results_for(job_id)), timeout=30)
             agent.send_signal(signal.SIGTERM)
             _, stderr = agent.communicate(timeout=30)

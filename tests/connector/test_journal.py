@@ -10,19 +10,9 @@ import pytest
 
 from caconnector.connector.journal import SAFE_TO_REPEAT, Decision, Journal
 from caconnector.protocol.messages import ErrorBody, Job, JobKind, JobOutcome, JobResult
+from caconnector.testing import Clock
 
 START = dt.datetime(2025, 3, 1, 12, 0, tzinfo=dt.UTC)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += dt.timedelta(**delta)
 
 
 def _job(job_id: str = "j-1", kind: JobKind = JobKind.ENROLL) -> Job:
@@ -35,7 +25,7 @@ def _ok(job_id: str = "j-1") -> JobResult:
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(START)
 
 
 @pytest.fixture

@@ -15,27 +15,17 @@ from typing import Any
 import httpx
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
 from tests.e2e.conftest import Manager, available_backend
 from tests.e2e.processes import BIN, Process, clean_env, free_port, run, wait_until
 from tests.support import openssl_csr
 
+from caconnector.testing import make_csr_pem
+
 pytestmark = pytest.mark.slow
 
 CONNECTOR = str(BIN / "ca-connector")
-
-
-def _csr_pem(name: str) -> str:
-    key = ec.generate_private_key(ec.SECP256R1())
-    csr = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, name)]))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return csr.public_bytes(serialization.Encoding.PEM).decode()
 
 
 def _verify(tmp_path: Path, bundle: bytes, name: str) -> subprocess.CompletedProcess[str]:
@@ -222,7 +212,7 @@ def test_200_enrollments_survive_two_sigkills_exactly_once(manager: Manager, sit
         ids = []
         for index in range(200):
             response = api.post(
-                "/certificates", json={"profile": profile["id"], "csr": _csr_pem(f"h{index}.bulk.test")}
+                "/certificates", json={"profile": profile["id"], "csr": make_csr_pem(f"h{index}.bulk.test")}
             )
             assert response.status_code in (201, 202), response.text
             ids.append(response.json()["id"])

@@ -8,9 +8,8 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 from cryptography import x509
-from tests.peers.moto_server import ACCESS_KEY_ID, SECRET_ACCESS_KEY, MotoCA, MotoPeer, moto_peer
+from tests.peers.moto_server import ACCESS_KEY_ID, SECRET_ACCESS_KEY, MotoCA, MotoPeer
 from tests.support import Result, all_bytes, openssl_csr
 
 from caconnector.backends.acmpca.backend import aws_serial
@@ -26,17 +25,6 @@ SAMPLE = [
     "-name", "test-acmpca", "-type", "acmpca", "-accesskeyid", ACCESS_KEY_ID,
     "-secretaccesskey", SECRET_ACCESS_KEY, "-region", "us-east-1",
 ]  # fmt: skip
-
-
-@pytest.fixture(scope="session")
-def moto() -> MotoPeer:
-    return moto_peer()
-
-
-@pytest.fixture
-def root(moto: MotoPeer) -> MotoCA:
-    moto.reset()
-    return moto.active_ca()
 
 
 def test_reference_sample_with_endpoint_is_stored_encrypted_and_tests_ok(

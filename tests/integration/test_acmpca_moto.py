@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from tests.peers.moto_server import ACCESS_KEY_ID, SECRET_ACCESS_KEY, MotoCA, MotoPeer, moto_peer
+from tests.peers.moto_server import ACCESS_KEY_ID, SECRET_ACCESS_KEY, MotoCA, MotoPeer
 from tests.support import openssl_csr
 
 from caconnector.backends.acmpca.backend import TEMPLATES, AcmpcaBackend, aws_serial
@@ -29,17 +29,6 @@ from caconnector.backends.registry import load_type
 from caconnector.pki.csr import load_csr
 from caconnector.pki.revocation import RevocationReason
 from caconnector.pki.serial import canonical_serial
-
-
-@pytest.fixture(scope="session")
-def moto() -> MotoPeer:
-    return moto_peer()
-
-
-@pytest.fixture
-def root(moto: MotoPeer) -> MotoCA:
-    moto.reset()
-    return moto.active_ca()
 
 
 def _config(endpoint: str, **extra: Any) -> AcmpcaConfig:

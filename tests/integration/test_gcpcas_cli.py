@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from tests.peers.gcpcas_fake import SERVICE_ACCOUNT_KEY_ID, FakeCAS, gcpcas_peer, service_account_info
+from tests.peers.gcpcas_fake import SERVICE_ACCOUNT_KEY_ID, FakeCAS, service_account_info
 from tests.support import Result, all_bytes, openssl_csr
 
 from caconnector.connector import backend_admin
@@ -29,13 +29,6 @@ PROJECT = "private-ca-342871"
 # The reference document's sample spells the location "us-east-1"; the fake serves any location.
 SAMPLE_LOCATION = "us-east-1"
 LOCATION = "us-east1"
-
-
-@pytest.fixture
-def fake() -> FakeCAS:
-    peer = gcpcas_peer()
-    peer.reset()
-    return peer
 
 
 def _key_file(directory: Path) -> tuple[Path, str]:

@@ -7,7 +7,6 @@ the test's FakeClock, which only ever runs ahead of real time.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -24,16 +23,14 @@ from sqlalchemy import func, select
 from tests.manager.conftest import Caller
 from tests.manager.connector_support import FakeConnector, backend_report, registered
 
-from caconnector.backends.base import BackendContext, EnrollRequest, Issued, RevokeRequest
-from caconnector.backends.configs import LocalConfig
-from caconnector.backends.errors import BackendError
-from caconnector.backends.local import LocalBackendType
+from caconnector.backends.base import Issued
 from caconnector.backends.local.backend import LocalCA
+from caconnector.connector import backend_admin, jobs
+from caconnector.connector.jobs import JobRunner
+from caconnector.connector.store import ConnectorStore
 from caconnector.manager.db.models import Certificate, Job, ManagedBackend
 from caconnector.manager.runtime import Runtime
-from caconnector.pki.csr import load_csr
 from caconnector.pki.keys import PrivateKey, generate_private_key, signature_hash_for
-from caconnector.pki.revocation import RevocationReason
 from caconnector.protocol import messages
 
 API = "/api/v1"
@@ -42,11 +39,13 @@ BACKEND = "lab"
 Responder = Callable[[dict[str, Any]], dict[str, Any]]
 
 
-def local_ca(directory: Path) -> LocalCA:
-    """A new local CA, made the way `ca-connector backend add -type local` makes one."""
-    context = BackendContext(name=BACKEND, state_dir=directory / "state")
-    factory = LocalBackendType()
-    return factory.open(factory.provision(LocalConfig(), context), context)
+def local_ca(store: ConnectorStore) -> LocalCA:
+    """A new local CA in a connector data directory, made the way `ca-connector backend add -type local`
+    makes one."""
+    backend_admin.add_backend(store, BACKEND, "local", {})
+    opened = backend_admin.open_backend(store, BACKEND).backend
+    assert isinstance(opened, LocalCA)
+    return opened
 
 
 def make_csr(
@@ -67,12 +66,8 @@ def _pem(certificate: x509.Certificate) -> str:
 
 
 def issued_body(issued: Issued) -> dict[str, Any]:
-    body = messages.IssuedBody(
-        certificate_pem=_pem(issued.certificate),
-        chain_pem=[_pem(c) for c in issued.chain],
-        order_ref=issued.order_ref,
-    )
-    return body.model_dump(mode="json")
+    """What the connector sends back for an issued certificate."""
+    return jobs.issued_body(issued).model_dump(mode="json")
 
 
 def ok(job_id: str, result: dict[str, Any]) -> dict[str, Any]:
@@ -95,7 +90,8 @@ class Lab:
 
     runtime: Runtime
     connector: FakeConnector
-    ca: LocalCA
+    runner: JobRunner  # the connector's job runner, over a data directory holding backend `lab`
+    ca: LocalCA  # the same CA, for a test to act on directly (as another client of the CA would)
     backend_id: str
     ca_id: str
 
@@ -123,31 +119,10 @@ class Lab:
     # ---- what the connector does with jobs ----------------------------------------------------------
 
     def answer(self, job: dict[str, Any]) -> dict[str, Any]:
-        """Run a job against the local CA as the connector's job runner does."""
-        payload = job["payload"]
-        try:
-            if job["kind"] == "enroll":
-                enroll = messages.EnrollPayload.model_validate(payload)
-                request = EnrollRequest(
-                    csr=load_csr(enroll.csr_pem.encode()),
-                    request_id=enroll.request_id,
-                    ca=enroll.ca,
-                    template=enroll.template,
-                    validity_days=enroll.validity_days,
-                )
-                return ok(job["id"], issued_body(self.ca.enroll(request)))
-            if job["kind"] == "revoke":
-                revoke = messages.RevokePayload.model_validate(payload)
-                reason = RevocationReason.parse(revoke.reason)
-                self.ca.revoke(RevokeRequest(serial=revoke.serial, reason=reason, ca=revoke.ca))
-                crl = self.ca.crl().public_bytes(serialization.Encoding.DER)
-                return ok(job["id"], {"crl_der_b64": base64.b64encode(crl).decode()})
-            if job["kind"] == "scan":
-                found = [messages.IssuedBody.model_validate(issued_body(i)) for i in self.ca.scan()]
-                return ok(job["id"], messages.ScanBody(certificates=found).model_dump(mode="json"))
-        except BackendError as exc:
-            return error(job["id"], exc.code, exc.message, retryable=exc.retryable)
-        raise AssertionError(f"the lab does not answer {job['kind']} jobs")
+        """Run a job against the local CA with the connector's own job runner."""
+        result = self.runner.run(messages.Job.model_validate(job))
+        answer: dict[str, Any] = result.model_dump(mode="json", exclude_none=True)
+        return answer
 
     def take(self, client: httpx.Client, capacity: int = 8) -> list[dict[str, Any]]:
         """Poll once, without waiting: the jobs handed out."""
@@ -197,7 +172,8 @@ class Lab:
 
 def make_lab(runtime: Runtime, client: httpx.Client, directory: Path, **report: Any) -> Lab:
     connector = registered(runtime, client)
-    lab = Lab(runtime, connector, local_ca(directory), "", "")
+    store = ConnectorStore(directory / "connector")
+    lab = Lab(runtime, connector, JobRunner(store, "lab.example.test"), local_ca(store), "", "")
     lab.report(client, **report)
     with runtime.sessions.begin() as session:
         backend = session.scalars(select(ManagedBackend).where(ManagedBackend.local_name == BACKEND)).one()

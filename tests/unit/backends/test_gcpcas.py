@@ -16,14 +16,15 @@ from typing import Any
 import httpx
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID
 from google.oauth2 import service_account
 from pydantic import SecretStr
 from tests.e2e.processes import free_port
-from tests.peers.gcpcas_fake import SERVICE_ACCOUNT_KEY_ID, FakeCAS, gcpcas_peer, service_account_info
+from tests.peers.gcpcas_fake import SERVICE_ACCOUNT_KEY_ID, FakeCAS, service_account_info
 
+from caconnector import testing
 from caconnector.backends import registry
 from caconnector.backends.base import BackendContext, EnrollRequest, RevokeRequest, Scanner
 from caconnector.backends.configs import GcpcasConfig
@@ -46,25 +47,8 @@ Open = Callable[..., GoogleCAS]
 
 
 @pytest.fixture
-def fake() -> FakeCAS:
-    peer = gcpcas_peer()
-    peer.reset()
-    return peer
-
-
-@pytest.fixture
 def make_csr() -> MakeCSR:
-    def make(
-        name: str = "app.example.test", key: ec.EllipticCurvePrivateKey | None = None
-    ) -> x509.CertificateSigningRequest:
-        return (
-            x509.CertificateSigningRequestBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-            .sign(key or ec.generate_private_key(ec.SECP256R1()), hashes.SHA256())
-        )
-
-    return make
+    return testing.make_csr
 
 
 def _config(endpoint: str, **changes: str) -> GcpcasConfig:

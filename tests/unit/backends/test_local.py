@@ -33,21 +33,9 @@ from caconnector.backends.local.backend import LocalCA, parse_subject
 from caconnector.pki.keys import PrivateKey, generate_private_key, private_key_pem, signature_hash_for
 from caconnector.pki.revocation import RevocationReason
 from caconnector.pki.serial import canonical_serial
+from caconnector.testing import Clock
 
 CSR_KEY_TYPES = ("rsa-2048", "ec-p256", "ec-p384", "ed25519")
-
-
-class Clock:
-    """A clock the test moves; the backend reads it through BackendContext.now."""
-
-    def __init__(self, now: dt.datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += dt.timedelta(**delta)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,220 @@
+"""The peers the backend contract suite runs against: one fixture per backend type, each giving a
+`ContractPeer` (a connector data directory with the backend configured against its peer, the real
+`JobRunner` over it, and what the peer can do and show).
+
+A new backend type joins the suite by adding its fixture here and naming it in `PEERS`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from tests.peers.gcpcas_fake import FakeCAS, service_account_info
+from tests.peers.moto_server import ACCESS_KEY_ID, SECRET_ACCESS_KEY, MotoCA, MotoPeer
+
+from caconnector.backends.base import CRLPublisher, Scanner
+from caconnector.backends.errors import (
+    AuthError,
+    BackendError,
+    ConfigError,
+    NotSupported,
+    Rejected,
+    Transient,
+)
+from caconnector.backends.local.store import DATABASE_NAME
+from caconnector.connector import backend_admin
+from caconnector.connector.jobs import JobRunner
+from caconnector.connector.store import ConnectorStore
+from caconnector.protocol.messages import Job, JobKind
+from caconnector.testing import make_csr_pem
+
+# The fixture of each backend type, by type name.
+PEERS = {"local": "local_peer", "acmpca": "acmpca_peer", "gcpcas": "gcpcas_peer"}
+BACKEND = "contract"
+
+# Sets the peer up to fail the way the error class describes, and returns the job that meets the failure.
+Provoke = Callable[[], Job]
+
+
+def job(kind: JobKind, payload: Mapping[str, object], job_id: str = "job-1") -> Job:
+    return Job(
+        id=job_id,
+        kind=kind,
+        backend=BACKEND,
+        payload=dict(payload),
+        lease_expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(minutes=2),
+    )
+
+
+def enroll_job(ca: str | None, request_id: str, name: str = "app.example.test", job_id: str = "job-1") -> Job:
+    payload = {"csr_pem": make_csr_pem(name), "request_id": request_id, "ca": ca}
+    return job(JobKind.ENROLL, payload, job_id)
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What the backend type and its peer can show. A `None` reason means the case applies; otherwise
+    the reason it cannot be run against this peer."""
+
+    pend: str | None
+    scan: str | None
+
+
+@dataclass(frozen=True)
+class ContractPeer:
+    type_name: str
+    runner: JobRunner
+    ca: str | None  # the CA reference an enroll job names
+    can: Capabilities
+    stored: Callable[[], int]  # how many certificates the CA holds, as the peer's own state says
+    revoked: Callable[[], set[int]]  # serials the CA holds as revoked, as the peer's own state says
+    provoke: dict[type[BackendError], Provoke] = field(default_factory=dict)
+    # Why an error class cannot be provoked against this peer (every class is in `provoke` or here).
+    cannot_provoke: dict[type[BackendError], str] = field(default_factory=dict)
+
+
+def _store(tmp_path: Path, type_name: str, values: dict[str, object]) -> ConnectorStore:
+    store = ConnectorStore(tmp_path / "connector")
+    backend_admin.add_backend(store, BACKEND, type_name, values)
+    return store
+
+
+@pytest.fixture
+def local_peer(tmp_path: Path) -> ContractPeer:
+    """A local CA, made in the data directory as `backend add -type local` makes one."""
+    store = _store(tmp_path, "local", {})
+
+    def backend() -> Scanner:
+        opened = backend_admin.open_backend(store, BACKEND).backend
+        assert isinstance(opened, Scanner)
+        return opened
+
+    def revoked() -> set[int]:
+        opened = backend_admin.open_backend(store, BACKEND).backend
+        assert isinstance(opened, CRLPublisher)
+        return {entry.serial_number for entry in opened.crl()}
+
+    def corrupt_state() -> Job:
+        # A foreign file where the CA's database should be does not heal by waiting.
+        backend_admin.open_backend(store, BACKEND)  # the CA's state directory and database are made on open
+        (store.backend_state_dir(BACKEND) / DATABASE_NAME).write_bytes(b"not a database " * 100)
+        return enroll_job(None, "req-corrupt")
+
+    return ContractPeer(
+        type_name="local",
+        runner=JobRunner(store, "host.example.test"),
+        ca=None,
+        can=Capabilities(pend="the local CA signs at once: it has no orders that wait", scan=None),
+        stored=lambda: len(list(backend().scan())),
+        revoked=revoked,
+        provoke={
+            ConfigError: corrupt_state,
+            Rejected: lambda: enroll_job("no-such-ca", "req-unknown-ca"),
+            NotSupported: lambda: job(JobKind.COLLECT, {"order_ref": "order-1", "request_id": "req-1"}),
+        },
+        cannot_provoke={
+            AuthError: "the local CA has no credentials to refuse",
+            Transient: "the local CA's storage cannot be made busy from a test without root tricks",
+        },
+    )
+
+
+@pytest.fixture
+def acmpca_peer(tmp_path: Path, moto: MotoPeer, root: MotoCA) -> ContractPeer:
+    """AWS Private CA on moto's server, over real HTTP, with one ACTIVE root CA."""
+    values: dict[str, object] = {
+        "accesskeyid": ACCESS_KEY_ID,
+        "secretaccesskey": SECRET_ACCESS_KEY,
+        "region": "us-east-1",
+        "endpoint": moto.url,
+    }
+    store = _store(tmp_path, "acmpca", values)
+
+    def unreachable() -> Job:
+        # Nothing listens on the discard port: the CA is out of reach, which may pass.
+        backend_admin.update_backend(store, BACKEND, {"endpoint": "http://127.0.0.1:9"})
+        return enroll_job(root.arn, "req-unreachable")
+
+    return ContractPeer(
+        type_name="acmpca",
+        runner=JobRunner(store, "host.example.test"),
+        ca=root.arn,
+        can=Capabilities(
+            pend="moto issues synchronously; pending then collect is covered with botocore's Stubber in "
+            "tests/unit/backends/test_acmpca.py",
+            scan="scan reads S3 audit reports, which moto does not write",
+        ),
+        stored=lambda: len(moto.issued_arns(root.arn)),
+        # moto keeps the serial as AWS spells it, colon-separated hex.
+        revoked=lambda: {int(serial.replace(":", ""), 16) for serial in moto.revocations(root.arn)},
+        provoke={
+            Rejected: lambda: enroll_job("no-such-ca", "req-unknown-ca"),
+            NotSupported: lambda: job(JobKind.SCAN, {}),
+            Transient: unreachable,
+        },
+        cannot_provoke={
+            AuthError: "moto accepts any credentials",
+            ConfigError: "moto has no failure the acmpca backend reads as a configuration error",
+        },
+    )
+
+
+GCP_PROJECT = "private-ca-342871"
+GCP_LOCATION = "us-east1"
+GCP_POOL = f"projects/{GCP_PROJECT}/locations/{GCP_LOCATION}/caPools/corp"
+
+
+@pytest.fixture
+def gcpcas_peer(tmp_path: Path, fake: FakeCAS) -> ContractPeer:
+    """Google CA Service on its fake, over real HTTP, with one pool of one CA."""
+    fake.add_pool(GCP_PROJECT, GCP_LOCATION, "corp", cas=("ca-1",))
+    values: dict[str, object] = {
+        "project": GCP_PROJECT,
+        "location": GCP_LOCATION,
+        "key": json.dumps(service_account_info(GCP_PROJECT)),
+        "endpoint": fake.url,
+    }
+    store = _store(tmp_path, "gcpcas", values)
+
+    def failing(operation: str, status: str, then: Job) -> Provoke:
+        def provoke() -> Job:
+            fake.fail_next(operation, status)
+            return then
+
+        return provoke
+
+    def revoked() -> set[int]:
+        held = fake.stored(GCP_POOL)
+        return {r.certificate.serial_number for r in held if r.revocation is not None}
+
+    return ContractPeer(
+        type_name="gcpcas",
+        runner=JobRunner(store, "host.example.test"),
+        ca="corp/ca-1",
+        can=Capabilities(pend="CA Service issues synchronously: it has no orders that wait", scan=None),
+        stored=lambda: len(fake.stored(GCP_POOL)),
+        revoked=revoked,
+        provoke={
+            ConfigError: failing("listCaPools", "NOT_FOUND", job(JobKind.SCAN, {})),
+            AuthError: failing(
+                "createCertificate", "PERMISSION_DENIED", enroll_job("corp/ca-1", "req-denied")
+            ),
+            Rejected: lambda: enroll_job("no-such-pool", "req-unknown-pool"),
+            NotSupported: lambda: job(JobKind.COLLECT, {"order_ref": "order-1", "request_id": "req-1"}),
+            Transient: failing(
+                "createCertificate", "RESOURCE_EXHAUSTED", enroll_job("corp/ca-1", "req-busy")
+            ),
+        },
+    )
+
+
+@pytest.fixture(params=sorted(PEERS))
+def peer(request: pytest.FixtureRequest) -> ContractPeer:
+    """A backend of each type, configured in a fresh data directory against its peer."""
+    found: ContractPeer = request.getfixturevalue(PEERS[request.param])
+    return found
