@@ -27,6 +27,7 @@ from caconnector.manager.services.retry import Fail, RetryPolicy
 from caconnector.manager.services.states import CertStatus, Source, revocation_in_progress, target
 from caconnector.manager.services.wakeups import certificate_changed
 from caconnector.pki.keys import public_keys_equal
+from caconnector.protocol.errors import JobErrorCode
 from caconnector.protocol.messages import ErrorBody, JobKind, JobOutcome, PendingBody, RevokeBody
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,14 @@ def _issue(session: Session, certificate: Certificate, job: Job, now: dt.datetim
     try:
         issued = read_issued(job.result)
     except InvalidIssued as exc:
-        _fail(session, certificate, job, now, code="invalid_result", message=f"unusable answer: {exc}")
+        _fail(
+            session,
+            certificate,
+            job,
+            now,
+            code=JobErrorCode.INVALID_RESULT,
+            message=f"unusable answer: {exc}",
+        )
         return
     if certificate.ca_id is None and certificate.backend is not None:
         ca = CAIndex(certificate.backend.cas).find(issued.certificate)
@@ -101,7 +109,7 @@ def _issue(session: Session, certificate: Certificate, job: Job, now: dt.datetim
     elif not _claim_serial(session, certificate, serial):
         problem = f"the CA returned serial {serial}, which another request of this manager already holds"
     if problem is not None:
-        _fail(session, certificate, job, now, code="invalid_result", message=problem)
+        _fail(session, certificate, job, now, code=JobErrorCode.INVALID_RESULT, message=problem)
         return
     certificate.status = CertStatus.ISSUED.value
     certificate.serial = serial
@@ -158,7 +166,7 @@ def _pending(
             certificate,
             job,
             now,
-            code="invalid_result",
+            code=JobErrorCode.INVALID_RESULT,
             message="the connector's pending answer is unusable",
         )
         return
@@ -223,7 +231,9 @@ def _apply_revocation(
         return True
     error = _error_of(job)
     if outcome is JobOutcome.PENDING:
-        error = ErrorBody(code="invalid_result", message="the connector answered a revoke job with pending")
+        error = ErrorBody(
+            code=JobErrorCode.INVALID_RESULT, message="the connector answered a revoke job with pending"
+        )
     certificate.failures += 1
     decision = policy.decide(error, certificate.failures, now)
     if isinstance(decision, Fail):
@@ -266,7 +276,11 @@ def _error_of(job: Job) -> ErrorBody | None:
 
 def _error(error: ErrorBody | None, *, retryable: bool) -> dict[str, object]:
     if error is None:
-        return {"code": "transient", "message": "the try ended without an answer", "retryable": retryable}
+        return {
+            "code": JobErrorCode.TRANSIENT.value,
+            "message": "the try ended without an answer",
+            "retryable": retryable,
+        }
     return {"code": error.code, "message": error.message, "retryable": retryable}
 
 

@@ -31,6 +31,7 @@ from caconnector.manager.runtime import Runtime
 from caconnector.manager.services.dispatch import create_job
 from caconnector.manager.services.states import CertStatus, target
 from caconnector.manager.services.wakeups import certificate_changed
+from caconnector.protocol.errors import JobErrorCode
 from caconnector.protocol.messages import CollectPayload, JobKind, RevokePayload
 
 log = logging.getLogger(__name__)
@@ -121,9 +122,16 @@ def _next_job(session: Session, certificate: Certificate, now: dt.datetime) -> J
 
 def _fail(session: Session, certificate: Certificate, now: dt.datetime, message: str) -> None:
     certificate.status = CertStatus.FAILED.value
-    certificate.error = {"code": "config_error", "message": message, "retryable": False}
+    certificate.error = {"code": JobErrorCode.CONFIG_ERROR.value, "message": message, "retryable": False}
     certificate.updated_at = now
-    audit.record(session, now, "system", "certificate.failed", target(certificate), code="config_error")
+    audit.record(
+        session,
+        now,
+        "system",
+        "certificate.failed",
+        target(certificate),
+        code=JobErrorCode.CONFIG_ERROR.value,
+    )
     certificate_changed(session, certificate.id)
 
 
