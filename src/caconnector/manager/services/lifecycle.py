@@ -90,14 +90,7 @@ def _issue(session: Session, certificate: Certificate, job: Job, now: dt.datetim
     try:
         issued = read_issued(job.result)
     except InvalidIssued as exc:
-        _fail(
-            session,
-            certificate,
-            job,
-            now,
-            code=JobErrorCode.INVALID_RESULT,
-            message=f"unusable answer: {exc}",
-        )
+        _unusable(session, certificate, job, now, f"unusable answer: {exc}")
         return
     if certificate.ca_id is None and certificate.backend is not None:
         ca = CAIndex(certificate.backend.cas).find(issued.certificate)
@@ -109,7 +102,7 @@ def _issue(session: Session, certificate: Certificate, job: Job, now: dt.datetim
     elif not _claim_serial(session, certificate, serial):
         problem = f"the CA returned serial {serial}, which another request of this manager already holds"
     if problem is not None:
-        _fail(session, certificate, job, now, code=JobErrorCode.INVALID_RESULT, message=problem)
+        _unusable(session, certificate, job, now, problem)
         return
     certificate.status = CertStatus.ISSUED.value
     certificate.serial = serial
@@ -161,14 +154,7 @@ def _pending(
     try:
         body = PendingBody.model_validate(job.result or {})
     except ValidationError:
-        _fail(
-            session,
-            certificate,
-            job,
-            now,
-            code=JobErrorCode.INVALID_RESULT,
-            message="the connector's pending answer is unusable",
-        )
+        _unusable(session, certificate, job, now, "the connector's pending answer is unusable")
         return
     certificate.status = CertStatus.PENDING.value
     certificate.order_ref = body.order_ref
@@ -190,6 +176,10 @@ def _failed_try(
     # Still Requested (or Pending): the scheduler makes the next job at `next_attempt_at`.
     certificate.error = _error(error, retryable=True)
     certificate.next_attempt_at = decision.at
+
+
+def _unusable(session: Session, certificate: Certificate, job: Job, now: dt.datetime, message: str) -> None:
+    _fail(session, certificate, job, now, code=JobErrorCode.INVALID_RESULT, message=message)
 
 
 def _fail(
