@@ -5,11 +5,13 @@ Each backend module translates its SDK's exceptions into these in exactly one pl
 
 from __future__ import annotations
 
+from caconnector.protocol.errors import JobErrorCode
+
 
 class BackendError(Exception):
     """Base of every error a backend raises. `code` travels on the wire with `message` and `retryable`."""
 
-    code = "backend_error"
+    code: JobErrorCode = JobErrorCode.BACKEND_ERROR
     retryable = False
 
     def __init__(self, message: str) -> None:
@@ -20,31 +22,31 @@ class BackendError(Exception):
 class ConfigError(BackendError):
     """The backend's configuration is wrong or incomplete: fix it with `backend update`."""
 
-    code = "config_error"
+    code = JobErrorCode.CONFIG_ERROR
 
 
 class AuthError(BackendError):
     """The CA refused the credentials: the operator must supply new ones."""
 
-    code = "auth_error"
+    code = JobErrorCode.AUTH_ERROR
 
 
 class Rejected(BackendError):
     """The CA refused this request for good (bad CSR, policy, unknown serial). Retrying cannot help."""
 
-    code = "rejected"
+    code = JobErrorCode.REJECTED
 
 
 class NotSupported(BackendError):
     """This backend (or this CA tier) cannot do what was asked."""
 
-    code = "not_supported"
+    code = JobErrorCode.NOT_SUPPORTED
 
 
 class Transient(BackendError):
     """Try again later: timeouts, throttling, 5xx. `retry_after` is in seconds when the CA said so."""
 
-    code = "transient"
+    code = JobErrorCode.TRANSIENT
     retryable = True
 
     def __init__(self, message: str, retry_after: float | None = None) -> None:

@@ -30,13 +30,14 @@ from caconnector.backends.base import (
     RevokeRequest,
     Scanner,
 )
-from caconnector.backends.errors import BackendError, NotSupported, Rejected, Transient
+from caconnector.backends.errors import BackendError, NotSupported, Transient
 from caconnector.connector import backend_admin
 from caconnector.connector.store import ConnectorStore, StoreError
 from caconnector.pki.csr import load_csr
 from caconnector.pki.errors import PKIError
 from caconnector.pki.revocation import RevocationReason
 from caconnector.pki.serial import canonical_serial
+from caconnector.protocol.errors import JobErrorCode
 from caconnector.protocol.messages import (
     BackendReport,
     CAReport,
@@ -117,13 +118,13 @@ def error_body(exc: BaseException) -> ErrorBody:
         retry_after = exc.retry_after if isinstance(exc, Transient) else None
         return ErrorBody(code=exc.code, message=exc.message, retryable=exc.retryable, retry_after=retry_after)
     if isinstance(exc, InvalidJob):
-        return ErrorBody(code="invalid_job", message=str(exc))
+        return ErrorBody(code=JobErrorCode.INVALID_JOB, message=str(exc))
     if isinstance(exc, PKIError):
-        return ErrorBody(code=Rejected.code, message=str(exc))
+        return ErrorBody(code=JobErrorCode.REJECTED, message=str(exc))
     if isinstance(exc, StoreError):
-        return ErrorBody(code="config_error", message=str(exc))
+        return ErrorBody(code=JobErrorCode.CONFIG_ERROR, message=str(exc))
     return ErrorBody(
-        code="internal_error",
+        code=JobErrorCode.INTERNAL_ERROR,
         message=f"the connector failed unexpectedly ({type(exc).__name__}); see the connector's log",
     )
 

@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from caconnector.protocol.errors import JobErrorCode
 from caconnector.protocol.messages import ErrorBody, Job, JobKind, JobOutcome, JobResult
 
 JOURNAL_FILE = "journal.sqlite"
@@ -214,7 +215,7 @@ class Journal:
                 job_id=job_id,
                 outcome=JobOutcome.ERROR,
                 error=ErrorBody(
-                    code="not_supported",
+                    code=JobErrorCode.NOT_SUPPORTED,
                     message=f"this version of ca-connector cannot read the job ({problem}); update it",
                 ),
             )

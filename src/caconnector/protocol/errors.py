@@ -24,3 +24,22 @@ class ChannelError(enum.StrEnum):
 FATAL_FOR_REGISTRATION = frozenset(
     {ChannelError.CONNECTOR_UNKNOWN, ChannelError.CONNECTOR_EXPIRED, ChannelError.PROTOCOL_VERSION}
 )
+
+
+class JobErrorCode(enum.StrEnum):
+    """The `code` of a job's error (`ErrorBody.code`): what happens next is decided by it, in the manager's
+    retry policy. The values are the wire strings; a newer peer may send a code not listed here."""
+
+    # Raised by backends (`backends/errors.py`, one class each).
+    BACKEND_ERROR = "backend_error"  # the base class: no more specific type applies
+    CONFIG_ERROR = "config_error"
+    AUTH_ERROR = "auth_error"
+    REJECTED = "rejected"
+    NOT_SUPPORTED = "not_supported"  # also: a job this connector version cannot read
+    TRANSIENT = "transient"  # also: a try that ended with no answer (a lease ran out)
+    # Set by the connector around a backend.
+    INVALID_JOB = "invalid_job"
+    INTERNAL_ERROR = "internal_error"
+    # Set by the manager.
+    INVALID_RESULT = "invalid_result"  # the connector's answer cannot be used
+    UNDELIVERABLE = "undeliverable"  # delivered too many times without an answer

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from caconnector.protocol.errors import JobErrorCode
 from caconnector.protocol.text import (
     Blob,
     Id,
@@ -159,7 +160,9 @@ class Job(Message):
 
 
 class ErrorBody(Message):
-    code: Short
+    # A code this version knows becomes its member; another (a newer connector's) is kept as sent, not
+    # mapped to a default: the manager stores and shows it, and its policy follows `retryable` for it.
+    code: Annotated[JobErrorCode | Short, Field(union_mode="left_to_right")]
     message: Prose
     retryable: bool = False
     retry_after: Seconds | None = None

@@ -13,12 +13,11 @@ from sqlalchemy.orm import Session, selectinload
 
 from caconnector.manager import audit
 from caconnector.manager.db.models import Job, ManagedBackend
-from caconnector.manager.services.dispatch import create_job
+from caconnector.manager.services import jobs_factory
 from caconnector.manager.services.errors import Conflict, Invalid, NotFound
 from caconnector.manager.services.pagination import Rows, paginate
 from caconnector.manager.services.status import ConnectorStatus, connector_status
 from caconnector.manager.settings import Settings
-from caconnector.protocol.messages import JobKind, ScanPayload
 
 OFFLINE = "Offline"
 MAX_NAME = 200
@@ -82,9 +81,7 @@ def _ensure_present(backend: ManagedBackend, what: str) -> None:
 def request_check(session: Session, backend: ManagedBackend, now: dt.datetime, actor: str) -> Job:
     """A `check` job for the backend's connector; its result updates the backend's status and CAs."""
     _ensure_present(backend, "check")
-    job = create_job(
-        session, backend.connector_id, JobKind.CHECK, backend_name=backend.local_name, payload={}, now=now
-    )
+    job = jobs_factory.check(session, backend, now)
     audit.record(session, now, actor, "backend.check", target(backend), job=job.id)
     return job
 
@@ -93,14 +90,7 @@ def request_scan(session: Session, backend: ManagedBackend, now: dt.datetime, ac
     """A `scan` job: its result imports what the CA issued that the manager does not know yet (see
     services.scan_import); the job's result then holds the counts."""
     _ensure_present(backend, "scan")
-    job = create_job(
-        session,
-        backend.connector_id,
-        JobKind.SCAN,
-        backend_name=backend.local_name,
-        payload=ScanPayload().model_dump(mode="json"),
-        now=now,
-    )
+    job = jobs_factory.scan(session, backend, now)
     audit.record(session, now, actor, "backend.scan", target(backend), job=job.id)
     return job
 

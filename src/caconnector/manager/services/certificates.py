@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from caconnector.manager import audit
 from caconnector.manager.db.models import Certificate, Job, ManagedBackend
-from caconnector.manager.services.dispatch import create_job
+from caconnector.manager.services import jobs_factory
 from caconnector.manager.services.errors import Conflict, Invalid, NotFound
 from caconnector.manager.services.pagination import Rows, paginate
 from caconnector.manager.services.states import (
@@ -23,7 +23,6 @@ from caconnector.manager.services.states import (
 )
 from caconnector.pki.revocation import RevocationReason
 from caconnector.pki.serial import canonical_serial
-from caconnector.protocol.messages import JobKind, RevokePayload
 
 
 def get_certificate(session: Session, certificate_id: str) -> Certificate:
@@ -59,20 +58,7 @@ def request_revocation(
     certificate.failures = 0
     certificate.next_attempt_at = None
     certificate.updated_at = now
-    payload = RevokePayload(
-        serial=certificate.serial,
-        reason=reason.value,
-        ca=certificate.ca.ca_ref if certificate.ca is not None else None,
-    )
-    job = create_job(
-        session,
-        backend.connector_id,
-        JobKind.REVOKE,
-        backend_name=backend.local_name,
-        payload=payload.model_dump(),
-        now=now,
-        certificate_id=certificate.id,
-    )
+    job = jobs_factory.revoke(session, backend, certificate, certificate.serial, now)
     audit.record(
         session, now, actor, "certificate.revoke", target(certificate), reason=reason.value, job=job.id
     )

@@ -25,6 +25,7 @@ from caconnector.manager.services.limits import TooLong
 from caconnector.manager.services.retry import RetryPolicy
 from caconnector.manager.services.wakeups import job_created
 from caconnector.protocol import messages
+from caconnector.protocol.errors import JobErrorCode
 from caconnector.protocol.text import clip
 
 log = logging.getLogger(__name__)
@@ -110,9 +111,6 @@ def claim_jobs(
     return sorted(claimed, key=lambda job: (job.created_at, job.id))
 
 
-UNDELIVERABLE = "undeliverable"
-
-
 def give_up_undeliverable(
     session: Session, connector_id: str, now: dt.datetime, max_deliveries: int, policy: RetryPolicy
 ) -> list[str]:
@@ -134,7 +132,7 @@ def give_up_undeliverable(
     given_up = []
     for job_id in session.scalars(stuck).all():
         error = messages.ErrorBody(
-            code=UNDELIVERABLE,
+            code=JobErrorCode.UNDELIVERABLE,
             message=f"the connector took this job {max_deliveries} times without answering (it may stop "
             "while running it); given up: see the connector's log",
             retryable=False,
@@ -282,7 +280,7 @@ def _first(exc: ValidationError) -> str:
 def _invalid(
     result: messages.JobResult, message: str
 ) -> tuple[messages.JobOutcome, dict[str, Any] | None, dict[str, Any] | None, None]:
-    body = messages.ErrorBody(code="invalid_result", message=message)
+    body = messages.ErrorBody(code=JobErrorCode.INVALID_RESULT, message=message)
     return messages.JobOutcome.ERROR, result.result, body.model_dump(mode="json"), None
 
 

@@ -17,14 +17,14 @@ from sqlalchemy.orm import Session
 
 from caconnector.manager import audit
 from caconnector.manager.db.models import Certificate, ManagedBackend, ManagedCA, Profile, new_id
-from caconnector.manager.services.dispatch import create_job
+from caconnector.manager.services import jobs_factory
 from caconnector.manager.services.errors import Conflict, Invalid
 from caconnector.manager.services.profiles import profile_ca
 from caconnector.manager.services.states import CertStatus, Source, target
 from caconnector.pki.csr import CSRInfo, describe_csr, load_csr
 from caconnector.pki.errors import PKIError
 from caconnector.pki.names import alt_name_strings
-from caconnector.protocol.messages import EnrollPayload, JobKind
+from caconnector.protocol.messages import EnrollPayload
 
 VALIDATED = "validated"
 
@@ -81,14 +81,12 @@ def enroll(
     )
     session.add(certificate)
     session.flush()
-    job = create_job(
+    job = jobs_factory.enroll(
         session,
-        backend.connector_id,
-        JobKind.ENROLL,
-        backend_name=backend.local_name,
-        payload=_payload(certificate, pem, profile, backend, ca),
-        now=now,
+        backend,
+        _payload(certificate, pem, profile, backend, ca),
         certificate_id=certificate.id,
+        now=now,
     )
     details: dict[str, Any] = {"profile": profile.name, "subject": certificate.subject, "job": job.id}
     if renewed_from is not None:
@@ -203,18 +201,17 @@ def _datetime(value: object) -> dt.datetime | None:
 
 def _payload(
     certificate: Certificate, csr_pem: str, profile: Profile, backend: ManagedBackend, ca: ManagedCA
-) -> dict[str, Any]:
+) -> EnrollPayload:
     # The wire has one field for both: a template (AD CS, the local CA) or a product (DigiCert, Entrust).
     # Without either, the certificate type is sent when the backend offers a template of that name, as
     # the local CA does (server, client); otherwise the backend's default applies.
     template = profile.template or profile.product
     if template is None and profile.cert_type in backend.templates:
         template = profile.cert_type
-    payload = EnrollPayload(
+    return EnrollPayload(
         csr_pem=csr_pem,
         request_id=certificate.id,
         ca=ca.ca_ref,
         template=template,
         validity_days=certificate.term_days,
     )
-    return payload.model_dump(mode="json")

@@ -27,6 +27,7 @@ from caconnector.manager.services.retry import Fail, RetryPolicy
 from caconnector.manager.services.states import CertStatus, Source, revocation_in_progress, target
 from caconnector.manager.services.wakeups import certificate_changed
 from caconnector.pki.keys import public_keys_equal
+from caconnector.protocol.errors import JobErrorCode
 from caconnector.protocol.messages import ErrorBody, JobKind, JobOutcome, PendingBody, RevokeBody
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ def _issue(session: Session, certificate: Certificate, job: Job, now: dt.datetim
     try:
         issued = read_issued(job.result)
     except InvalidIssued as exc:
-        _fail(session, certificate, job, now, code="invalid_result", message=f"unusable answer: {exc}")
+        _unusable(session, certificate, job, now, f"unusable answer: {exc}")
         return
     if certificate.ca_id is None and certificate.backend is not None:
         ca = CAIndex(certificate.backend.cas).find(issued.certificate)
@@ -101,7 +102,7 @@ def _issue(session: Session, certificate: Certificate, job: Job, now: dt.datetim
     elif not _claim_serial(session, certificate, serial):
         problem = f"the CA returned serial {serial}, which another request of this manager already holds"
     if problem is not None:
-        _fail(session, certificate, job, now, code="invalid_result", message=problem)
+        _unusable(session, certificate, job, now, problem)
         return
     certificate.status = CertStatus.ISSUED.value
     certificate.serial = serial
@@ -153,14 +154,7 @@ def _pending(
     try:
         body = PendingBody.model_validate(job.result or {})
     except ValidationError:
-        _fail(
-            session,
-            certificate,
-            job,
-            now,
-            code="invalid_result",
-            message="the connector's pending answer is unusable",
-        )
+        _unusable(session, certificate, job, now, "the connector's pending answer is unusable")
         return
     certificate.status = CertStatus.PENDING.value
     certificate.order_ref = body.order_ref
@@ -182,6 +176,10 @@ def _failed_try(
     # Still Requested (or Pending): the scheduler makes the next job at `next_attempt_at`.
     certificate.error = _error(error, retryable=True)
     certificate.next_attempt_at = decision.at
+
+
+def _unusable(session: Session, certificate: Certificate, job: Job, now: dt.datetime, message: str) -> None:
+    _fail(session, certificate, job, now, code=JobErrorCode.INVALID_RESULT, message=message)
 
 
 def _fail(
@@ -223,7 +221,9 @@ def _apply_revocation(
         return True
     error = _error_of(job)
     if outcome is JobOutcome.PENDING:
-        error = ErrorBody(code="invalid_result", message="the connector answered a revoke job with pending")
+        error = ErrorBody(
+            code=JobErrorCode.INVALID_RESULT, message="the connector answered a revoke job with pending"
+        )
     certificate.failures += 1
     decision = policy.decide(error, certificate.failures, now)
     if isinstance(decision, Fail):
@@ -266,7 +266,11 @@ def _error_of(job: Job) -> ErrorBody | None:
 
 def _error(error: ErrorBody | None, *, retryable: bool) -> dict[str, object]:
     if error is None:
-        return {"code": "transient", "message": "the try ended without an answer", "retryable": retryable}
+        return {
+            "code": JobErrorCode.TRANSIENT.value,
+            "message": "the try ended without an answer",
+            "retryable": retryable,
+        }
     return {"code": error.code, "message": error.message, "retryable": retryable}
 
 

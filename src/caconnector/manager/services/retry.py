@@ -3,9 +3,9 @@
 The error's *code* decides (style: "the error type decides what happens next"): `transient` (timeouts,
 throttling, 5xx, which backends map to it) is tried again with exponential back-off and jitter, up to
 `max_attempts` failures in a row; every other known code is final at once, since asking the same CA the
-same thing again gives the same answer. A code this version does not know follows the wire's
-`retryable` flag. A pending order is not a failure: it is collected again, never given up on here (the
-CA says when it is rejected).
+same thing again gives the same answer (`ON_ERROR` decides each `JobErrorCode`). The bare
+`backend_error`, and a code this version does not know, follow the wire's `retryable` flag. A pending
+order is not a failure: it is collected again, never given up on here (the CA says when it is rejected).
 
 Jitter spreads the retries of many requests that failed together (a CA outage) so they do not all
 return at the same instant; it only ever shortens a delay, so the cap holds.
@@ -14,25 +14,39 @@ return at the same instant; it only ever shortens a delay, so the cap holds.
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from caconnector.protocol.errors import JobErrorCode
 from caconnector.protocol.messages import ErrorBody
 
-# Final at once: the request, the configuration or the credentials must change first.
-PERMANENT_CODES = frozenset(
-    {
-        "rejected",
-        "config_error",
-        "auth_error",
-        "not_supported",
-        "invalid_result",
-        "invalid_job",
-        "internal_error",
-        "undeliverable",
-    }
-)
-RETRYABLE_CODES = frozenset({"transient"})
+
+class OnError(enum.Enum):
+    """What a failed try's error code means for the next try."""
+
+    RETRY = "retry"  # with back-off, up to `max_attempts` failures in a row
+    FINAL = "final"  # at once: the request, the configuration or the credentials must change first
+    AS_FLAGGED = "as_flagged"  # the wire's `retryable` flag decides
+
+
+# Every code decided here (a test checks none is left out, so a new code cannot be added undecided).
+ON_ERROR: Mapping[JobErrorCode, OnError] = {
+    JobErrorCode.TRANSIENT: OnError.RETRY,
+    JobErrorCode.REJECTED: OnError.FINAL,
+    JobErrorCode.CONFIG_ERROR: OnError.FINAL,
+    JobErrorCode.AUTH_ERROR: OnError.FINAL,
+    JobErrorCode.NOT_SUPPORTED: OnError.FINAL,
+    JobErrorCode.INVALID_RESULT: OnError.FINAL,
+    JobErrorCode.INVALID_JOB: OnError.FINAL,
+    JobErrorCode.INTERNAL_ERROR: OnError.FINAL,
+    JobErrorCode.UNDELIVERABLE: OnError.FINAL,
+    # The base backend error says nothing more specific; the backend that raised it set the flag.
+    JobErrorCode.BACKEND_ERROR: OnError.AS_FLAGGED,
+}
+PERMANENT_CODES = frozenset(code for code, on_error in ON_ERROR.items() if on_error is OnError.FINAL)
+
 # A CA asking for more than a day is treated as asking for a day: the request stays visible and alive.
 MAX_RETRY_AFTER_SECONDS = 24 * 3600.0
 # 2**64 times any base is far past any cap; stops the float from overflowing on absurd attempt counts.
@@ -51,7 +65,7 @@ class Fail:
     """Give up: the certificate fails with `reason`; `code` is the last error's."""
 
     reason: str
-    code: str
+    code: JobErrorCode | str  # a str: a code this version does not know, kept as the connector sent it
 
 
 Decision = Retry | Fail
@@ -77,7 +91,9 @@ class RetryPolicy:
         """After the `attempts`-th failed try in a row. `error` None: the try ended with no answer to go
         on (nothing says it cannot work), which is retried like a transient error."""
         if error is None:
-            error = ErrorBody(code="transient", message="the try ended without an answer", retryable=True)
+            error = ErrorBody(
+                code=JobErrorCode.TRANSIENT, message="the try ended without an answer", retryable=True
+            )
         if not _retryable(error):
             return Fail(error.message, error.code)
         if attempts >= self.max_attempts:
@@ -95,8 +111,10 @@ class RetryPolicy:
 
 
 def _retryable(error: ErrorBody) -> bool:
-    if error.code in RETRYABLE_CODES:
-        return True
-    if error.code in PERMANENT_CODES:
-        return False
-    return error.retryable
+    try:
+        on_error = ON_ERROR[JobErrorCode(error.code)]
+    except ValueError:
+        on_error = OnError.AS_FLAGGED  # a code this version does not know
+    if on_error is OnError.AS_FLAGGED:
+        return error.retryable
+    return on_error is OnError.RETRY

@@ -22,6 +22,7 @@ from caconnector.manager import audit
 from caconnector.manager.db.models import Certificate, Job, ManagedBackend, new_id
 from caconnector.manager.services.issued import CAIndex, InvalidIssued, IssuedCertificate, read_issued_body
 from caconnector.manager.services.states import CertStatus, Source
+from caconnector.protocol.errors import JobErrorCode
 from caconnector.protocol.messages import ErrorBody, JobOutcome, ScanBody
 
 MAX_REPORTED_ERRORS = 5
@@ -34,7 +35,8 @@ def import_scan(session: Session, job: Job, now: dt.datetime) -> None:
         body = ScanBody.model_validate(job.result or {})
     except ValidationError as exc:
         error = ErrorBody(
-            code="invalid_result", message=f"the connector's scan result is not valid ({exc.error_count()})"
+            code=JobErrorCode.INVALID_RESULT,
+            message=f"the connector's scan result is not valid ({exc.error_count()})",
         )
         job.outcome = JobOutcome.ERROR.value
         job.error = error.model_dump(mode="json")

@@ -28,10 +28,11 @@ from sqlalchemy.orm import Session
 from caconnector.manager import audit
 from caconnector.manager.db.models import Certificate, Job
 from caconnector.manager.runtime import Runtime
-from caconnector.manager.services.dispatch import create_job
+from caconnector.manager.services import jobs_factory
 from caconnector.manager.services.states import CertStatus, target
 from caconnector.manager.services.wakeups import certificate_changed
-from caconnector.protocol.messages import CollectPayload, JobKind, RevokePayload
+from caconnector.protocol.errors import JobErrorCode
+from caconnector.protocol.messages import JobKind
 
 log = logging.getLogger(__name__)
 
@@ -83,11 +84,8 @@ def _next_job(session: Session, certificate: Certificate, now: dt.datetime) -> J
         return None
     status = CertStatus(certificate.status)
     if status is CertStatus.PENDING and certificate.order_ref is not None:
-        kind, payload = (
-            JobKind.COLLECT,
-            CollectPayload(order_ref=certificate.order_ref, request_id=certificate.id).model_dump(),
-        )
-    elif status is CertStatus.REQUESTED:
+        return jobs_factory.collect(session, backend, certificate, certificate.order_ref, now)
+    if status is CertStatus.REQUESTED:
         previous = session.scalar(
             select(Job.payload)
             .where(Job.certificate_id == certificate.id, Job.kind == JobKind.ENROLL.value)
@@ -97,33 +95,26 @@ def _next_job(session: Session, certificate: Certificate, now: dt.datetime) -> J
         if previous is None:
             _fail(session, certificate, now, "its enroll job is gone (its connector was deleted)")
             return None
-        kind, payload = JobKind.ENROLL, previous
-    elif status is CertStatus.ISSUED and certificate.serial is not None:
-        reason = certificate.revocation_reason or "unspecified"
-        ca = certificate.ca.ca_ref if certificate.ca is not None else None
-        kind, payload = (
-            JobKind.REVOKE,
-            RevokePayload(serial=certificate.serial, reason=reason, ca=ca).model_dump(),
-        )
-    else:  # a Pending certificate without an order: nothing to collect
-        _fail(session, certificate, now, "the CA gave no order reference to collect it by")
-        return None
-    return create_job(
-        session,
-        backend.connector_id,
-        kind,
-        backend_name=backend.local_name,
-        payload=payload,
-        now=now,
-        certificate_id=certificate.id,
-    )
+        return jobs_factory.enroll_again(session, backend, previous, certificate_id=certificate.id, now=now)
+    if status is CertStatus.ISSUED and certificate.serial is not None:
+        return jobs_factory.revoke(session, backend, certificate, certificate.serial, now)
+    # A Pending certificate without an order: nothing to collect.
+    _fail(session, certificate, now, "the CA gave no order reference to collect it by")
+    return None
 
 
 def _fail(session: Session, certificate: Certificate, now: dt.datetime, message: str) -> None:
     certificate.status = CertStatus.FAILED.value
-    certificate.error = {"code": "config_error", "message": message, "retryable": False}
+    certificate.error = {"code": JobErrorCode.CONFIG_ERROR.value, "message": message, "retryable": False}
     certificate.updated_at = now
-    audit.record(session, now, "system", "certificate.failed", target(certificate), code="config_error")
+    audit.record(
+        session,
+        now,
+        "system",
+        "certificate.failed",
+        target(certificate),
+        code=JobErrorCode.CONFIG_ERROR.value,
+    )
     certificate_changed(session, certificate.id)
 
 
