@@ -51,8 +51,15 @@ def job(kind: JobKind, payload: Mapping[str, object], job_id: str = "job-1") -> 
     )
 
 
-def enroll_job(ca: str | None, request_id: str, name: str = "app.example.test", job_id: str = "job-1") -> Job:
-    payload = {"csr_pem": make_csr_pem(name), "request_id": request_id, "ca": ca}
+def enroll_job(
+    ca: str | None,
+    request_id: str,
+    name: str = "app.example.test",
+    job_id: str = "job-1",
+    fields: Mapping[str, object] | None = None,
+) -> Job:
+    """An enroll job; `fields` adds what the type's CA needs besides the CSR (a product, an organization)."""
+    payload = {"csr_pem": make_csr_pem(name), "request_id": request_id, "ca": ca, **(fields or {})}
     return job(JobKind.ENROLL, payload, job_id)
 
 
@@ -66,6 +73,15 @@ class Capabilities:
 
 
 @dataclass(frozen=True)
+class PendingOrder:
+    """How a peer whose CA can pend shows it: `make` sets the peer up so the next order waits (approval,
+    DCV) and returns the enroll job that meets it; `finish` completes it at the CA (approves it)."""
+
+    make: Callable[[], Job]
+    finish: Callable[[], None]
+
+
+@dataclass(frozen=True)
 class ContractPeer:
     type_name: str
     runner: JobRunner
@@ -76,6 +92,13 @@ class ContractPeer:
     provoke: dict[type[BackendError], Provoke] = field(default_factory=dict)
     # Why an error class cannot be provoked against this peer (every class is in `provoke` or here).
     cannot_provoke: dict[type[BackendError], str] = field(default_factory=dict)
+    # What an enroll job carries besides the CSR and CA for this type (a product, an organization).
+    enroll_fields: Mapping[str, object] = field(default_factory=dict)
+    # Given when `can.pend` is None: how to make an order wait and then finish it at the CA.
+    pending: PendingOrder | None = None
+
+    def enroll_job(self, request_id: str, name: str = "app.example.test", job_id: str = "job-1") -> Job:
+        return enroll_job(self.ca, request_id, name, job_id, self.enroll_fields)
 
 
 def _store(tmp_path: Path, type_name: str, values: dict[str, object]) -> ConnectorStore:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 from cryptography import x509
-from tests.contract.conftest import BACKEND, ContractPeer, enroll_job, job
+from tests.contract.conftest import BACKEND, ContractPeer, job
 
 from caconnector.backends import errors
 from caconnector.backends.errors import BackendError
-from caconnector.protocol.messages import JobKind, JobOutcome, JobResult
+from caconnector.protocol.messages import JobKind, JobOutcome, JobResult, PendingBody
 
 # The backend error tree: every class a backend raises (subclasses elsewhere refine one of these).
 ERROR_CLASSES = sorted(
@@ -46,13 +46,13 @@ def _leaf_of(peer: ContractPeer, body: dict[str, object], name: str) -> x509.Cer
 
 
 def test_enroll_issues_a_certificate_that_chains_to_the_backends_ca(peer: ContractPeer) -> None:
-    body = _ok(peer.runner.run(enroll_job(peer.ca, "req-issue", "issue.example.test")))
+    body = _ok(peer.runner.run(peer.enroll_job("req-issue", "issue.example.test")))
     _leaf_of(peer, body, "issue.example.test")
     assert peer.stored() == 1
 
 
 def test_a_redelivered_enroll_gives_the_same_certificate_and_the_ca_holds_one(peer: ContractPeer) -> None:
-    first = enroll_job(peer.ca, "req-redelivered")
+    first = peer.enroll_job("req-redelivered")
     issued = _ok(peer.runner.run(first))
     # The result was lost on the way to the manager: after the lease ran out, the same job came again.
     again = _ok(peer.runner.run(first.model_copy(update={"attempt": 2})))
@@ -63,13 +63,26 @@ def test_a_redelivered_enroll_gives_the_same_certificate_and_the_ca_holds_one(pe
 def test_pending_then_collect_issues(peer: ContractPeer) -> None:
     if peer.can.pend is not None:
         pytest.skip(f"{peer.type_name}: {peer.can.pend}")
-    raise AssertionError(
-        f"{peer.type_name} can pend: give its peer a way to make an order wait, and test it here"
+    assert peer.pending is not None, f"{peer.type_name} can pend: give its peer a PendingOrder"
+    enroll = peer.pending.make()
+    waiting = peer.runner.run(enroll)
+    assert waiting.outcome is JobOutcome.PENDING, waiting
+    body = PendingBody.model_validate(waiting.result)
+    # Asked again before the CA finished, the same job still waits on the same order (no second order).
+    again = peer.runner.run(enroll.model_copy(update={"attempt": 2}))
+    assert again.outcome is JobOutcome.PENDING, again
+    assert PendingBody.model_validate(again.result).order_ref == body.order_ref
+    peer.pending.finish()
+    request_id = str(enroll.payload["request_id"])
+    collected = peer.runner.run(
+        job(JobKind.COLLECT, {"order_ref": body.order_ref, "request_id": request_id}, "job-collect")
     )
+    _leaf_of(peer, _ok(collected), "app.example.test")  # `make` enrolls the default name
+    assert peer.stored() == 1
 
 
 def test_revoke_puts_the_serial_on_the_cas_revoked_list(peer: ContractPeer) -> None:
-    leaf = _leaf_of(peer, _ok(peer.runner.run(enroll_job(peer.ca, "req-revoke"))), "app.example.test")
+    leaf = _leaf_of(peer, _ok(peer.runner.run(peer.enroll_job("req-revoke"))), "app.example.test")
     payload = {"serial": format(leaf.serial_number, "x"), "reason": "keyCompromise", "ca": peer.ca}
     _ok(peer.runner.run(job(JobKind.REVOKE, payload, "job-2")))
     assert peer.revoked() == {leaf.serial_number}
@@ -81,9 +94,7 @@ def test_scan_lists_what_the_ca_issued(peer: ContractPeer) -> None:
     serials = set()
     for index in range(2):
         body = _ok(
-            peer.runner.run(
-                enroll_job(peer.ca, f"req-scan-{index}", f"h{index}.example.test", f"job-{index}")
-            )
+            peer.runner.run(peer.enroll_job(f"req-scan-{index}", f"h{index}.example.test", f"job-{index}"))
         )
         serials.add(x509.load_pem_x509_certificate(str(body["certificate_pem"]).encode()).serial_number)
     scanned = _ok(peer.runner.run(job(JobKind.SCAN, {}, "job-scan")))

@@ -39,11 +39,44 @@ class CAInfo:
 
 
 @dataclass(frozen=True)
+class Organization:
+    """An organization as the CA validates it (DigiCert, Entrust). `status` is `validated` when the CA
+    will issue for it now; any other word (the CA's own, e.g. `pending`) when not: the manager refuses
+    enrollments for it before an order is placed."""
+
+    id: str
+    name: str
+    status: str
+    validated_until: dt.datetime | None = None
+
+    @property
+    def validated(self) -> bool:
+        return self.status == VALIDATED
+
+
+VALIDATED = "validated"
+
+
+@dataclass(frozen=True)
+class Product:
+    """Something the CA sells or offers to order (DigiCert's product name id, Entrust's certType).
+    `ca_ids` are the CAs it may issue from, where the CA says (DigiCert private SSL)."""
+
+    id: str
+    name: str
+    type: str | None = None
+    ca_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class CheckResult:
-    """What `check()` found: the CAs behind the backend, plus templates/products where the CA has them."""
+    """What `check()` found: the CAs behind the backend, plus what the CA lets one order: templates
+    (AD CS, the local CA), products (DigiCert, Entrust) and organizations (where the CA validates them)."""
 
     cas: tuple[CAInfo, ...]
     templates: tuple[str, ...] = ()
+    products: tuple[Product, ...] = ()
+    organizations: tuple[Organization, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -53,8 +86,22 @@ class EnrollRequest:
     csr: x509.CertificateSigningRequest
     request_id: str
     ca: str | None = None
+    # A template is what AD CS and the local CA issue by; a product is what DigiCert and Entrust sell.
+    # A backend reads the one its CA has and ignores the other.
     template: str | None = None
+    product: str | None = None
+    # The organization, by the CA's id or its name, where the CA validates organizations.
+    organization: str | None = None
     validity_days: int | None = None
+
+
+@dataclass(frozen=True)
+class RenewalWindow:
+    """When the CA suggests renewing (ACME Renewal Information, RFC 9773)."""
+
+    start: dt.datetime
+    end: dt.datetime
+    explanation_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +111,7 @@ class Issued:
     certificate: x509.Certificate
     chain: tuple[x509.Certificate, ...]
     order_ref: str | None = None
+    renewal_window: RenewalWindow | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +130,15 @@ class RevokeRequest:
     ca: str | None = None
 
 
+@dataclass(frozen=True)
+class RevocationRequested:
+    """The CA took the revocation as a request that someone there must still approve (DigiCert): the
+    certificate is not revoked yet, and must not be shown as revoked."""
+
+    reason: str
+    ref: str | None = None
+
+
 class Backend(Protocol):
     """Required of every backend."""
 
@@ -96,8 +153,8 @@ class Backend(Protocol):
         """Issue (or order) a certificate. Raises Rejected for a request the CA refuses for good."""
         ...
 
-    def revoke(self, request: RevokeRequest) -> None:
-        """Revoke by serial. Raises Rejected when the CA does not know the serial."""
+    def revoke(self, request: RevokeRequest) -> RevocationRequested | None:
+        """Revoke by serial: None when revoked. Raises Rejected when the CA does not know the serial."""
         ...
 
 

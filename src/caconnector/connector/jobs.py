@@ -50,7 +50,10 @@ from caconnector.protocol.messages import (
     JobKind,
     JobOutcome,
     JobResult,
+    OrganizationReport,
     PendingBody,
+    ProductReport,
+    RenewalWindowBody,
     RevokeBody,
     RevokePayload,
     ScanBody,
@@ -77,10 +80,16 @@ def _pem(certificate: x509.Certificate) -> str:
 
 
 def issued_body(issued: Issued) -> IssuedBody:
+    window = issued.renewal_window
     return IssuedBody(
         certificate_pem=_pem(issued.certificate),
         chain_pem=[_pem(c) for c in issued.chain],
         order_ref=issued.order_ref,
+        renewal_window=(
+            RenewalWindowBody(start=window.start, end=window.end, explanation_url=window.explanation_url)
+            if window is not None
+            else None
+        ),
     )
 
 
@@ -159,6 +168,14 @@ class JobRunner:
             status="Available",
             cas=cas,
             templates=list(check.templates),
+            products=[
+                ProductReport(id=p.id, name=p.name, type=p.type, ca_ids=list(p.ca_ids))
+                for p in check.products
+            ],
+            organizations=[
+                OrganizationReport(id=o.id, name=o.name, status=o.status, validated_until=o.validated_until)
+                for o in check.organizations
+            ],
         )
 
     def inventory(self) -> InventoryReport:
@@ -217,6 +234,8 @@ class JobRunner:
             request_id=payload.request_id,
             ca=payload.ca,
             template=payload.template,
+            product=payload.product,
+            organization=payload.organization,
             validity_days=payload.validity_days,
         )
         return _issued_or_pending(backend.enroll(request))
@@ -228,7 +247,10 @@ class JobRunner:
             reason = RevocationReason.parse(payload.reason)
         except ValueError as exc:
             raise InvalidJob(str(exc)) from None
-        backend.revoke(RevokeRequest(serial=serial, reason=reason, ca=payload.ca))
+        requested = backend.revoke(RevokeRequest(serial=serial, reason=reason, ca=payload.ca))
+        if requested is not None:
+            body = RevokeBody(requested=requested.reason)
+            return _Outcome(JobOutcome.OK, body.model_dump(mode="json", exclude_none=True))
         # Hand the manager the CRL that now lists the serial, so GET /cas/{id}/crl is current at once.
         crl = _crl_b64(backend, payload.ca)
         return _Outcome(JobOutcome.OK, RevokeBody(crl_der_b64=crl).model_dump(mode="json", exclude_none=True))

@@ -98,6 +98,17 @@ class OrganizationReport(Message):
     validated_until: dt.datetime | None = None
 
 
+class ProductReport(Message):
+    """Something the CA lets one order (DigiCert's product name id, Entrust's certType)."""
+
+    id: Ref
+    name: Ref
+    type: Short | None = None
+    ca_ids: Annotated[list[Ref], bounded_list()] = Field(
+        default=[], description="the CAs it may issue from, where the CA says (DigiCert private SSL)"
+    )
+
+
 class BackendReport(Message):
     name: Name
     type: Short
@@ -105,6 +116,7 @@ class BackendReport(Message):
     error: Prose | None = None
     cas: Annotated[list[CAReport], bounded_list()] = []
     templates: Annotated[list[Ref], bounded_list()] = []
+    products: Annotated[list[ProductReport], bounded_list()] = []
     organizations: Annotated[list[OrganizationReport], bounded_list()] = []
 
 
@@ -131,7 +143,9 @@ class EnrollPayload(Message):
     csr_pem: Pem
     request_id: Id = Field(description="the idempotency source for every CA call that takes a key")
     ca: Ref | None = None
-    template: Ref | None = None
+    template: Ref | None = Field(default=None, description="AD CS and local CA: the template")
+    product: Ref | None = Field(default=None, description="DigiCert and Entrust: the product")
+    organization: Ref | None = Field(default=None, description="the organization, by the CA's id or name")
     validity_days: int | None = Field(default=None, ge=1, le=100 * 366)
 
 
@@ -168,12 +182,21 @@ class ErrorBody(Message):
     retry_after: Seconds | None = None
 
 
+class RenewalWindowBody(Message):
+    """The CA's suggested renewal window (ACME Renewal Information, RFC 9773)."""
+
+    start: dt.datetime
+    end: dt.datetime
+    explanation_url: Annotated[str, line(2048)] | None = None
+
+
 class IssuedBody(Message):
     certificate_pem: Pem
     chain_pem: Annotated[list[Pem], bounded_list(16)] = Field(
         description="issuer first, up to and including the root"
     )
     order_ref: Ref | None = None
+    renewal_window: RenewalWindowBody | None = None
 
 
 class PendingBody(Message):
@@ -197,6 +220,11 @@ class ScanBody(Message):
 class RevokeBody(Message):
     crl_der_b64: Blob | None = Field(
         default=None, description="the CA's CRL made after the revocation, DER in base64, where it has one"
+    )
+    requested: Prose | None = Field(
+        default=None,
+        description="set when the CA took the revocation as a request still to be approved there (DigiCert):"
+        " why; the certificate is not revoked yet",
     )
 
 

@@ -137,7 +137,9 @@ def build_parser() -> Parser:
     opt(enroll, "name", required=True, help="the backend's name")
     opt(enroll, "csr", required=True, metavar="FILE", help="the PKCS#10 request, PEM or DER")
     opt(enroll, "ca", metavar="ID", help="the CA to use (see backend cas)")
-    opt(enroll, "template", metavar="T", help="the template or product (local: server or client)")
+    opt(enroll, "template", metavar="T", help="the template (local: server or client; msca: its name)")
+    opt(enroll, "product", metavar="P", help="the product (digicert: its name id; entrust: the certType)")
+    opt(enroll, "organization", metavar="ORG", help="the organization, by the CA's id or name")
     opt(enroll, "days", metavar="D", type=_positive_int("-days"), help="the validity in days")
     opt(
         enroll,

@@ -212,7 +212,13 @@ def cmd_backend_enroll(args: argparse.Namespace) -> Any:
         raise CommandError(f"{args.csr}: {exc}") from None
     opened = backend_admin.open_backend(_store(args), args.name)
     request = EnrollRequest(
-        csr=csr, request_id=f"cli-{uuid.uuid4()}", ca=args.ca, template=args.template, validity_days=args.days
+        csr=csr,
+        request_id=f"cli-{uuid.uuid4()}",
+        ca=args.ca,
+        template=args.template,
+        product=args.product,
+        organization=args.organization,
+        validity_days=args.days,
     )
     result = opened.backend.enroll(request)
     if not isinstance(result, Issued):
@@ -304,8 +310,24 @@ def _check_view(backend: Any) -> dict[str, Any]:
         result = backend.check()
     except BackendError as exc:
         return {"status": "Offline", "error": exc.message, "cas": []}
-    return {
+    view: dict[str, Any] = {
         "status": "Available",
         "cas": [_ca_view(ca) for ca in result.cas],
         "templates": list(result.templates),
     }
+    # Only the types whose CA sells products or validates organizations show those lists.
+    if result.products:
+        view["products"] = [
+            {"id": p.id, "name": p.name, "type": p.type, "ca_ids": list(p.ca_ids)} for p in result.products
+        ]
+    if result.organizations:
+        view["organizations"] = [
+            {
+                "id": o.id,
+                "name": o.name,
+                "status": "Validated" if o.validated else f"Not validated ({o.status})",
+                "validated_until": o.validated_until.isoformat() if o.validated_until else None,
+            }
+            for o in result.organizations
+        ]
+    return view

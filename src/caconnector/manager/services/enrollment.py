@@ -202,16 +202,19 @@ def _datetime(value: object) -> dt.datetime | None:
 def _payload(
     certificate: Certificate, csr_pem: str, profile: Profile, backend: ManagedBackend, ca: ManagedCA
 ) -> EnrollPayload:
-    # The wire has one field for both: a template (AD CS, the local CA) or a product (DigiCert, Entrust).
-    # Without either, the certificate type is sent when the backend offers a template of that name, as
-    # the local CA does (server, client); otherwise the backend's default applies.
-    template = profile.template or profile.product
-    if template is None and profile.cert_type in backend.templates:
+    # A template (AD CS, the local CA) and a product (DigiCert, Entrust) travel as separate fields; the
+    # backend reads the one its CA has. Without a template, the certificate type is sent when the
+    # backend offers a template of that name, as the local CA does (server, client); otherwise the
+    # backend's default applies.
+    template = profile.template
+    if template is None and profile.product is None and profile.cert_type in backend.templates:
         template = profile.cert_type
     return EnrollPayload(
         csr_pem=csr_pem,
         request_id=certificate.id,
         ca=ca.ca_ref,
         template=template,
+        product=profile.product,
+        organization=profile.organization,
         validity_days=certificate.term_days,
     )
