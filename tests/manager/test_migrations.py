@@ -1,5 +1,5 @@
-"""Migration 0002 on SQLite (batch mode) and PostgreSQL: it upgrades a 0001 database that holds data
-without losing any, leaves the schema the models describe, and downgrades again."""
+"""Migrations 0002 and 0003 on SQLite (batch mode) and PostgreSQL: they upgrade a 0001 database that
+holds data without losing any, leave the schema the models describe, and downgrade again."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from caconnector.manager.db.models import Base
 from caconnector.manager.settings import Settings
 
 NOW = dt.datetime(2026, 3, 1, tzinfo=dt.UTC).isoformat()
+HEAD = "0003"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -82,14 +83,17 @@ def _seed_0001(engine: Engine) -> None:
         )
 
 
-def test_0002_upgrades_a_0001_database_with_data_and_downgrades(empty: Engine) -> None:
+def test_migrations_upgrade_a_0001_database_with_data_and_downgrade(empty: Engine) -> None:
     upgrade(empty, "0001")
     _seed_0001(empty)
 
     upgrade(empty)
-    assert current_revision(empty) == "0002"
+    assert current_revision(empty) == HEAD
     with empty.connect() as c:
         assert c.execute(text("SELECT id, certificate_id FROM jobs")).all() == [("j1", None)]
+        # 0003: a backend reported before products were reported apart from templates has none yet.
+        [(products,)] = c.execute(text("SELECT products FROM backends")).all()
+        assert products in ("[]", [])
         assert c.execute(text("SELECT id, crl_der FROM cas")).all() == [("ca1", None)]
         assert c.execute(text("SELECT count(*) FROM backends")).scalar() == 1
         differences = compare_metadata(

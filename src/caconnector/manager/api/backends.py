@@ -44,7 +44,10 @@ class BackendOut(BaseModel):
     error: str | None
     cas: list[CAOut]
     templates: list[Any]
-    organizations: list[Any]
+    products: list[Any] = Field(description="what the CA lets one order: {id, name, type, ca_ids}")
+    organizations: list[Any] = Field(
+        description="{id, name, status, validated_until}: status `validated` when the CA issues for it"
+    )
     disabled: bool
     present: bool = Field(description="false once the connector stops reporting it")
     reported_at: dt.datetime
@@ -78,6 +81,7 @@ def _view(runtime: Runtime, backend: ManagedBackend) -> BackendOut:
         error=backend.error,
         cas=[CAOut.of(ca) for ca in sorted(backend.cas, key=lambda ca: (ca.name, ca.id))],
         templates=backend.templates,
+        products=backend.products,
         organizations=backend.organizations,
         disabled=backend.disabled,
         present=backend.present,

@@ -131,6 +131,9 @@ class CertificateOut(BaseModel):
     renewed_from: str | None
     revocation_reason: str | None
     revoked_at: dt.datetime | None
+    renewal_window: dict[str, Any] | None = Field(
+        description="the CA's suggested renewal window {start, end, explanation_url} (RFC 9773)"
+    )
     created_at: dt.datetime
     updated_at: dt.datetime
 
@@ -159,6 +162,7 @@ class CertificateOut(BaseModel):
             renewed_from=certificate.renewed_from_id,
             revocation_reason=certificate.revocation_reason,
             revoked_at=certificate.revoked_at,
+            renewal_window=certificate.renewal_window,
             created_at=certificate.created_at,
             updated_at=certificate.updated_at,
         )

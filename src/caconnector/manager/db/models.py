@@ -130,6 +130,7 @@ class ManagedBackend(Base):
     reported_status: Mapped[str] = mapped_column(String(16))  # Available | Offline, as last reported
     error: Mapped[str | None] = mapped_column(Text)
     templates: Mapped[list[Any]] = mapped_column(default=list)
+    products: Mapped[list[Any]] = mapped_column(default=list)  # {id, name, type, ca_ids}
     organizations: Mapped[list[Any]] = mapped_column(default=list)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     present: Mapped[bool] = mapped_column(
@@ -257,6 +258,8 @@ class Certificate(Base):
     # Set when a revocation is asked for (and kept while it is retried); revoked_at once the CA did it.
     revocation_reason: Mapped[str | None] = mapped_column(String(32))
     revoked_at: Mapped[dt.datetime | None]
+    # The CA's suggested renewal window ({start, end, explanation_url}; ACME Renewal Information).
+    renewal_window: Mapped[dict[str, Any] | None]
     created_at: Mapped[dt.datetime] = mapped_column(index=True)
     updated_at: Mapped[dt.datetime]
 

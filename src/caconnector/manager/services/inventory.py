@@ -129,6 +129,7 @@ def _upsert(
     # last known templates and CAs stay.
     if report.status == "Available":
         backend.templates = list(report.templates)
+        backend.products = [product.model_dump(mode="json") for product in report.products]
         backend.organizations = [org.model_dump(mode="json") for org in report.organizations]
         refused = _reconcile_cas(backend, report.cas, now)
         if refused:

@@ -38,6 +38,7 @@ class IssuedCertificate:
     key_type: str
     not_before: dt.datetime
     not_after: dt.datetime
+    renewal_window: dict[str, Any] | None = None  # as the CA suggested it, in JSON form
 
     @property
     def pem(self) -> str:
@@ -75,6 +76,7 @@ def read_issued_body(body: IssuedBody) -> IssuedCertificate:
             key_type=key_type_of(leaf.public_key()),
             not_before=leaf.not_valid_before_utc,
             not_after=leaf.not_valid_after_utc,
+            renewal_window=body.renewal_window.model_dump(mode="json") if body.renewal_window else None,
         )
     except (ValueError, TypeError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as exc:
         # A negative serial, a malformed extension, a key cryptography cannot load: the CA's doing.

@@ -115,6 +115,7 @@ def _issue(session: Session, certificate: Certificate, job: Job, now: dt.datetim
     certificate.certificate_pem = issued.pem
     certificate.chain_pem = issued.chain_pem
     certificate.order_ref = certificate.order_ref or issued.order_ref  # the order it was collected by
+    certificate.renewal_window = issued.renewal_window
     certificate.pending_reason = None
     certificate.error = None
     certificate.failures = 0
@@ -201,6 +202,22 @@ def _apply_revocation(
         log.info("certificate %s is not being revoked; revoke job %s changes nothing", certificate.id, job.id)
         return False
     outcome = JobOutcome(job.outcome or JobOutcome.ERROR.value)
+    requested = _revocation_requested(job) if outcome is JobOutcome.OK else None
+    if requested is not None:
+        # Not revoked yet: someone at the CA must approve the request. The certificate stays Issued,
+        # says so, and a revocation can be asked for again (it would find the CA's request).
+        certificate.revocation_reason = None
+        certificate.error = {
+            "code": "revocation_requested",
+            "message": f"the CA holds the revocation as a request awaiting approval there: {requested}",
+            "retryable": False,
+        }
+        certificate.failures = 0
+        certificate.next_attempt_at = None
+        audit.record(
+            session, now, _actor(job), "certificate.revocation_requested", target(certificate), job=job.id
+        )
+        return True
     if outcome is JobOutcome.OK:
         certificate.status = CertStatus.REVOKED.value
         certificate.revoked_at = now
@@ -245,6 +262,13 @@ def _apply_revocation(
         certificate.error = _error(error, retryable=True)
         certificate.next_attempt_at = decision.at
     return True
+
+
+def _revocation_requested(job: Job) -> str | None:
+    try:
+        return RevokeBody.model_validate(job.result or {}).requested
+    except ValidationError:
+        return None
 
 
 def _crl_of(job: Job) -> str | None:
