@@ -27,7 +27,7 @@ from caconnector.connector.agent_state import AgentStatus, read_state
 from caconnector.connector.jobs import error_body
 from caconnector.connector.journal import Journal
 from caconnector.connector.store import ConnectorStore
-from caconnector.protocol.messages import Job, JobKind, JobOutcome, JobResult
+from caconnector.protocol.messages import JobKind, JobMessage, JobOutcome, JobResult
 from caconnector.testing import make_csr_pem
 
 Run = Callable[..., Result]
@@ -122,7 +122,7 @@ def test_an_enroll_interrupted_by_a_crash_is_run_again_and_gets_the_same_certifi
     csr = make_csr_pem()
     # The previous agent took the job and the CA signed, then the process died before the result was
     # recorded: the journal says "running" for another run, and the local CA holds the certificate.
-    job = Job(
+    job = JobMessage(
         id="j-crash",
         kind=JobKind.ENROLL,
         backend="LocalCA",

@@ -8,15 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from caconnector.connector.journal import SAFE_TO_REPEAT, Decision, Journal
-from caconnector.protocol.messages import ErrorBody, Job, JobKind, JobOutcome, JobResult
+from caconnector.connector.journal import SAFE_TO_REPEAT, Delivery, Journal
+from caconnector.protocol.messages import ErrorBody, JobKind, JobMessage, JobOutcome, JobResult
 from caconnector.testing import Clock
 
 START = dt.datetime(2025, 3, 1, 12, 0, tzinfo=dt.UTC)
 
 
-def _job(job_id: str = "j-1", kind: JobKind = JobKind.ENROLL) -> Job:
-    return Job(id=job_id, kind=kind, backend="LocalCA", lease_expires_at=START + dt.timedelta(minutes=5))
+def _job(job_id: str = "j-1", kind: JobKind = JobKind.ENROLL) -> JobMessage:
+    return JobMessage(
+        id=job_id, kind=kind, backend="LocalCA", lease_expires_at=START + dt.timedelta(minutes=5)
+    )
 
 
 def _ok(job_id: str = "j-1") -> JobResult:
@@ -35,31 +37,31 @@ def journal(tmp_path: Path, clock: Clock) -> Iterator[Journal]:
 
 
 def test_a_redelivered_job_is_answered_from_the_journal(journal: Journal) -> None:
-    assert journal.begin(_job(), "run-a") is Decision.RUN
+    assert journal.begin(_job(), "run-a") is Delivery.RUN
     journal.finish(_ok())
     assert journal.unacknowledged() == [_ok()]
     journal.acknowledge(["j-1"])
     assert journal.unacknowledged() == []
 
     # The manager delivers it again (it lost our answer): not run, and the stored result goes out again.
-    assert journal.begin(_job(), "run-a") is Decision.ANSWERED
+    assert journal.begin(_job(), "run-a") is Delivery.ANSWERED
     assert journal.unacknowledged() == [_ok()]
     entry = journal.get("j-1")
     assert entry is not None and entry.attempts == 1 and entry.state == "done"
 
 
 def test_a_job_running_in_this_process_is_neither_run_nor_answered(journal: Journal) -> None:
-    assert journal.begin(_job(), "run-a") is Decision.RUN
-    assert journal.begin(_job(), "run-a") is Decision.RUNNING
+    assert journal.begin(_job(), "run-a") is Delivery.RUN
+    assert journal.begin(_job(), "run-a") is Delivery.RUNNING
     assert journal.unacknowledged() == []
 
 
 def test_a_job_interrupted_by_a_crash_is_run_again_when_safe(tmp_path: Path, clock: Clock) -> None:
     path = tmp_path / "journal.sqlite"
     with Journal(path, now=clock) as before_crash:
-        assert before_crash.begin(_job(), "run-a") is Decision.RUN
+        assert before_crash.begin(_job(), "run-a") is Delivery.RUN
     with Journal(path, now=clock) as after_restart:
-        assert after_restart.begin(_job(), "run-b") is Decision.RUN
+        assert after_restart.begin(_job(), "run-b") is Delivery.RUN
         entry = after_restart.get("j-1")
         assert entry is not None and entry.attempts == 2
 
@@ -77,7 +79,7 @@ def test_an_interrupted_job_of_a_kind_not_safe_to_repeat_is_answered_interrupted
     with Journal(path, now=clock) as before_crash:
         before_crash.begin(_job(kind=JobKind.REVOKE), "run-a")
     with Journal(path, now=clock, safe_to_repeat=frozenset()) as after_restart:
-        assert after_restart.begin(_job(kind=JobKind.REVOKE), "run-b") is Decision.ANSWERED
+        assert after_restart.begin(_job(kind=JobKind.REVOKE), "run-b") is Delivery.ANSWERED
         [result] = after_restart.unacknowledged()
     assert result.outcome is JobOutcome.ERROR
     assert result.error is not None and result.error.code == "interrupted" and not result.error.retryable
@@ -95,7 +97,7 @@ def test_results_are_kept_for_late_redeliveries_then_pruned(journal: Journal, cl
     assert journal.prune() == 1
     assert journal.get("old") is None
     assert journal.get("recent") is not None
-    assert journal.begin(_job("recent"), "run-a") is Decision.ANSWERED  # a late redelivery still answered
+    assert journal.begin(_job("recent"), "run-a") is Delivery.ANSWERED  # a late redelivery still answered
     assert {r.job_id for r in journal.unacknowledged()} == {"recent", "never-acked"}
 
     clock.advance(days=23)  # "never-acked" finished 31 days ago; "recent" is unacknowledged again
@@ -114,7 +116,7 @@ def test_unreadable_jobs_and_abandoned_ones(journal: Journal) -> None:
     journal.begin(_job("j-2"), "run-a")
     journal.abandon("j-2")
     assert journal.get("j-2") is None
-    assert journal.begin(_job("j-2"), "run-a") is Decision.RUN
+    assert journal.begin(_job("j-2"), "run-a") is Delivery.RUN
 
 
 def test_the_journal_file_is_private(journal: Journal) -> None:

@@ -30,7 +30,7 @@ from caconnector.backends.local.store import DATABASE_NAME
 from caconnector.connector import backend_admin
 from caconnector.connector.jobs import JobRunner
 from caconnector.connector.store import ConnectorStore
-from caconnector.protocol.messages import Job, JobKind
+from caconnector.protocol.messages import JobKind, JobMessage
 from caconnector.testing import make_csr_pem
 
 # The fixture of each backend type, by type name.
@@ -38,11 +38,11 @@ PEERS = {"local": "local_peer", "acmpca": "acmpca_peer", "gcpcas": "gcpcas_peer"
 BACKEND = "contract"
 
 # Sets the peer up to fail the way the error class describes, and returns the job that meets the failure.
-Provoke = Callable[[], Job]
+Provoke = Callable[[], JobMessage]
 
 
-def job(kind: JobKind, payload: Mapping[str, object], job_id: str = "job-1") -> Job:
-    return Job(
+def job(kind: JobKind, payload: Mapping[str, object], job_id: str = "job-1") -> JobMessage:
+    return JobMessage(
         id=job_id,
         kind=kind,
         backend=BACKEND,
@@ -57,7 +57,7 @@ def enroll_job(
     name: str = "app.example.test",
     job_id: str = "job-1",
     fields: Mapping[str, object] | None = None,
-) -> Job:
+) -> JobMessage:
     """An enroll job; `fields` adds what the type's CA needs besides the CSR (a product, an organization)."""
     payload = {"csr_pem": make_csr_pem(name), "request_id": request_id, "ca": ca, **(fields or {})}
     return job(JobKind.ENROLL, payload, job_id)
@@ -77,7 +77,7 @@ class PendingOrder:
     """How a peer whose CA can pend shows it: `make` sets the peer up so the next order waits (approval,
     DCV) and returns the enroll job that meets it; `finish` completes it at the CA (approves it)."""
 
-    make: Callable[[], Job]
+    make: Callable[[], JobMessage]
     finish: Callable[[], None]
 
 
@@ -97,7 +97,9 @@ class ContractPeer:
     # Given when `can.pend` is None: how to make an order wait and then finish it at the CA.
     pending: PendingOrder | None = None
 
-    def enroll_job(self, request_id: str, name: str = "app.example.test", job_id: str = "job-1") -> Job:
+    def enroll_job(
+        self, request_id: str, name: str = "app.example.test", job_id: str = "job-1"
+    ) -> JobMessage:
         return enroll_job(self.ca, request_id, name, job_id, self.enroll_fields)
 
 
@@ -122,7 +124,7 @@ def local_peer(tmp_path: Path) -> ContractPeer:
         assert isinstance(opened, CRLPublisher)
         return {entry.serial_number for entry in opened.crl()}
 
-    def corrupt_state() -> Job:
+    def corrupt_state() -> JobMessage:
         # A foreign file where the CA's database should be does not heal by waiting.
         backend_admin.open_backend(store, BACKEND)  # the CA's state directory and database are made on open
         (store.backend_state_dir(BACKEND) / DATABASE_NAME).write_bytes(b"not a database " * 100)
@@ -158,7 +160,7 @@ def acmpca_peer(tmp_path: Path, moto: MotoPeer, root: MotoCA) -> ContractPeer:
     }
     store = _store(tmp_path, "acmpca", values)
 
-    def unreachable() -> Job:
+    def unreachable() -> JobMessage:
         # Nothing listens on the discard port: the CA is out of reach, which may pass.
         backend_admin.update_backend(store, BACKEND, {"endpoint": "http://127.0.0.1:9"})
         return enroll_job(root.arn, "req-unreachable")
@@ -204,8 +206,8 @@ def gcpcas_peer(tmp_path: Path, fake: FakeCAS) -> ContractPeer:
     }
     store = _store(tmp_path, "gcpcas", values)
 
-    def failing(operation: str, status: str, then: Job) -> Provoke:
-        def provoke() -> Job:
+    def failing(operation: str, status: str, then: JobMessage) -> Provoke:
+        def provoke() -> JobMessage:
             fake.fail_next(operation, status)
             return then
 

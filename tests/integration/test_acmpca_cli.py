@@ -16,7 +16,7 @@ from caconnector.backends.acmpca.backend import aws_serial
 from caconnector.connector import backend_admin
 from caconnector.connector.jobs import JobRunner
 from caconnector.connector.store import ConnectorStore
-from caconnector.protocol.messages import EnrollPayload, Job, JobKind, JobOutcome, RevokePayload
+from caconnector.protocol.messages import EnrollPayload, JobKind, JobMessage, JobOutcome, RevokePayload
 
 Run = Callable[..., Result]
 
@@ -83,8 +83,8 @@ def test_cli_enroll_and_revoke(cli: Run, moto: MotoPeer, root: MotoCA, tmp_path:
     assert SECRET_ACCESS_KEY.encode() not in all_bytes(datadir)
 
 
-def _job(kind: JobKind, payload: dict[str, object], job_id: str = "job-1", attempt: int = 1) -> Job:
-    return Job(
+def _job(kind: JobKind, payload: dict[str, object], job_id: str = "job-1", attempt: int = 1) -> JobMessage:
+    return JobMessage(
         id=job_id,
         kind=kind,
         backend="corp-aws",

@@ -21,7 +21,7 @@ from tests.support import Result, all_bytes, openssl_csr
 from caconnector.connector import backend_admin
 from caconnector.connector.jobs import JobRunner
 from caconnector.connector.store import ConnectorStore
-from caconnector.protocol.messages import Job, JobKind, JobOutcome
+from caconnector.protocol.messages import JobKind, JobMessage, JobOutcome
 
 Run = Callable[..., Result]
 
@@ -173,8 +173,8 @@ def runner(fake: FakeCAS, tmp_path: Path) -> JobRunner:
     return JobRunner(store, "host.example.test")
 
 
-def _job(job_id: str, kind: JobKind, payload: dict[str, Any]) -> Job:
-    return Job(
+def _job(job_id: str, kind: JobKind, payload: dict[str, Any]) -> JobMessage:
+    return JobMessage(
         id=job_id,
         kind=kind,
         backend="gcp",

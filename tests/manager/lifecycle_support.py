@@ -120,7 +120,7 @@ class Lab:
 
     def answer(self, job: dict[str, Any]) -> dict[str, Any]:
         """Run a job against the local CA with the connector's own job runner."""
-        result = self.runner.run(messages.Job.model_validate(job))
+        result = self.runner.run(messages.JobMessage.model_validate(job))
         answer: dict[str, Any] = result.model_dump(mode="json", exclude_none=True)
         return answer
 

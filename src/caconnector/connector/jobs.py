@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import base64
 import logging
-from dataclasses import dataclass
-from typing import Any, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from caconnector import __version__
 from caconnector.backends.base import (
@@ -38,16 +36,25 @@ from caconnector.pki.errors import PKIError
 from caconnector.pki.revocation import RevocationReason
 from caconnector.pki.serial import canonical_serial
 from caconnector.protocol.errors import JobErrorCode
+from caconnector.protocol.jobs import (
+    Answer,
+    CheckJob,
+    CollectJob,
+    EnrollJob,
+    InventoryJob,
+    RevokeJob,
+    ScanJob,
+    TypedJob,
+    read_job,
+)
 from caconnector.protocol.messages import (
     BackendReport,
     CAReport,
-    CollectPayload,
     EnrollPayload,
     ErrorBody,
     InventoryReport,
     IssuedBody,
-    Job,
-    JobKind,
+    JobMessage,
     JobOutcome,
     JobResult,
     OrganizationReport,
@@ -57,22 +64,13 @@ from caconnector.protocol.messages import (
     RevokeBody,
     RevokePayload,
     ScanBody,
-    ScanPayload,
 )
 
 log = logging.getLogger("caconnector.connector.jobs")
 
-_P = TypeVar("_P", bound=BaseModel)
-
 
 class InvalidJob(Exception):
     """The job's payload or target cannot be used as sent; the manager should not retry it as is."""
-
-
-@dataclass(frozen=True)
-class _Outcome:
-    outcome: JobOutcome
-    result: dict[str, Any]
 
 
 def _pem(certificate: x509.Certificate) -> str:
@@ -93,11 +91,10 @@ def issued_body(issued: Issued) -> IssuedBody:
     )
 
 
-def _issued_or_pending(result: Issued | Pending) -> _Outcome:
+def _issued_or_pending(result: Issued | Pending) -> IssuedBody | PendingBody:
     if isinstance(result, Pending):
-        body = PendingBody(order_ref=result.order_ref, reason=result.reason, retry_after=result.retry_after)
-        return _Outcome(JobOutcome.PENDING, body.model_dump(mode="json"))
-    return _Outcome(JobOutcome.OK, issued_body(result).model_dump(mode="json"))
+        return PendingBody(order_ref=result.order_ref, reason=result.reason, retry_after=result.retry_after)
+    return issued_body(result)
 
 
 def _crl_b64(backend: object, ca_id: str | None) -> str | None:
@@ -188,46 +185,37 @@ class JobRunner:
 
     # ---- jobs ---------------------------------------------------------------------------------------
 
-    def run(self, job: Job) -> JobResult:
+    def run(self, job: JobMessage) -> JobResult:
         """Run a job; never raises (every failure is a result)."""
         try:
-            outcome = self._dispatch(job)
+            outcome = self._dispatch(_typed(job))
         except Exception as exc:
             if not isinstance(exc, BackendError | InvalidJob | PKIError | StoreError):
                 # The type name goes to the manager; the traceback only to the log.
                 log.exception("job %s (%s): unexpected %s", job.id, job.kind.value, type(exc).__name__)
             return JobResult(job_id=job.id, outcome=JobOutcome.ERROR, error=error_body(exc))
-        return JobResult(job_id=job.id, outcome=outcome.outcome, result=outcome.result)
+        outcome_kind = JobOutcome.PENDING if isinstance(outcome, PendingBody) else JobOutcome.OK
+        # A revoke's answer leaves out what it does not have (no CRL where the backend makes none).
+        result = outcome.model_dump(mode="json", exclude_none=isinstance(outcome, RevokeBody))
+        return JobResult(job_id=job.id, outcome=outcome_kind, result=result)
 
-    def _dispatch(self, job: Job) -> _Outcome:
-        if job.kind is JobKind.INVENTORY:
-            # With a backend named, the report of that backend; otherwise the whole connector's.
-            report = self.backend_report(job.backend) if job.backend else self.inventory()
-            return _Outcome(JobOutcome.OK, report.model_dump(mode="json"))
-        if job.kind is JobKind.CHECK:
-            return _Outcome(
-                JobOutcome.OK, self.backend_report(self._backend_name(job)).model_dump(mode="json")
-            )
-        backend = self._open(job)
-        if job.kind is JobKind.ENROLL:
-            return self._enroll(backend, _payload(job, EnrollPayload))
-        if job.kind is JobKind.COLLECT:
-            collect = _payload(job, CollectPayload)
-            if not isinstance(backend, Collector):
-                raise NotSupported(f"backend {job.backend!r} has no orders that wait: nothing to collect")
-            return _issued_or_pending(backend.collect(collect.order_ref))
-        if job.kind is JobKind.REVOKE:
-            return self._revoke(backend, _payload(job, RevokePayload))
-        if job.kind is JobKind.SCAN:
-            scan = _payload(job, ScanPayload)
-            if not isinstance(backend, Scanner):
-                raise NotSupported(f"backend {job.backend!r} cannot list what its CA issued")
-            body = ScanBody(certificates=[issued_body(i) for i in backend.scan(scan.since)])
-            return _Outcome(JobOutcome.OK, body.model_dump(mode="json"))
-        raise InvalidJob(f"job kind {job.kind.value!r} is not supported by this connector")
+    def _dispatch(self, job: TypedJob) -> Answer:
+        # Each kind's handler returns its kind's result type (protocol.jobs ties them).
+        if isinstance(job, InventoryJob):
+            return self.inventory()
+        if isinstance(job, CheckJob):
+            return self.backend_report(job.backend)
+        backend = backend_admin.open_backend(self.store, job.backend).backend
+        if isinstance(job, EnrollJob):
+            return self._enroll(backend, job.payload)
+        if isinstance(job, CollectJob):
+            return self._collect(backend, job)
+        if isinstance(job, RevokeJob):
+            return self._revoke(backend, job.payload)
+        return self._scan(backend, job)
 
     @staticmethod
-    def _enroll(backend: Backend, payload: EnrollPayload) -> _Outcome:
+    def _enroll(backend: Backend, payload: EnrollPayload) -> IssuedBody | PendingBody:
         csr = load_csr(payload.csr_pem.encode())
         request = EnrollRequest(
             csr=csr,
@@ -241,7 +229,19 @@ class JobRunner:
         return _issued_or_pending(backend.enroll(request))
 
     @staticmethod
-    def _revoke(backend: Backend, payload: RevokePayload) -> _Outcome:
+    def _collect(backend: Backend, job: CollectJob) -> IssuedBody | PendingBody:
+        if not isinstance(backend, Collector):
+            raise NotSupported(f"backend {job.backend!r} has no orders that wait: nothing to collect")
+        return _issued_or_pending(backend.collect(job.payload.order_ref))
+
+    @staticmethod
+    def _scan(backend: Backend, job: ScanJob) -> ScanBody:
+        if not isinstance(backend, Scanner):
+            raise NotSupported(f"backend {job.backend!r} cannot list what its CA issued")
+        return ScanBody(certificates=[issued_body(i) for i in backend.scan(job.payload.since)])
+
+    @staticmethod
+    def _revoke(backend: Backend, payload: RevokePayload) -> RevokeBody:
         try:
             serial = canonical_serial(payload.serial)
             reason = RevocationReason.parse(payload.reason)
@@ -249,28 +249,22 @@ class JobRunner:
             raise InvalidJob(str(exc)) from None
         requested = backend.revoke(RevokeRequest(serial=serial, reason=reason, ca=payload.ca))
         if requested is not None:
-            body = RevokeBody(requested=requested.reason)
-            return _Outcome(JobOutcome.OK, body.model_dump(mode="json", exclude_none=True))
+            return RevokeBody(requested=requested.reason)
         # Hand the manager the CRL that now lists the serial, so GET /cas/{id}/crl is current at once.
-        crl = _crl_b64(backend, payload.ca)
-        return _Outcome(JobOutcome.OK, RevokeBody(crl_der_b64=crl).model_dump(mode="json", exclude_none=True))
-
-    @staticmethod
-    def _backend_name(job: Job) -> str:
-        if not job.backend:
-            raise InvalidJob(f"a {job.kind.value} job must name a backend")
-        return job.backend
-
-    def _open(self, job: Job) -> Backend:
-        return backend_admin.open_backend(self.store, self._backend_name(job)).backend
+        return RevokeBody(crl_der_b64=_crl_b64(backend, payload.ca))
 
 
-def _payload(job: Job, model: type[_P]) -> _P:
+def _typed(job: JobMessage) -> TypedJob:
     try:
-        return model.model_validate(job.payload)
+        return read_job(job)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'payload'}: {e['msg']}"
-            for e in exc.errors(include_input=False, include_url=False)
-        )
-        raise InvalidJob(f"the {job.kind.value} job's payload is not valid ({problems})") from None
+        problems = "; ".join(_problem(job, e["loc"], e["msg"]) for e in exc.errors(include_input=False))
+        raise InvalidJob(f"the {job.kind.value} job is not valid ({problems})") from None
+
+
+def _problem(job: JobMessage, loc: tuple[int | str, ...], message: str) -> str:
+    # The union's tag (the kind) leads each location; what follows is the field in the job.
+    where = [str(part) for part in loc[1:]]
+    if where == ["backend"]:
+        return f"a {job.kind.value} job must name a backend"
+    return f"{'.'.join(where) or 'job'}: {message}"

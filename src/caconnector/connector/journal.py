@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from caconnector.protocol.errors import JobErrorCode
-from caconnector.protocol.messages import ErrorBody, Job, JobKind, JobOutcome, JobResult
+from caconnector.protocol.messages import ErrorBody, JobKind, JobMessage, JobOutcome, JobResult
 
 JOURNAL_FILE = "journal.sqlite"
 SCHEMA_VERSION = 1
@@ -77,7 +77,9 @@ class JournalError(Exception):
     """The journal file cannot be used by this version."""
 
 
-class Decision(enum.Enum):
+class Delivery(enum.Enum):
+    """What to do with a job the manager delivered, given what the journal holds of it."""
+
     RUN = "run"  # start it (new, or interrupted and safe to repeat)
     ANSWERED = "answered"  # the journal holds its result; the next poll carries it
     RUNNING = "running"  # this process is running it already
@@ -158,7 +160,7 @@ class Journal:
 
     # ---- the job's life -----------------------------------------------------------------------------
 
-    def begin(self, job: Job, run_id: str) -> Decision:
+    def begin(self, job: JobMessage, run_id: str) -> Delivery:
         """Decide what to do with a delivered job, and record it as running when it is to run."""
         with self._transaction() as db:
             row = db.execute("SELECT state, run_id FROM jobs WHERE job_id = ?", (job.id,)).fetchone()
@@ -168,22 +170,22 @@ class Journal:
                     "VALUES (?, ?, ?, 'running', ?, ?)",
                     (job.id, job.kind.value, job.backend, run_id, self._stamp()),
                 )
-                return Decision.RUN
+                return Delivery.RUN
             state, owner = row
             if state == "done":
                 # The manager asks again, so it did not store our result: send it again.
                 db.execute(
                     "UPDATE jobs SET acknowledged = 0, acknowledged_at = NULL WHERE job_id = ?", (job.id,)
                 )
-                return Decision.ANSWERED
+                return Delivery.ANSWERED
             if owner == run_id:
-                return Decision.RUNNING
+                return Delivery.RUNNING
             if job.kind.value in self.safe_to_repeat:
                 db.execute(
                     "UPDATE jobs SET run_id = ?, attempts = attempts + 1, started_at = ? WHERE job_id = ?",
                     (run_id, self._stamp(), job.id),
                 )
-                return Decision.RUN
+                return Delivery.RUN
             result = JobResult(
                 job_id=job.id,
                 outcome=JobOutcome.ERROR,
@@ -194,7 +196,7 @@ class Journal:
                 ),
             )
             self._set_done(db, job.id, result)
-            return Decision.ANSWERED
+            return Delivery.ANSWERED
 
     def finish(self, result: JobResult) -> None:
         """Record a job's result; it is reported with the next poll until acknowledged."""

@@ -42,7 +42,7 @@ from caconnector.protocol.messages import (
     REGISTER_PATH,
     HelloResponse,
     InventoryReport,
-    Job,
+    JobMessage,
     PollRequest,
     PollResponse,
     RegisterRequest,
@@ -215,12 +215,12 @@ class Link:
         document = self._json(response)
         if not isinstance(document, dict):
             raise self._not_protocol(POLL_PATH, "not a JSON object")
-        jobs: list[Job] = []
+        jobs: list[JobMessage] = []
         unreadable: dict[str, str] = {}
         raw_jobs = document.pop("jobs", [])
         for raw in raw_jobs if isinstance(raw_jobs, list) else []:
             try:
-                jobs.append(Job.model_validate(raw))
+                jobs.append(JobMessage.model_validate(raw))
             except ValidationError as exc:
                 job_id = raw.get("id") if isinstance(raw, dict) else None
                 if isinstance(job_id, str) and job_id:

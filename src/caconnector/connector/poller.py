@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 
-from caconnector.connector.journal import Decision, Journal
+from caconnector.connector.journal import Delivery, Journal
 from caconnector.connector.link import Link, LinkError, PollReply
 from caconnector.connector.workers import Workers
 from caconnector.protocol.messages import PollRequest
@@ -124,7 +124,7 @@ class Poller:
             if self._stop.is_set():
                 break  # stopping: take no job; its lease expires and the manager hands it out again
             decision = self._journal.begin(job, self._run_id)
-            if decision is Decision.RUN:
+            if decision is Delivery.RUN:
                 self._workers.start(job)
-            elif decision is Decision.ANSWERED:
+            elif decision is Delivery.ANSWERED:
                 log.info("job %s (%s) was delivered again: answered from the journal", job.id, job.kind.value)

@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from caconnector.connector.jobs import JobRunner
 from caconnector.connector.journal import Journal
-from caconnector.protocol.messages import Job, JobOutcome
+from caconnector.protocol.messages import JobMessage, JobOutcome
 
 log = logging.getLogger("caconnector.connector.agent")
 
@@ -25,9 +25,9 @@ log = logging.getLogger("caconnector.connector.agent")
 class WorkerPool:
     """A fixed set of daemon threads: a job that hangs past the stop timeout cannot keep the process."""
 
-    def __init__(self, count: int, execute: Callable[[Job], None]) -> None:
+    def __init__(self, count: int, execute: Callable[[JobMessage], None]) -> None:
         self._execute = execute
-        self._queue: queue.Queue[Job | None] = queue.Queue()
+        self._queue: queue.Queue[JobMessage | None] = queue.Queue()
         self._outstanding = 0
         self._changed = threading.Condition()
         self._threads = [
@@ -46,14 +46,14 @@ class WorkerPool:
                     self._outstanding -= 1
                     self._changed.notify_all()
 
-    def submit(self, job: Job) -> None:
+    def submit(self, job: JobMessage) -> None:
         with self._changed:
             self._outstanding += 1
         self._queue.put(job)
 
-    def drain(self) -> list[Job]:
+    def drain(self) -> list[JobMessage]:
         """Take back the jobs not started yet."""
-        taken: list[Job] = []
+        taken: list[JobMessage] = []
         with contextlib.suppress(queue.Empty):
             while True:
                 job = self._queue.get_nowait()
@@ -112,12 +112,12 @@ class Workers:
     def mark_reported(self) -> None:
         self._finished_reported = self._finished
 
-    def start(self, job: Job) -> None:
+    def start(self, job: JobMessage) -> None:
         with self._lock:
             self._running.add(job.id)
         self._pool.submit(job)
 
-    def _execute(self, job: Job) -> None:
+    def _execute(self, job: JobMessage) -> None:
         started = self._monotonic()
         result = self._runner.run(job)
         try:

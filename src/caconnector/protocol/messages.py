@@ -164,7 +164,7 @@ class ScanPayload(Message):
     since: dt.datetime | None = None
 
 
-class Job(Message):
+class JobMessage(Message):
     id: Id
     kind: JobKind
     backend: Name | None = Field(default=None, description="the connector-local backend name")
@@ -246,7 +246,7 @@ class PollRequest(Message):
 
 
 class PollResponse(Message):
-    jobs: Annotated[list[Job], bounded_list(64)] = []
+    jobs: Annotated[list[JobMessage], bounded_list(64)] = []
     acknowledged: Annotated[list[Id], bounded_list()] = Field(
         default=[], description="job ids whose results the manager stored"
     )

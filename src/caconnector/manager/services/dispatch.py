@@ -284,10 +284,10 @@ def _invalid(
     return messages.JobOutcome.ERROR, result.result, body.model_dump(mode="json"), None
 
 
-def job_message(job: Job) -> messages.Job:
+def job_message(job: Job) -> messages.JobMessage:
     if job.lease_expires_at is None:
         raise ValueError(f"job {job.id} is not leased")
-    return messages.Job(
+    return messages.JobMessage(
         id=job.id,
         kind=messages.JobKind(job.kind),
         backend=job.backend_name,

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from caconnector.manager.db.models import Certificate, Job, ManagedBackend
 from caconnector.manager.services.dispatch import create_job
+from caconnector.protocol.jobs import CheckPayload
 from caconnector.protocol.messages import CollectPayload, EnrollPayload, JobKind, RevokePayload, ScanPayload
 
 
@@ -65,7 +66,7 @@ def revoke(
 
 
 def check(session: Session, backend: ManagedBackend, now: dt.datetime) -> Job:
-    return _queue(session, backend, JobKind.CHECK, {}, now)
+    return _queue(session, backend, JobKind.CHECK, CheckPayload().model_dump(mode="json"), now)
 
 
 def scan(session: Session, backend: ManagedBackend, now: dt.datetime) -> Job:

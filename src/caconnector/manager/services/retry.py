@@ -68,7 +68,7 @@ class Fail:
     code: JobErrorCode | str  # a str: a code this version does not know, kept as the connector sent it
 
 
-Decision = Retry | Fail
+RetryDecision = Retry | Fail
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ class RetryPolicy:
         delay = min(self.cap_seconds, self.base_seconds * self.factor**exponent)
         return delay * (1.0 - self.jitter * self.rng.random())
 
-    def decide(self, error: ErrorBody | None, attempts: int, now: dt.datetime) -> Decision:
+    def decide(self, error: ErrorBody | None, attempts: int, now: dt.datetime) -> RetryDecision:
         """After the `attempts`-th failed try in a row. `error` None: the try ended with no answer to go
         on (nothing says it cannot work), which is retried like a transient error."""
         if error is None:
