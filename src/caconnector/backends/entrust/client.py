@@ -138,6 +138,9 @@ class EntrustClient:
             # Never the environment's proxy or CA bundle settings: the TLS context says whom to trust.
             trust_env=False,
             headers={"Accept": "application/json"},
+            # No idle connections kept: a backend lives for one job and has no close() in the contract,
+            # so a kept-alive socket would outlive it unclosed. A handshake per call is cheap next to ECS.
+            limits=httpx.Limits(max_keepalive_connections=0),
             transport=transport,
         )
 
