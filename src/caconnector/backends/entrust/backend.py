@@ -11,6 +11,9 @@ How our contract maps onto ECS:
   or DECLINED (Rejected, with Entrust's reason).
 - No idempotency key: our request id goes into `tracking.trackingInfo`, and before ordering we look for
   it in the account's certificates, so a redelivered enroll finds its earlier order.
+- ECS has no API that lists its CA certificates: the backend keeps the issuing CA certificate of the last
+  chain it received (public data, `issuer.pem` in its state directory) and reports it as the `ecs` CA's
+  certificate, so the manager can show which CA issues and check chains against it.
 - Revoke is by tracking id; ECS finds a certificate by `serialNumber` spelled its way (upper-case hex,
   leading zeros dropped), so every serial it answers is compared in our canonical form.
 """
@@ -18,7 +21,9 @@ How our contract maps onto ECS:
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
@@ -40,7 +45,7 @@ from caconnector.backends.entrust.client import EcsCertificate, EcsOrganization,
 from caconnector.backends.entrust.config import EntrustConfig
 from caconnector.backends.errors import AuthError, ConfigError, Rejected, Transient
 from caconnector.pki.chain import order_chain
-from caconnector.pki.keys import public_keys_equal
+from caconnector.pki.keys import key_type_of, public_keys_equal
 from caconnector.pki.names import common_name
 from caconnector.pki.revocation import RevocationReason
 from caconnector.pki.serial import canonical_serial
@@ -49,6 +54,7 @@ if TYPE_CHECKING:
     from caconnector.backends.base import Backend, Collector, Scanner
 
 CA_ID = "ecs"
+ISSUER_FILE = "issuer.pem"
 DEFAULT_LIFETIME_DAYS = 365
 APPROVED = "APPROVED"
 # Statuses of an order that has (or had) a certificate, as ECS and public clients name them.
@@ -81,12 +87,19 @@ class EntrustBackend:
     """One ECS account, reached as one API user with its client certificate."""
 
     def __init__(
-        self, client: EntrustClient, *, name: str, username: str, now: Callable[[], dt.datetime]
+        self,
+        client: EntrustClient,
+        *,
+        name: str,
+        username: str,
+        now: Callable[[], dt.datetime],
+        state_dir: Path,
     ) -> None:
         self._client = client
         self._name = name
         self._username = username
         self._now = now
+        self._issuer_file = state_dir / ISSUER_FILE
 
     @classmethod
     def from_config(cls, config: EntrustConfig, context: BackendContext) -> EntrustBackend:
@@ -95,6 +108,7 @@ class EntrustBackend:
             name=context.name,
             username=config.username,
             now=context.now,
+            state_dir=context.state_dir,
         )
 
     # -- required -------------------------------------------------------------------------------------
@@ -102,13 +116,15 @@ class EntrustBackend:
     def check(self) -> CheckResult:
         version = self._client.version()
         organizations = tuple(_organization(o) for o in self._client.organizations())
+        issuer = self._last_issuer()
         ca = CAInfo(
             id=CA_ID,
             name=f"Entrust Certificate Services (API {version})",
-            subject="",
-            key_type="unknown",
-            serial="",
-            not_after=None,
+            subject=issuer.subject.rfc4514_string() if issuer else "",
+            key_type=key_type_of(issuer.public_key()) if issuer else "unknown",
+            serial=canonical_serial(issuer.serial_number) if issuer else "",
+            not_after=issuer.not_valid_after_utc if issuer else None,
+            certificate=issuer,
         )
         return CheckResult(cas=(ca,), products=self._products(), organizations=organizations)
 
@@ -230,6 +246,7 @@ class EntrustBackend:
             raise Rejected(f"Entrust declined the order (tracking id {record.tracking_id}): {reason}")
         if record.end_entity_cert and record.status not in _WAITING:
             issued = _issued(record)
+            self._remember_issuer(issued)
             if request is not None and not public_keys_equal(
                 issued.certificate.public_key(), request.csr.public_key()
             ):
@@ -244,6 +261,20 @@ class EntrustBackend:
         raise Rejected(
             f"Entrust holds tracking id {record.tracking_id} as {record.status}, with no certificate"
         )
+
+    def _remember_issuer(self, issued: Issued) -> None:
+        if not issued.chain or issued.chain[0] == self._last_issuer():
+            return
+        self._issuer_file.parent.mkdir(parents=True, exist_ok=True)
+        partial = self._issuer_file.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_bytes(issued.chain[0].public_bytes(serialization.Encoding.PEM))
+        partial.replace(self._issuer_file)  # atomic: a concurrent check reads the old or the new one
+
+    def _last_issuer(self) -> x509.Certificate | None:
+        try:
+            return x509.load_pem_x509_certificate(self._issuer_file.read_bytes())
+        except (OSError, ValueError):
+            return None
 
     def _find_by_serial(self, serial: str) -> EcsCertificate:
         for candidate in self._client.certificates_by_serial(entrust_serial(serial)):
