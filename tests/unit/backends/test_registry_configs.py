@@ -24,7 +24,7 @@ CLI_OPTIONS = {
 SECRET_FIELDS = {
     "acmpca": {"secretaccesskey"},
     "digicert": {"apikey"},
-    "entrust": {"apikey", "cert", "key"},
+    "entrust": {"username", "apikey", "cert", "key"},
     "gcpcas": {"key"},
     "msca": {"password"},
     "local": {"cakey"},

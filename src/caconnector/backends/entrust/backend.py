@@ -106,7 +106,7 @@ class EntrustBackend:
         return cls(
             EntrustClient.from_config(config, context.name),
             name=context.name,
-            username=config.username,
+            username=config.username.get_secret_value(),
             now=context.now,
             state_dir=context.state_dir,
         )

@@ -149,7 +149,7 @@ class EntrustClient:
         """No network traffic here: the first call makes the connection."""
         return cls(
             config.endpoint or DEFAULT_ENDPOINT,
-            username=config.username,
+            username=config.username.get_secret_value(),
             apikey=config.apikey.get_secret_value(),
             tls=client_context(config, backend),
             backend=backend,

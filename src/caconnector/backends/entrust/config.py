@@ -23,7 +23,10 @@ DEFAULT_ENDPOINT = "https://api.entrust.net/enterprise/v2"
 class EntrustConfig(BackendConfig):
     type_name: ClassVar[str] = "entrust"
 
-    username: str = option("the API user name given in the Entrust Enterprise UI", required=True)
+    # Secret too: the acceptance wants the user name nowhere in clear (output, logs, data directory).
+    username: SecretStr = option(
+        "the API user name given in the Entrust Enterprise UI", secret=True, required=True
+    )
     apikey: SecretStr = option("the Entrust API key generated for that user", secret=True, required=True)
     cert: SecretStr = option(
         "the user's active Entrust certificate (PEM or DER)", secret=True, file=True, required=True
@@ -45,9 +48,10 @@ class EntrustConfig(BackendConfig):
 
     @field_validator("username")
     @classmethod
-    def _username(cls, value: str) -> str:
+    def _username(cls, value: SecretStr) -> SecretStr:
         # HTTP Basic cannot carry a colon in the user name, nor control characters.
-        if not value.strip() or ":" in value or any(ord(c) < 32 for c in value):
+        text = value.get_secret_value()
+        if not text.strip() or ":" in text or any(ord(c) < 32 for c in text):
             raise ValueError("must be the API user name, without colons or control characters")
         return value
 
