@@ -224,6 +224,14 @@ def test_throttling_is_transient_with_retry_after(ecs: FakeECS, open_backend: Op
         backend.check()
 
 
+def test_short_throttling_is_waited_out_within_the_call(ecs: FakeECS, open_backend: Open) -> None:
+    ecs.throttle(every=2, retry_after=1)
+    issued = enroll(open_backend())
+    assert isinstance(issued, Issued)
+    assert ecs.throttled >= 1
+    assert ecs.orders_placed == 1
+
+
 def test_wrong_api_key_names_the_options_never_the_key(ecs: FakeECS, open_backend: Open) -> None:
     wrong = "00000000-1111-2222-3333-444444444444"
     with pytest.raises(AuthError) as caught:

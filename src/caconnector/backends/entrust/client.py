@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import datetime as dt
 import ssl
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +39,12 @@ from caconnector.backends.errors import AuthError, BackendError, ConfigError, Re
 # Each call gives up after this long; retrying is the manager's job, on our Transient errors.
 CALL_TIMEOUT_SECONDS = 30.0
 PAGE_SIZE = 100
+# A 429 whose Retry-After is this short is waited out inside the call, a few times: every job makes
+# several calls (organizations, the tracking lookup, the order), and a job that fails whenever any one of
+# them is throttled would mostly fail under steady throttling. Longer waits, or a throttle that outlasts
+# these tries, become Transient with the CA's retry_after, for the manager's retry policy.
+THROTTLE_WAIT_SECONDS = 5.0
+THROTTLE_TRIES = 4
 _MESSAGE_LENGTH = 300
 # TLS alerts a server sends when it does not accept the client certificate (OpenSSL's reason names).
 _CLIENT_CERT_REFUSED = frozenset(
@@ -128,8 +135,10 @@ class EntrustClient:
         tls: ssl.SSLContext,
         backend: str,
         transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._backend = backend
+        self._sleep = sleep
         self._http = httpx.Client(
             base_url=base_url.rstrip("/") + "/",
             auth=httpx.BasicAuth(username, apikey),
@@ -290,8 +299,13 @@ class EntrustClient:
         not_found: type[BackendError] = ConfigError,
         **kwargs: Any,
     ) -> httpx.Response:
-        with self._transport_errors(action):
-            response = self._http.request(method, path, **kwargs)
+        for attempt in range(1, THROTTLE_TRIES + 1):
+            with self._transport_errors(action):
+                response = self._http.request(method, path, **kwargs)
+            wait = _retry_after(response) if response.status_code == 429 else None
+            if wait is None or wait > THROTTLE_WAIT_SECONDS or attempt == THROTTLE_TRIES:
+                break
+            self._sleep(wait)
         if response.status_code >= 400:
             raise _status_error(response, self._where(action), not_found)
         return response
