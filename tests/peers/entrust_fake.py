@@ -65,6 +65,7 @@ APPROVAL_REQUIRED = "PRIVATE_SSL"
 # reason codes other than keyCompromise and unspecified").
 CRL_REASONS = ("keyCompromise", "unspecified")
 MAX_LIMIT = 100
+DROP = 0  # the status `handle` gives for an answer to leave unsent
 
 
 class EcsError(Exception):
@@ -214,6 +215,7 @@ class FakeECS:
             self._answers = 0
             self.throttled = 0
             self._failures: list[tuple[str, int, str]] = []
+            self._drops: list[str] = []
             self.page_limit = MAX_LIMIT
             self.apikey = APIKEY
 
@@ -229,6 +231,12 @@ class FakeECS:
         """Answer the next request whose 'METHOD path' starts with `operation` with `status`."""
         with self._lock:
             self._failures.append((operation, status, message))
+
+    def drop_answer_next(self, operation: str) -> None:
+        """Do the next request whose 'METHOD path' starts with `operation`, then close the connection
+        without answering (an answer lost on the way: the client cannot know what happened)."""
+        with self._lock:
+            self._drops.append(operation)
 
     def approve(self, tracking_id: int) -> None:
         with self._lock:
@@ -275,6 +283,11 @@ class FakeECS:
                 status, answer = self._route(method, parts.path, query, document)
             except EcsError as exc:
                 return exc.status, {"status": exc.status, "errors": [{"message": exc.message}]}, exc.headers
+            call = f"{method} {parts.path.removeprefix(BASE_PATH)}"
+            dropped = next((d for d in self._drops if call.startswith(d)), None)
+            if dropped is not None:
+                self._drops.remove(dropped)
+                return DROP, None, {}
             return status, answer, {}
 
     def _authenticate(self, headers: dict[str, str]) -> None:
@@ -514,6 +527,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         status, document, headers = self.server.fake.handle(self.command, self.path, body, dict(self.headers))
+        if status == DROP:
+            self.close_connection = True
+            return
         payload = json.dumps(document).encode() if document is not None else b""
         self.send_response(status)
         for name, value in headers.items():

@@ -64,10 +64,15 @@ def config_values(ecs: FakeECS, **changes: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def open_backend(ecs: FakeECS, tmp_path: Path) -> Open:
+def clock() -> testing.Clock:
+    return testing.Clock(dt.datetime.now(dt.UTC))
+
+
+@pytest.fixture
+def open_backend(ecs: FakeECS, tmp_path: Path, clock: testing.Clock) -> Open:
     def make(**changes: Any) -> EntrustBackend:
         factory = EntrustBackendType()
-        context = BackendContext(name="ecs-test", state_dir=tmp_path / "state")
+        context = BackendContext(name="ecs-test", state_dir=tmp_path / "state", now=clock)
         config = factory.provision(EntrustConfig.model_validate(config_values(ecs, **changes)), context)
         return factory.open(config, context)
 
@@ -134,6 +139,49 @@ def test_redelivered_enroll_finds_the_earlier_order(ecs: FakeECS, open_backend: 
     assert isinstance(first, Issued)
     assert isinstance(again, Issued)
     assert again.certificate == first.certificate
+    assert ecs.orders_placed == 1
+
+
+def test_an_order_whose_answer_was_lost_is_found_by_its_tracking_info(
+    ecs: FakeECS, open_backend: Open
+) -> None:
+    csr = testing.make_csr()
+    ecs.drop_answer_next("POST /certificates")
+    with pytest.raises(Transient, match="cannot reach the API"):
+        enroll(open_backend(), csr=csr)
+    assert ecs.orders_placed == 1  # ECS ordered; we never heard
+    found = enroll(open_backend(), csr=csr)
+    assert isinstance(found, Issued)
+    [order] = ecs.orders.values()
+    assert found.order_ref == str(order.tracking_id)
+    assert ecs.orders_placed == 1
+
+
+def test_a_redelivery_while_an_attempt_may_be_ordering_waits_then_orders_once(
+    ecs: FakeECS, open_backend: Open, clock: testing.Clock
+) -> None:
+    csr = testing.make_csr()
+    ecs.fail_next("POST /certificates", 503, "Service Unavailable")  # answered: may or may not have ordered
+    with pytest.raises(Transient, match="503"):
+        enroll(open_backend(), csr=csr)
+    with pytest.raises(Transient, match="may still be ordering") as caught:
+        enroll(open_backend(), csr=csr)
+    assert caught.value.retry_after is not None
+    assert 0 < caught.value.retry_after <= 120
+    assert ecs.orders_placed == 0
+    clock.advance(seconds=121)
+    assert isinstance(enroll(open_backend(), csr=csr), Issued)
+    assert isinstance(enroll(open_backend(), csr=csr), Issued)  # recorded: read by tracking id, not ordered again
+    assert ecs.orders_placed == 1
+
+
+def test_an_order_refused_by_entrust_is_ordered_afresh(ecs: FakeECS, open_backend: Open) -> None:
+    ecs.fail_next("POST /certificates", 400, "Invalid CSR")
+    with pytest.raises(Rejected, match="Invalid CSR"):
+        enroll(open_backend())
+    assert isinstance(enroll(open_backend()), Issued)  # no lookup, no waiting: nothing was ordered
+    listings = [r for r in ecs.requests if r.method == "GET" and r.path.endswith("/certificates")]
+    assert listings == []
     assert ecs.orders_placed == 1
 
 

@@ -9,8 +9,9 @@ How our contract maps onto ECS:
 - An order is `POST /certificates`. It is answered 201 with the certificate, or 202 when the certType needs
   an administrator's approval: then Pending, and `collect(trackingId)` reads it until ACTIVE (Issued)
   or DECLINED (Rejected, with Entrust's reason).
-- No idempotency key: our request id goes into `tracking.trackingInfo`, and before ordering we look for
-  it in the account's certificates, so a redelivered enroll finds its earlier order.
+- No idempotency key: our request id goes into `tracking.trackingInfo`. The tracking id of each order is
+  kept (`store`); before ordering again after an attempt whose answer we never got, we look for our
+  request id in the account's certificates, so a redelivered enroll finds its earlier order.
 - ECS has no API that lists its CA certificates: the backend keeps the issuing CA certificate of the last
   chain it received (public data, `issuer.pem` in its state directory) and reports it as the `ecs` CA's
   certificate, so the manager can show which CA issues and check chains against it.
@@ -41,8 +42,9 @@ from caconnector.backends.base import (
     Product,
     RevokeRequest,
 )
-from caconnector.backends.entrust.client import EcsCertificate, EcsOrganization, EntrustClient
+from caconnector.backends.entrust.client import EcsCertificate, EcsOrganization, EntrustClient, Throttled
 from caconnector.backends.entrust.config import EntrustConfig
+from caconnector.backends.entrust.store import EntrustStore
 from caconnector.backends.errors import AuthError, ConfigError, Rejected, Transient
 from caconnector.pki.chain import order_chain
 from caconnector.pki.keys import key_type_of, public_keys_equal
@@ -54,6 +56,8 @@ if TYPE_CHECKING:
     from caconnector.backends.base import Backend, Collector, Scanner
 
 CA_ID = "ecs"
+# How long one attempt at ordering can take (calls time out after 30 s; short throttling is waited out).
+IN_FLIGHT = dt.timedelta(seconds=120)
 ISSUER_FILE = "issuer.pem"
 DEFAULT_LIFETIME_DAYS = 365
 APPROVED = "APPROVED"
@@ -94,12 +98,14 @@ class EntrustBackend:
         username: str,
         now: Callable[[], dt.datetime],
         state_dir: Path,
+        store: EntrustStore | None = None,
     ) -> None:
         self._client = client
         self._name = name
         self._username = username
         self._now = now
         self._issuer_file = state_dir / ISSUER_FILE
+        self._store = store or EntrustStore(state_dir, name)
 
     @classmethod
     def from_config(cls, config: EntrustConfig, context: BackendContext) -> EntrustBackend:
@@ -140,10 +146,16 @@ class EntrustBackend:
         if days < 1:
             raise Rejected(f"validity of {days} days is out of range; ask for at least 1 day")
         organization = self._organization_for(request.organization)
-        earlier = self._earlier_order(request.request_id)
-        if earlier is not None:
-            return self._outcome(self._client.certificate(earlier.tracking_id), request)
-        ordered = self._client.order(self._order_body(request, days, organization))
+        tracking_id = self._order_on_record(request)
+        if tracking_id is not None:
+            return self._outcome(self._client.certificate(tracking_id), request)
+        try:
+            ordered = self._client.order(self._order_body(request, days, organization))
+        except (Rejected, AuthError, ConfigError, Throttled):
+            # ECS answered, and ordered nothing: the next attempt starts fresh, without the lookup.
+            self._store.release(request.request_id)
+            raise
+        self._store.record(request.request_id, ordered.certificate.tracking_id, self._now())
         if ordered.awaiting_approval:
             return _pending(ordered.certificate)
         return self._outcome(ordered.certificate, request)
@@ -208,6 +220,35 @@ class EntrustBackend:
                 f"(verification status {found.verification_status}); no order was placed"
             )
         return found
+
+    def _order_on_record(self, request: EnrollRequest) -> int | None:
+        """The tracking id of this request's order when one exists; None when it is ours to order now.
+
+        Raises Transient while an earlier attempt may still be ordering (a redelivery that overtook it).
+        """
+        now = self._now()
+        claim = self._store.claim(request.request_id, now)
+        if claim.tracking_id is not None or claim.fresh:
+            return claim.tracking_id
+        # An earlier attempt got no answer, or is still running: look for our marker at Entrust.
+        earlier = self._earlier_order(request.request_id)
+        if earlier is not None:
+            self._store.record(request.request_id, earlier.tracking_id, now)
+            return earlier.tracking_id
+        started = claim.earlier_attempt or now
+        if now - started < IN_FLIGHT and started <= now:
+            wait = (IN_FLIGHT - (now - started)).total_seconds()
+            raise Transient(
+                f"backend {self._name!r}: an earlier attempt of request {request.request_id} may still be "
+                "ordering at Entrust; asking again once it has ended",
+                retry_after=wait,
+            )
+        if not self._store.restart(request.request_id, started, now):
+            raise Transient(
+                f"backend {self._name!r}: another attempt of request {request.request_id} is ordering",
+                retry_after=IN_FLIGHT.total_seconds(),
+            )
+        return None
 
     def _earlier_order(self, request_id: str) -> EcsCertificate | None:
         marker = tracking_info(request_id)

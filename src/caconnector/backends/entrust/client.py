@@ -334,10 +334,18 @@ class EntrustClient:
                     "to the API key"
                 ) from None
             if tls is not None:
-                raise Transient(
+                raise NoAnswer(
                     f"{where}: TLS failed ({getattr(tls, 'reason', None) or 'handshake'})"
                 ) from None
-            raise Transient(f"{where}: cannot reach the API ({type(exc).__name__})") from None
+            raise NoAnswer(f"{where}: cannot reach the API ({type(exc).__name__})") from None
+
+
+class NoAnswer(Transient):
+    """No answer came (a timeout, a reset, no connection): whether ECS acted on the call is unknown."""
+
+
+class Throttled(Transient):
+    """429: ECS did not act on the call; ask again after `retry_after`."""
 
 
 class _NotFound(BackendError):
@@ -378,7 +386,9 @@ def _retry_after(response: httpx.Response) -> float | None:
 def _status_error(response: httpx.Response, where: str, not_found: type[BackendError]) -> BackendError:
     status = response.status_code
     detail = f"{where}: {status} {_messages(response)}"
-    if status in (408, 429) or status >= 500:
+    if status == 429:
+        return Throttled(detail, retry_after=_retry_after(response))
+    if status == 408 or status >= 500:
         return Transient(detail, retry_after=_retry_after(response))
     if status == 401:
         return AuthError(
