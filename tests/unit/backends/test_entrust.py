@@ -171,7 +171,8 @@ def test_a_redelivery_while_an_attempt_may_be_ordering_waits_then_orders_once(
     assert ecs.orders_placed == 0
     clock.advance(seconds=121)
     assert isinstance(enroll(open_backend(), csr=csr), Issued)
-    assert isinstance(enroll(open_backend(), csr=csr), Issued)  # recorded: read by tracking id, not ordered again
+    # Recorded now: read by its tracking id, not ordered again.
+    assert isinstance(enroll(open_backend(), csr=csr), Issued)
     assert ecs.orders_placed == 1
 
 
