@@ -111,6 +111,20 @@ def test_check_reports_version_organizations_and_products(ecs: FakeECS, open_bac
     assert {p.id for p in result.products} == {STANDARD, APPROVAL_REQUIRED}
 
 
+def test_organizations_fall_back_to_clients(ecs: FakeECS, open_backend: Open) -> None:
+    ecs.fail_next("GET /organizations", 404, "Resource not found")
+    organizations = {o.name: o for o in open_backend().check().organizations}
+    assert organizations[APPROVED_ORG].status == VALIDATED
+    assert organizations[APPROVED_ORG].validated_until is not None
+    assert organizations[PENDING_ORG].status == "pending"
+    assert [
+        r.path.rsplit("/", 1)[-1] for r in ecs.requests if "/organizations" in r.path or "/clients" in r.path
+    ] == [
+        "organizations",
+        "clients",
+    ]
+
+
 def test_enroll_issues_with_ordered_chain_and_our_tracking(ecs: FakeECS, open_backend: Open) -> None:
     csr = testing.make_csr("web.example.test")
     issued = enroll(open_backend(), csr=csr)

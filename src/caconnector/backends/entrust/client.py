@@ -58,6 +58,8 @@ _CLIENT_CERT_REFUSED = frozenset(
         "TLSV1_ALERT_UNKNOWN_CA",
         "TLSV1_ALERT_ACCESS_DENIED",
         "TLSV1_ALERT_DECRYPT_ERROR",
+        # TLS 1.2 servers often answer a client certificate they refuse with a plain handshake failure.
+        "SSLV3_ALERT_HANDSHAKE_FAILURE",
     }
 )
 
