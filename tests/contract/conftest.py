@@ -34,7 +34,7 @@ from caconnector.protocol.messages import JobKind, JobMessage
 from caconnector.testing import make_csr_pem
 
 # The fixture of each backend type, by type name.
-PEERS = {"local": "local_peer", "acmpca": "acmpca_peer", "gcpcas": "gcpcas_peer"}
+PEERS = {"local": "local_peer", "acmpca": "acmpca_peer", "gcpcas": "gcpcas_peer", "entrust": "entrust_peer"}
 BACKEND = "contract"
 
 # Sets the peer up to fail the way the error class describes, and returns the job that meets the failure.
@@ -234,6 +234,73 @@ def gcpcas_peer(tmp_path: Path, fake: FakeCAS) -> ContractPeer:
             Transient: failing(
                 "createCertificate", "RESOURCE_EXHAUSTED", enroll_job("corp/ca-1", "req-busy")
             ),
+        },
+    )
+
+
+@pytest.fixture
+def entrust_peer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ContractPeer:
+    """Entrust Certificate Services on its fake, over real mutual TLS and Basic auth: an APPROVED and a
+    PENDING organization, a certType issued at once and one that waits for an administrator's approval."""
+    from tests.peers import entrust_fake  # noqa: PLC0415  (only the entrust peer needs it)
+
+    for variable in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR"):
+        monkeypatch.delenv(variable, raising=False)
+    ecs = entrust_fake.entrust_peer()
+    ecs.reset()
+    values: dict[str, object] = {
+        "username": entrust_fake.USERNAME,
+        "apikey": entrust_fake.APIKEY,
+        "cert": ecs.client_cert_pem,
+        "key": ecs.client_key_pem,
+        "endpoint": ecs.url,
+        "cacert": ecs.ca_pem,
+    }
+    store = _store(tmp_path, "entrust", values)
+    fields = {"product": entrust_fake.STANDARD, "organization": entrust_fake.APPROVED_ORG}
+
+    def approve() -> None:
+        [tracking_id] = ecs.pending()
+        ecs.approve(tracking_id)
+
+    def with_settings(changes: dict[str, object], then: Job) -> Provoke:
+        def provoke() -> Job:
+            backend_admin.update_backend(store, BACKEND, changes)
+            return then
+
+        return provoke
+
+    def throttled() -> Job:
+        ecs.throttle(every=1, retry_after=1)
+        return enroll_job("ecs", "req-throttled", fields=fields)
+
+    return ContractPeer(
+        type_name="entrust",
+        runner=JobRunner(store, "host.example.test"),
+        ca="ecs",
+        can=Capabilities(pend=None, scan=None),
+        stored=lambda: sum(1 for order in ecs.orders.values() if order.certificate is not None),
+        revoked=ecs.revoked_serials,
+        enroll_fields=fields,
+        pending=PendingOrder(
+            make=lambda: enroll_job(
+                "ecs", "req-approval", fields={**fields, "product": entrust_fake.APPROVAL_REQUIRED}
+            ),
+            finish=approve,
+        ),
+        provoke={
+            AuthError: with_settings(
+                {"apikey": "00000000-0000-0000-0000-000000000000"},
+                enroll_job("ecs", "req-denied", fields=fields),
+            ),
+            ConfigError: with_settings({"cacert": ecs.client_cert_pem}, job(JobKind.SCAN, {})),
+            Rejected: lambda: enroll_job(
+                "ecs", "req-pending-org", fields={**fields, "organization": entrust_fake.PENDING_ORG}
+            ),
+            Transient: throttled,
+        },
+        cannot_provoke={
+            NotSupported: "the entrust backend has every ability the jobs ask for (collect, scan, revoke)",
         },
     )
 

@@ -15,7 +15,7 @@ from caconnector.backends.registry import BackendTypeUnavailable, UnknownBackend
 CLI_OPTIONS = {
     "acmpca": {"accesskeyid", "secretaccesskey", "region", "endpoint", "auditbucket"},
     "digicert": {"apikey", "region", "endpoint"},
-    "entrust": {"username", "apikey", "cert", "key", "endpoint"},
+    "entrust": {"username", "apikey", "cert", "key", "endpoint", "cacert"},
     "gcpcas": {"project", "location", "key", "endpoint"},
     "msca": {"server", "ca", "transport", "auth", "domain", "username", "password", "endpoint"},
     "local": {"subject", "keytype", "days", "cacert", "cakey"},
@@ -24,7 +24,7 @@ CLI_OPTIONS = {
 SECRET_FIELDS = {
     "acmpca": {"secretaccesskey"},
     "digicert": {"apikey"},
-    "entrust": {"apikey", "cert", "key"},
+    "entrust": {"username", "apikey", "cert", "key"},
     "gcpcas": {"key"},
     "msca": {"password"},
     "local": {"cakey"},
