@@ -263,14 +263,14 @@ def entrust_peer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ContractPee
         [tracking_id] = ecs.pending()
         ecs.approve(tracking_id)
 
-    def with_settings(changes: dict[str, object], then: Job) -> Provoke:
-        def provoke() -> Job:
+    def with_settings(changes: dict[str, object], then: JobMessage) -> Provoke:
+        def provoke() -> JobMessage:
             backend_admin.update_backend(store, BACKEND, changes)
             return then
 
         return provoke
 
-    def throttled() -> Job:
+    def throttled() -> JobMessage:
         ecs.throttle(every=1, retry_after=1)
         return enroll_job("ecs", "req-throttled", fields=fields)
 
