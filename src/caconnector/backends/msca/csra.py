@@ -123,14 +123,14 @@ class DcomRevoker:
             code = ICertAdminD(interface).revoke(build_revoke(self._config.ca, serial, reason))
         except BackendError:
             raise
-        except OSError as exc:
-            raise NotSupported(
-                f"backend {self._name!r}: revoking needs MS-CSRA over DCOM (TCP 135 and the RPC ports) on "
-                f"{target}, which cannot be reached ({exc.strerror or exc}); Web Enrollment cannot revoke. "
-                "Revoke at the CA (certsrv.msc), or open DCOM from this host to the CA"
-            ) from None
         except Exception as exc:  # noqa: BLE001  (impacket raises DCERPCException, SessionError and bare Exceptions)
             text = str(exc)
+            if isinstance(exc, OSError) or "Could not connect" in text:
+                raise NotSupported(
+                    f"backend {self._name!r}: revoking needs MS-CSRA over DCOM (TCP 135 and the RPC ports) on "
+                    f"{target}, which cannot be reached ({text}); Web Enrollment has no revocation page. "
+                    "Revoke at the CA (certsrv.msc), or let this host reach the CA over DCOM"
+                ) from None
             if "access_denied" in text.lower() or "LOGON_FAILURE" in text or "KDC_ERR" in text:
                 raise AuthError(
                     f"backend {self._name!r}: {target} refused the credentials; check -auth, -username and "
