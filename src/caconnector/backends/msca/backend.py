@@ -47,8 +47,6 @@ if TYPE_CHECKING:
     from caconnector.backends.base import Backend, Collector
 
 DEFAULT_AGENT_TEMPLATE = "MachineEnrollmentAgent"
-# How long to wait before asking about a request a CA manager must approve: people, not machines.
-PENDING_RETRY_SECONDS = 300.0
 AGENT_KEY_BITS = 2048  # v1 templates such as MachineEnrollmentAgent take RSA keys only
 
 
@@ -269,7 +267,8 @@ class MscaBackend:
             return Pending(
                 order_ref=str(request_id),
                 reason=f"AD CS request {request_id} awaits a CA manager's approval ({disposition.message})",
-                retry_after=PENDING_RETRY_SECONDS,
+                # No wait of our own: a person approves, whenever; the manager's backoff spaces the asks.
+                retry_after=None,
             )
         if disposition.outcome is Outcome.DENIED or disposition.certificate is None:
             why = ""
