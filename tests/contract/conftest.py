@@ -300,7 +300,9 @@ def msca_peer(tmp_path: Path, adcs: FakeAdcs) -> ContractPeer:
                 {"cacert": FakeAdcs().ca_pem}, enroll_job(ca, "req-untrusted", fields=fields)
             ),
             AuthError: changed({"password": "not-the-password"}, enroll_job(ca, "req-auth", fields=fields)),
-            Rejected: lambda: enroll_job(ca, "req-denied", fields={"template": adcs_web_fake.DENIED_TEMPLATE}),
+            Rejected: lambda: enroll_job(
+                ca, "req-denied", fields={"template": adcs_web_fake.DENIED_TEMPLATE}
+            ),
             NotSupported: lambda: job(JobKind.SCAN, {}),
             Transient: changed(
                 {"endpoint": "https://127.0.0.1:9/certsrv"}, enroll_job(ca, "req-unreachable", fields=fields)

@@ -58,7 +58,9 @@ def test_issued_pending_and_denied_templates_through_the_manager(
                        "-password", adcs.password, "-endpoint", adcs.url, "-cacert", str(cacert),
                        "-requester", "CORP\\web-owner"], env)  # fmt: skip
     assert backend_add.returncode == 0, backend_add.stderr
-    agent_cert = run([CONNECTOR, "backend", "msca", "enroll-agent-cert", "-name", "MSCA1", "-ca", CA_NAME], env)
+    agent_cert = run(
+        [CONNECTOR, "backend", "msca", "enroll-agent-cert", "-name", "MSCA1", "-ca", CA_NAME], env
+    )
     assert agent_cert.returncode == 0, agent_cert.stderr
 
     agent = Process("adcs-agent", [CONNECTOR, "run"], tmp_path / "adcs-agent.log", env).start()
@@ -71,18 +73,24 @@ def test_issued_pending_and_denied_templates_through_the_manager(
                               san="DNS:web.corp.test").read_text()  # fmt: skip
 
             issued_profile = _profile(api, backend, "adcs-web", adcs_web_fake.ISSUED_TEMPLATE)
-            enrolled = api.post("/certificates", json={"profile": issued_profile["id"], "csr": csr, "wait": 30})
+            enrolled = api.post(
+                "/certificates", json={"profile": issued_profile["id"], "csr": csr, "wait": 30}
+            )
             assert enrolled.status_code == 201, enrolled.text
             assert enrolled.json()["status"] == "Issued", enrolled.json()
-            bundle = api.get(f"/certificates/{enrolled.json()['id']}/download", params={"format": "pem-chain"})
-            leaf, *chain = x509.load_pem_x509_certificates(bundle.content)
+            bundle = api.get(
+                f"/certificates/{enrolled.json()['id']}/download", params={"format": "pem-chain"}
+            )
+            _leaf, *chain = x509.load_pem_x509_certificates(bundle.content)
             assert chain == [adcs.ca_certificate]
             verified = _verify(tmp_path, bundle.content, "adcs-web")
             assert verified.returncode == 0, verified.stdout + verified.stderr
             assert adcs.requests[max(adcs.requests)].requester == "CORP\\web-owner"
 
             pending_profile = _profile(api, backend, "adcs-approval", adcs_web_fake.PENDING_TEMPLATE)
-            waiting = api.post("/certificates", json={"profile": pending_profile["id"], "csr": csr, "wait": 10})
+            waiting = api.post(
+                "/certificates", json={"profile": pending_profile["id"], "csr": csr, "wait": 10}
+            )
             assert waiting.status_code in (201, 202), waiting.text
             pending_id = waiting.json()["id"]
             wait_until(lambda: _pending_at_the_ca(adcs) == 1, 30, what="the request to wait at the CA")
@@ -91,7 +99,9 @@ def test_issued_pending_and_denied_templates_through_the_manager(
             wait_until(
                 lambda: api.get(f"/certificates/{pending_id}").json()["status"] == "Issued", 90, what="Issued"
             )
-            approval_requests = [r for r in adcs.requests.values() if r.template == adcs_web_fake.PENDING_TEMPLATE]
+            approval_requests = [
+                r for r in adcs.requests.values() if r.template == adcs_web_fake.PENDING_TEMPLATE
+            ]
             assert len(approval_requests) == 1
 
             denied_profile = _profile(api, backend, "adcs-denied", adcs_web_fake.DENIED_TEMPLATE)

@@ -51,7 +51,9 @@ def _verify(tmp_path: Path, adcs: FakeAdcs, bundle: Path) -> subprocess.Complete
     root = tmp_path / "root.pem"
     root.write_text(adcs.ca_pem)
     leaf = tmp_path / "leaf.pem"
-    leaf.write_bytes(x509.load_pem_x509_certificates(bundle.read_bytes())[0].public_bytes(serialization.Encoding.PEM))
+    leaf.write_bytes(
+        x509.load_pem_x509_certificates(bundle.read_bytes())[0].public_bytes(serialization.Encoding.PEM)
+    )
     return subprocess.run(
         ["openssl", "verify", "-CAfile", str(root), str(leaf)], capture_output=True, text=True, check=False
     )
@@ -82,7 +84,9 @@ def test_sample_command_agent_certificate_templates_and_no_secret_in_clear(
     assert shown["cas"][0]["id"] == CA_NAME
 
     # Without an agent certificate nothing is submitted, and the message says what to run.
-    csr = openssl_csr(tmp_path, "web", "-newkey", "rsa:2048", subj="/CN=web.example.test", san="DNS:web.example.test")
+    csr = openssl_csr(
+        tmp_path, "web", "-newkey", "rsa:2048", subj="/CN=web.example.test", san="DNS:web.example.test"
+    )
     outputs.append(shell("backend", "enroll", "-name", NAME, "-csr", str(csr), "-template", "WebServer"))
     assert outputs[-1].code == 1
     assert f"backend msca enroll-agent-cert -name {NAME} -ca {CA_NAME}" in outputs[-1].err
@@ -100,7 +104,9 @@ def test_sample_command_agent_certificate_templates_and_no_secret_in_clear(
 
     out = tmp_path / "web.pem"
     outputs.append(
-        shell("backend", "enroll", "-name", NAME, "-csr", str(csr), "-template", "WebServer", "-out", str(out))
+        shell(
+            "backend", "enroll", "-name", NAME, "-csr", str(csr), "-template", "WebServer", "-out", str(out)
+        )
     )
     assert outputs[-1].code == 0, outputs[-1].err
     verified = _verify(tmp_path, adcs, out)
@@ -149,7 +155,9 @@ def test_pending_template_issues_after_approval_with_one_request_at_the_ca(
     again = runner.run(enroll.model_copy(update={"attempt": 2}))
     assert again.outcome is JobOutcome.PENDING
     adcs.approve()
-    collected = runner.run(_job(JobKind.COLLECT, {"order_ref": order_ref, "request_id": "req-approval"}, "job-2"))
+    collected = runner.run(
+        _job(JobKind.COLLECT, {"order_ref": order_ref, "request_id": "req-approval"}, "job-2")
+    )
     assert collected.outcome is JobOutcome.OK, collected.error
     assert [r.template for r in adcs.requests.values()].count(adcs_web_fake.PENDING_TEMPLATE) == 1
     assert adcs.requests[int(order_ref)].requester == adcs.username  # -requester defaults to -username
@@ -163,17 +171,22 @@ def test_agent_certificate_without_the_agent_eku_is_refused_by_the_ca_and_the_er
     certificate = adcs.certificate_for(key, agent=False)
     (tmp_path / "user.cer").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
     (tmp_path / "user.key").write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
     )
     updated = shell(
-        "backend", "update", "-name", NAME, "-eacert", str(tmp_path / "user.cer"), "-eakey", str(tmp_path / "user.key")
+        "backend", "update", "-name", NAME,
+        "-eacert", str(tmp_path / "user.cer"), "-eakey", str(tmp_path / "user.key"),
     )  # fmt: skip
     assert updated.code == 0, updated.err
     csr = openssl_csr(tmp_path, "web", "-newkey", "rsa:2048")
     result = shell("backend", "enroll", "-name", NAME, "-csr", str(csr), "-template", "WebServer")
     assert result.code == 1
     assert adcs_web_fake.NO_AGENT_EKU_MESSAGE in result.err  # the CA refused it...
-    assert "lacks the Certificate Request Agent EKU (1.3.6.1.4.1.311.20.2.1)" in result.err  # ...and we say why
+    assert (
+        "lacks the Certificate Request Agent EKU (1.3.6.1.4.1.311.20.2.1)" in result.err
+    )  # ...and we say why
     assert not adcs.issued()
 
 

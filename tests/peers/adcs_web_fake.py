@@ -33,6 +33,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs7
@@ -42,7 +43,7 @@ from caconnector.backends.msca.cms import CMSError, has_agent_eku, is_cms, parse
 
 CA_NAME = "local-FakeADCS-CA"
 USERNAME = "CORP\\svc-connector"
-PASSWORD = "Adcs-Passw0rd!"  # noqa: S105  (the fake's test account)
+PASSWORD = "Adcs-Passw0rd!"
 CERTIFICATE_REQUEST_AGENT = x509.ObjectIdentifier("1.3.6.1.4.1.311.20.2.1")
 
 AGENT_TEMPLATE = "MachineEnrollmentAgent"
@@ -64,7 +65,9 @@ UNTRUSTED_AGENT_MESSAGE = (
     "Denied by Policy Module  0x800b0109, A certificate chain processed, but terminated in a root "
     "certificate which is not trusted by the trust provider."
 )
-BAD_SIGNATURE_MESSAGE = "Error Verifying Request Signature or Signing Certificate  Invalid Signature. 0x80090006"
+BAD_SIGNATURE_MESSAGE = (
+    "Error Verifying Request Signature or Signing Certificate  Invalid Signature. 0x80090006"
+)
 NO_REQUESTER_MESSAGE = (
     "Denied by Policy Module  0x80094809, The request is missing a required signature policy attribute."
 )
@@ -133,7 +136,9 @@ class FakeAdcs:
             .add_extension(
                 x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
             )
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(self.ca_key.public_key()), critical=False)
+            .add_extension(
+                x509.SubjectKeyIdentifier.from_public_key(self.ca_key.public_key()), critical=False
+            )
             .sign(self.ca_key, hashes.SHA256())
         )
         self._server: ThreadingHTTPServer | None = None
@@ -185,7 +190,10 @@ class FakeAdcs:
             self._builder(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]), key.public_key())
             .add_extension(
                 x509.SubjectAlternativeName(
-                    [x509.DNSName("localhost"), x509.IPAddress(__import__("ipaddress").ip_address("127.0.0.1"))]
+                    [
+                        x509.DNSName("localhost"),
+                        x509.IPAddress(__import__("ipaddress").ip_address("127.0.0.1")),
+                    ]
                 ),
                 critical=False,
             )
@@ -241,9 +249,15 @@ class FakeAdcs:
             )
         )
 
-    def _issue(self, csr: x509.CertificateSigningRequest, template: str, requester: str | None) -> x509.Certificate:
-        subject = csr.subject if len(csr.subject) else x509.Name(
-            [x509.NameAttribute(NameOID.COMMON_NAME, (requester or "requester").split("\\")[-1])]
+    def _issue(
+        self, csr: x509.CertificateSigningRequest, template: str, requester: str | None
+    ) -> x509.Certificate:
+        subject = (
+            csr.subject
+            if len(csr.subject)
+            else x509.Name(
+                [x509.NameAttribute(NameOID.COMMON_NAME, (requester or "requester").split("\\")[-1])]
+            )
         )
         builder = self._builder(subject, csr.public_key())
         try:
@@ -273,6 +287,27 @@ class FakeAdcs:
             self._decide(request, request_text)
             return request
 
+    def _on_behalf_of(self, request: FakeRequest, der: bytes) -> x509.CertificateSigningRequest | None:
+        """The inner request when the agent's signature holds up; None, with the denial, when not."""
+        try:
+            onbehalf = parse_on_behalf_of(der)
+        except CMSError:
+            request.message = BAD_SIGNATURE_MESSAGE
+            return None
+        try:
+            onbehalf.agent.verify_directly_issued_by(self.ca_certificate)
+        except (ValueError, TypeError, InvalidSignature):
+            request.message = UNTRUSTED_AGENT_MESSAGE
+            return None
+        if not has_agent_eku(onbehalf.agent) or onbehalf.agent.not_valid_after_utc < _utcnow():
+            request.message = NO_AGENT_EKU_MESSAGE
+            return None
+        if not onbehalf.requester:
+            request.message = NO_REQUESTER_MESSAGE
+            return None
+        request.requester = onbehalf.requester
+        return onbehalf.csr
+
     def _decide(self, request: FakeRequest, text: str) -> None:
         try:
             der = base64.b64decode(_PEM_LINES.sub("", text), validate=False)
@@ -281,7 +316,9 @@ class FakeAdcs:
         except ValueError:
             request.message = PARSE_ERROR_MESSAGE
             return
-        known = {self.templates.agent} | self.templates.issued | self.templates.pending | self.templates.denied
+        known = (
+            {self.templates.agent} | self.templates.issued | self.templates.pending | self.templates.denied
+        )
         if request.template not in known:
             request.message = (
                 "Denied by Policy Module  0x80094800, The request was for a certificate template that is not "
@@ -289,24 +326,9 @@ class FakeAdcs:
             )
             return
         if wrapped:
-            try:
-                onbehalf = parse_on_behalf_of(der)
-            except CMSError:
-                request.message = BAD_SIGNATURE_MESSAGE
+            csr = self._on_behalf_of(request, der)
+            if csr is None:
                 return
-            try:
-                onbehalf.agent.verify_directly_issued_by(self.ca_certificate)
-            except (ValueError, TypeError, Exception):  # noqa: BLE001  (InvalidSignature and name mismatches)
-                request.message = UNTRUSTED_AGENT_MESSAGE
-                return
-            if not has_agent_eku(onbehalf.agent) or onbehalf.agent.not_valid_after_utc < _utcnow():
-                request.message = NO_AGENT_EKU_MESSAGE
-                return
-            if not onbehalf.requester:
-                request.message = NO_REQUESTER_MESSAGE
-                return
-            request.requester = onbehalf.requester
-            csr = onbehalf.csr
         elif request.template != self.templates.agent:
             # Every template but the agent's own needs one Enrollment Agent signature.
             request.message = MISSING_SIGNATURE_MESSAGE
@@ -325,12 +347,12 @@ class FakeAdcs:
 
 
 _HEAD = (
-    "<HTML><Head><Meta HTTP-Equiv=\"Content-Type\" Content-Type=\"text/html; charset=UTF-8\">"
+    '<HTML><Head><Meta HTTP-Equiv="Content-Type" Content-Type="text/html; charset=UTF-8">'
     "<Title>Microsoft Active Directory Certificate Services</Title></Head><Body BgColor=#FFFFFF>"
     "<Table Border=0 CellSpacing=0 CellPadding=4 Width=100% BgColor=#008080><TR><TD><Font Color=#FFFFFF>"
-    f"<LocID ID=locMSCertSrv><Font Face=\"Arial\" Size=-1><B><I>Microsoft</I></B> Active Directory Certificate "
-    f"Services</Font></LocID></Font></TD><TD ID=locHomeAlign Align=Right><A Href=\"/certsrv\">Home</A>"
-    f"</TD></TR></Table>\r\n"
+    '<LocID ID=locMSCertSrv><Font Face="Arial" Size=-1><B><I>Microsoft</I></B> Active Directory Certificate '
+    'Services</Font></LocID></Font></TD><TD ID=locHomeAlign Align=Right><A Href="/certsrv">Home</A>'
+    "</TD></TR></Table>\r\n"
 )
 _TAIL = "\r\n</Body></HTML>\r\n"
 
@@ -339,9 +361,9 @@ def _issued_page(request: FakeRequest) -> str:
     return (
         f"{_HEAD}<P ID=locPageTitle> <B> Certificate Issued </B>\r\n"
         "<P ID=locCertIssued>The certificate you requested was issued to you.\r\n"
-        f"<Table><TR><TD><A Href=\"certnew.cer?ReqID={request.id}&amp;Enc=bin\">DER encoded</A> or "
-        f"<A Href=\"certnew.cer?ReqID={request.id}&amp;Enc=b64\">Base 64 encoded</A></TD></TR></Table>\r\n"
-        f"<Script>\tvar sPKCS7=\"certnew.p7b?ReqID={request.id}&\";</Script>{_TAIL}"
+        f'<Table><TR><TD><A Href="certnew.cer?ReqID={request.id}&amp;Enc=bin">DER encoded</A> or '
+        f'<A Href="certnew.cer?ReqID={request.id}&amp;Enc=b64">Base 64 encoded</A></TD></TR></Table>\r\n'
+        f'<Script>\tvar sPKCS7="certnew.p7b?ReqID={request.id}&";</Script>{_TAIL}'
     )
 
 
@@ -360,7 +382,7 @@ def _denied_page(request: FakeRequest) -> str:
     return (
         f"{_HEAD}<P ID=locPageTitle> <B> Certificate Request Denied </B>\r\n"
         "<P ID=locDenied> Your certificate request was denied.\r\n"
-        f"<P> Your Request Id is {request.id}. The disposition message is \"{request.message}\".\r\n"
+        f'<P> Your Request Id is {request.id}. The disposition message is "{request.message}".\r\n'
         f"<P ID=locContactAdmin> Contact your administrator for further information.{_TAIL}"
     )
 
@@ -378,7 +400,7 @@ class _Pages(BaseHTTPRequestHandler):
     adcs: FakeAdcs
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002  (the base class's name)
+    def log_message(self, format: str, *args: object) -> None:
         return
 
     def _authorized(self) -> bool:
@@ -403,7 +425,7 @@ class _Pages(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def do_GET(self) -> None:  # noqa: N802  (http.server's name)
+    def do_GET(self) -> None:
         parts = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         if not self._authorized():
@@ -420,7 +442,7 @@ class _Pages(BaseHTTPRequestHandler):
         else:
             self._send("<HTML><Body>404 - File or directory not found.</Body></HTML>", status=404)
 
-    def do_POST(self) -> None:  # noqa: N802  (http.server's name)
+    def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length", "0"))
         body = self.rfile.read(length).decode("ascii", errors="replace")
         if not self._authorized():

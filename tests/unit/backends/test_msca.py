@@ -41,9 +41,17 @@ class MemoryCA:
         self.submitted: list[tuple[bytes, str]] = []
         self.table: dict[int, Disposition] = {}
 
-    def _sign(self, subject: x509.Name, public_key: Any, *, ca: bool = False, eku: list[x509.ObjectIdentifier] | None = None) -> x509.Certificate:
+    def _sign(
+        self,
+        subject: x509.Name,
+        public_key: Any,
+        *,
+        ca: bool = False,
+        eku: list[x509.ObjectIdentifier] | None = None,
+    ) -> x509.Certificate:
         builder = (
-            x509.CertificateBuilder().subject_name(subject).issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, CA)]))
+            x509.CertificateBuilder().subject_name(subject)
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, CA)]))
             .public_key(public_key).serial_number(x509.random_serial_number())
             .not_valid_before(NOW - dt.timedelta(days=1)).not_valid_after(NOW + dt.timedelta(days=30))
             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
@@ -61,7 +69,9 @@ class MemoryCA:
             except ValueError:
                 csr = x509.load_der_x509_csr(request)
             eku = [CERTIFICATE_REQUEST_AGENT] if self.agent_eku else [ExtendedKeyUsageOID.CLIENT_AUTH]
-            answer = Disposition(Outcome.ISSUED, request_id, "Issued", self._sign(csr.subject, csr.public_key(), eku=eku))
+            answer = Disposition(
+                Outcome.ISSUED, request_id, "Issued", self._sign(csr.subject, csr.public_key(), eku=eku)
+            )
         else:
             answer = Disposition(self.outcome, request_id, "Taken Under Submission")
         self.table[request_id] = answer
@@ -75,12 +85,20 @@ class MemoryCA:
 
 
 def _config(**values: Any) -> MscaConfig:
-    base: dict[str, Any] = {"server": "ca01.corp.example", "ca": CA, "auth": "ntlm", "username": "CORP\\svc", "password": "pw"}
+    base: dict[str, Any] = {
+        "server": "ca01.corp.example",
+        "ca": CA,
+        "auth": "ntlm",
+        "username": "CORP\\svc",
+        "password": "pw",
+    }
     return MscaConfig.model_validate({**base, **values})
 
 
 def _backend(tmp_path: Path, ca: MemoryCA, config: MscaConfig) -> MscaBackend:
-    return MscaBackend(config=config, name="MSCA1", store=MscaStore(tmp_path, "MSCA1"), transport=ca, now=lambda: NOW)
+    return MscaBackend(
+        config=config, name="MSCA1", store=MscaStore(tmp_path, "MSCA1"), transport=ca, now=lambda: NOW
+    )
 
 
 def _with_agent(tmp_path: Path, ca: MemoryCA, **values: Any) -> MscaBackend:
@@ -91,7 +109,9 @@ def _with_agent(tmp_path: Path, ca: MemoryCA, **values: Any) -> MscaBackend:
 def test_enroll_without_an_agent_certificate_says_what_to_run(tmp_path: Path) -> None:
     ca = MemoryCA()
     with pytest.raises(ConfigError, match=f"backend msca enroll-agent-cert -name MSCA1 -ca {CA}"):
-        _backend(tmp_path, ca, _config()).enroll(EnrollRequest(csr=make_csr(), request_id="r1", template="WebServer"))
+        _backend(tmp_path, ca, _config()).enroll(
+            EnrollRequest(csr=make_csr(), request_id="r1", template="WebServer")
+        )
     assert ca.submitted == []
 
 
@@ -126,8 +146,9 @@ def test_requests_need_a_template_and_a_requester(tmp_path: Path) -> None:
 def test_an_expired_agent_certificate_is_named(tmp_path: Path) -> None:
     ca = MemoryCA()
     backend = _with_agent(tmp_path, ca)
-    expired = MscaBackend(config=backend._config, name="MSCA1", store=MscaStore(tmp_path, "MSCA1"), transport=ca,
-                          now=lambda: NOW + dt.timedelta(days=60))  # fmt: skip
+    later = NOW + dt.timedelta(days=60)
+    store = MscaStore(tmp_path, "MSCA1")
+    expired = MscaBackend(config=backend._config, name="MSCA1", store=store, transport=ca, now=lambda: later)
     with pytest.raises(ConfigError, match="Enrollment Agent certificate expired"):
         expired.enroll(EnrollRequest(csr=make_csr(), request_id="r1", template="WebServer"))
 
@@ -135,7 +156,9 @@ def test_an_expired_agent_certificate_is_named(tmp_path: Path) -> None:
 def test_the_agent_template_must_give_the_certificate_request_agent_eku(tmp_path: Path) -> None:
     ca = MemoryCA()
     ca.agent_eku = False
-    with pytest.raises(ConfigError, match=r"without the Certificate Request Agent EKU \(1\.3\.6\.1\.4\.1\.311\.20\.2\.1\)"):
+    with pytest.raises(
+        ConfigError, match=r"without the Certificate Request Agent EKU \(1\.3\.6\.1\.4\.1\.311\.20\.2\.1\)"
+    ):
         _backend(tmp_path, ca, _config()).enroll_agent(CA, "User")
     assert ca.submitted[0][1] == "User"
 
@@ -167,7 +190,11 @@ def test_options_that_cannot_work_are_refused(values: dict[str, Any], problem: s
 
 def test_the_reference_sample_command_validates() -> None:
     config = MscaConfig.model_validate({"server": "SectigoTestCA", "ca": "local-SectigoTestCA-CA"})
-    assert (config.transport, config.auth, config.base_url) == ("rpc", "kerberos", "https://SectigoTestCA/certsrv")
+    assert (config.transport, config.auth, config.base_url) == (
+        "rpc",
+        "kerberos",
+        "https://SectigoTestCA/certsrv",
+    )
 
 
 def test_an_agent_key_must_match_its_certificate() -> None:

@@ -61,13 +61,17 @@ def test_the_wrapper_is_signed_data_over_the_pkcs10_naming_the_requester(rsa_key
     content = signed["encap_content_info"]["content"].native
     assert signed["encap_content_info"]["content_type"].native == "data"
     assert content == csr.public_bytes(serialization.Encoding.DER)
-    assert [c.chosen.dump() for c in signed["certificates"]] == [agent.public_bytes(serialization.Encoding.DER)]
+    assert [c.chosen.dump() for c in signed["certificates"]] == [
+        agent.public_bytes(serialization.Encoding.DER)
+    ]
     (signer,) = signed["signer_infos"]
     assert signer["sid"].chosen["serial_number"].native == agent.serial_number
     attributes = {a["type"].dotted: a["values"] for a in signer["signed_attrs"]}
     pairs = [EnrollmentNameValuePair.load(v.dump()).native for v in attributes[ENROLLMENT_NAME_VALUE_PAIR]]
     assert pairs == [{"name": "requestername", "value": "CORP\\alice"}]
-    digest = signer["signed_attrs"][[a["type"].native for a in signer["signed_attrs"]].index("message_digest")]
+    digest = signer["signed_attrs"][
+        [a["type"].native for a in signer["signed_attrs"]].index("message_digest")
+    ]
     assert digest["values"][0].native == hashlib.sha256(content).digest()
     # RFC 5652 5.4: the signature is over the DER SET OF the attributes (tag 0x31, not the [0] of the field).
     signed_bytes = b"\x31" + signer["signed_attrs"].dump()[1:]

@@ -45,7 +45,9 @@ def _blob(data: bytes) -> icpr.CERTTRANSBLOB:
     return blob
 
 
-def _response(request_id: int, disposition: int, *, cert: bytes = b"", chain: bytes = b"", message: str = "") -> icpr.CertServerRequestResponse:
+def _response(
+    request_id: int, disposition: int, *, cert: bytes = b"", chain: bytes = b"", message: str = ""
+) -> icpr.CertServerRequestResponse:
     response = icpr.CertServerRequestResponse()
     response["pdwRequestId"] = request_id
     response["pdwDisposition"] = disposition
@@ -75,11 +77,19 @@ def test_asking_again_sends_the_request_id_and_no_blob() -> None:
 
 def test_dispositions_issued_pending_and_denied() -> None:
     certificate = _certificate()
-    issued = parse_response(_response(17, 3, cert=certificate.public_bytes(serialization.Encoding.DER), message="Issued"))
+    issued = parse_response(
+        _response(17, 3, cert=certificate.public_bytes(serialization.Encoding.DER), message="Issued")
+    )
     assert (issued.outcome, issued.request_id, issued.certificate) == (Outcome.ISSUED, 17, certificate)
     pending = parse_response(_response(18, 5, message="Taken Under Submission"))
-    assert (pending.outcome, pending.request_id, pending.message) == (Outcome.PENDING, 18, "Taken Under Submission")
-    message = "Denied by Policy Module  0x80094012, The permissions on the certificate template do not allow it."
+    assert (pending.outcome, pending.request_id, pending.message) == (
+        Outcome.PENDING,
+        18,
+        "Taken Under Submission",
+    )
+    message = (
+        "Denied by Policy Module  0x80094012, The permissions on the certificate template do not allow it."
+    )
     denied = parse_response(_response(19, 2, message=message))
     assert (denied.outcome, denied.request_id, denied.message) == (Outcome.DENIED, 19, message)
     # A failure code without a message is still named.

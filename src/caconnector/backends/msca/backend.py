@@ -140,8 +140,8 @@ class MscaBackend:
         requester = self._config.requester_name
         if requester is None:
             raise ConfigError(
-                f"backend {self._name!r}: on-behalf-of requests name a requester: set -requester DOMAIN\\user "
-                "with backend update"
+                f"backend {self._name!r}: on-behalf-of requests name a requester: set -requester "
+                "DOMAIN\\user with backend update"
             )
         wrapped = on_behalf_of(request.csr, requester, certificate, key)
         disposition = self._transport.submit(wrapped, request.template)
@@ -167,7 +167,8 @@ class MscaBackend:
 
     def scan(self, since: dt.datetime | None = None) -> Iterator[Issued]:
         raise NotSupported(
-            f"backend {self._name!r}: listing issued certificates is not supported by AD CS through this backend"
+            f"backend {self._name!r}: listing issued certificates is not supported by AD CS "
+            "through this backend"
         )
 
     def describe(self) -> dict[str, Any]:
@@ -212,8 +213,9 @@ class MscaBackend:
             disposition = self._transport.retrieve(disposition.request_id)
         if disposition.outcome is Outcome.PENDING:
             raise ConfigError(
-                f"backend {self._name!r}: AD CS holds the Enrollment Agent request {disposition.request_id} for "
-                f"a CA manager's approval; use a template that issues at once (template {template!r})"
+                f"backend {self._name!r}: AD CS holds the Enrollment Agent request "
+                f"{disposition.request_id} (template {template!r}) for a CA manager's approval; approve "
+                "it at the CA and enroll again, or use a template that issues at once"
             )
         if disposition.outcome is Outcome.DENIED or disposition.certificate is None:
             raise Rejected(
@@ -224,8 +226,8 @@ class MscaBackend:
         if not has_agent_eku(certificate):
             raise ConfigError(
                 f"backend {self._name!r}: template {template!r} issued a certificate without the Certificate "
-                "Request Agent EKU (1.3.6.1.4.1.311.20.2.1), so it cannot sign on-behalf-of requests; give an "
-                "Enrollment Agent template with -template"
+                "Request Agent EKU (1.3.6.1.4.1.311.20.2.1), so it cannot sign on-behalf-of requests; "
+                "give an Enrollment Agent template with -template"
             )
         return (certificate.public_bytes(serialization.Encoding.PEM).decode(), private_key_pem(key).decode())
 
@@ -234,7 +236,8 @@ class MscaBackend:
     def _check_ca(self, ca: str | None) -> None:
         if ca is not None and ca.casefold() != self._config.ca.casefold():
             raise Rejected(
-                f"backend {self._name!r} reaches the CA {self._config.ca!r} only, not {ca!r} (see backend cas)"
+                f"backend {self._name!r} reaches the CA {self._config.ca!r} only, not {ca!r} "
+                "(see backend cas)"
             )
 
     def _agent(self) -> tuple[x509.Certificate, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey]:
@@ -247,8 +250,8 @@ class MscaBackend:
         if certificate.not_valid_after_utc <= self._now():
             raise ConfigError(
                 f"backend {self._name!r}: the Enrollment Agent certificate expired on "
-                f"{certificate.not_valid_after_utc:%Y-%m-%d}; enroll a new one with: ca-connector backend msca "
-                f"enroll-agent-cert -name {self._name} -ca {self._config.ca}"
+                f"{certificate.not_valid_after_utc:%Y-%m-%d}; enroll a new one with: ca-connector backend "
+                f"msca enroll-agent-cert -name {self._name} -ca {self._config.ca}"
             )
         key = load_private_key(self._config.eakey.get_secret_value().encode())
         if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
@@ -279,7 +282,9 @@ class MscaBackend:
                     f"ca-connector backend msca enroll-agent-cert -name {self._name} -ca {self._config.ca}"
                 )
             number = f" {request_id}" if request_id is not None else ""
-            raise Rejected(f"backend {self._name!r}: AD CS denied request{number}: {disposition.message}{why}")
+            raise Rejected(
+                f"backend {self._name!r}: AD CS denied request{number}: {disposition.message}{why}"
+            )
         certificate = disposition.certificate
         chain = order_chain(certificate, self._transport.ca_certificates())
         return Issued(certificate=certificate, chain=tuple(chain), order_ref=str(request_id))

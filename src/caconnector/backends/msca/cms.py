@@ -14,7 +14,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from asn1crypto import algos, cms, core, x509 as asn1_x509
+from asn1crypto import algos, cms, core
+from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -27,13 +28,13 @@ REQUESTER_NAME = "requestername"
 AgentKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
 
-class EnrollmentNameValuePair(core.Sequence):
+class EnrollmentNameValuePair(core.Sequence):  # type: ignore[misc]  # asn1crypto is untyped
     """[MS-WCCE] 2.2.2.7.10 EnrollmentNameValuePair ::= SEQUENCE { name BMPString, value BMPString }."""
 
     _fields = [("name", core.BMPString), ("value", core.BMPString)]  # noqa: RUF012  (asn1crypto's schema)
 
 
-class EnrollmentNameValuePairs(core.SetOf):
+class EnrollmentNameValuePairs(core.SetOf):  # type: ignore[misc]  # asn1crypto is untyped
     _child_spec = EnrollmentNameValuePair
 
 
@@ -139,38 +140,52 @@ def parse_on_behalf_of(der: bytes) -> OnBehalfOf:
             raise CMSError("the request is a CMS message but not SignedData")
         content = signed["encap_content_info"]["content"].native
         signers = list(signed["signer_infos"])
-        certificates = [c.chosen.dump() for c in signed["certificates"] or []]
+        certificates = [x509.load_der_x509_certificate(c.chosen.dump()) for c in signed["certificates"] or []]
     except (ValueError, TypeError, KeyError) as exc:
         raise CMSError(f"the CMS request does not parse: {exc}") from None
     if not isinstance(content, bytes) or len(signers) != 1 or not certificates:
         raise CMSError("the CMS request needs one signer, its certificate and the PKCS#10 content")
     signer = signers[0]
-    sid = signer["sid"].chosen
-    agent = None
-    for candidate in (x509.load_der_x509_certificate(c) for c in certificates):
-        if (
-            isinstance(sid, cms.IssuerAndSerialNumber)
-            and candidate.serial_number == sid["serial_number"].native
-        ):
-            agent = candidate
-    if agent is None:
-        raise CMSError("the CMS request does not carry the certificate of its signer")
-    attrs = signer["signed_attrs"]
+    agent = _signer_certificate(signer, certificates)
     digest_name = signer["digest_algorithm"]["algorithm"].native
-    values: dict[str, object] = {}
+    message_digest, requester = _read_attributes(signer["signed_attrs"])
+    if message_digest != hashlib.new(digest_name, content).digest():
+        raise CMSError("the CMS request's message digest does not match its content")
+    _verify_signature(signer, agent, digest_name)
+    try:
+        csr = x509.load_der_x509_csr(content)
+    except ValueError as exc:
+        raise CMSError(f"the CMS request's content is not a PKCS#10: {exc}") from None
+    return OnBehalfOf(csr=csr, agent=agent, requester=requester)
+
+
+def _signer_certificate(signer: cms.SignerInfo, certificates: list[x509.Certificate]) -> x509.Certificate:
+    sid = signer["sid"].chosen
+    if isinstance(sid, cms.IssuerAndSerialNumber):
+        for candidate in certificates:
+            if candidate.serial_number == sid["serial_number"].native:
+                return candidate
+    raise CMSError("the CMS request does not carry the certificate of its signer")
+
+
+def _read_attributes(attrs: cms.CMSAttributes) -> tuple[object, str | None]:
+    """The message digest and the requester name among the signed attributes."""
+    message_digest: object = None
     requester = None
     for attribute in attrs:
         if attribute["type"].dotted == ENROLLMENT_NAME_VALUE_PAIR:
             for value in attribute["values"]:
                 pair = EnrollmentNameValuePair.load(value.dump())
-                if pair["name"].native.lower() == REQUESTER_NAME:
+                if str(pair["name"].native).lower() == REQUESTER_NAME:
                     requester = str(pair["value"].native)
-        else:
-            values[attribute["type"].native] = attribute["values"][0].native
-    if values.get("message_digest") != hashlib.new(digest_name, content).digest():
-        raise CMSError("the CMS request's message digest does not match its content")
+        elif attribute["type"].native == "message_digest":
+            message_digest = attribute["values"][0].native
+    return message_digest, requester
+
+
+def _verify_signature(signer: cms.SignerInfo, agent: x509.Certificate, digest_name: str) -> None:
     # The signature covers the attributes re-encoded as a SET OF (tag 0x31) instead of [0] IMPLICIT.
-    signed_bytes = b"\x31" + attrs.dump()[1:]
+    signed_bytes = b"\x31" + signer["signed_attrs"].dump()[1:]
     hash_algorithm = hashes.SHA384() if digest_name == "sha384" else hashes.SHA256()
     public_key = agent.public_key()
     signature = signer["signature"].native
@@ -183,8 +198,3 @@ def parse_on_behalf_of(der: bytes) -> OnBehalfOf:
             raise CMSError("the signer's key type is not RSA or EC")
     except InvalidSignature:
         raise CMSError("the CMS request's signature does not verify with its signer's certificate") from None
-    try:
-        csr = x509.load_der_x509_csr(content)
-    except ValueError as exc:
-        raise CMSError(f"the CMS request's content is not a PKCS#10: {exc}") from None
-    return OnBehalfOf(csr=csr, agent=agent, requester=requester)

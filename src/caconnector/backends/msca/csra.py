@@ -13,6 +13,7 @@ so this runs whatever the transport; with -auth basic the same account signs in 
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from impacket.dcerpc.v5.dcomrt import DCOMANSWER, DCOMCALL, DCOMConnection, IRemUnknown2
@@ -46,7 +47,7 @@ E_INVALIDARG = 0x80070057
 CERTSRV_E_NOT_FOUND = 0x80070002  # HRESULT_FROM_WIN32(ERROR_FILE_NOT_FOUND): no such serial
 
 
-class RevokeCertificate(DCOMCALL):
+class RevokeCertificate(DCOMCALL):  # type: ignore[misc]  # impacket is untyped
     opnum = 10
     structure = (
         ("pwszAuthority", LPWSTR),
@@ -56,7 +57,7 @@ class RevokeCertificate(DCOMCALL):
     )
 
 
-class RevokeCertificateResponse(DCOMANSWER):
+class RevokeCertificateResponse(DCOMANSWER):  # type: ignore[misc]  # impacket is untyped
     structure = (("ErrorCode", DWORD),)
 
 
@@ -87,7 +88,7 @@ def check_result(name: str, code: int, serial: str) -> None:
     raise Rejected(f"backend {name!r}: the CA refused to revoke serial {serial} (HRESULT 0x{code:08x})")
 
 
-class ICertAdminD(IRemUnknown2):
+class ICertAdminD(IRemUnknown2):  # type: ignore[misc]  # impacket is untyped
     def __init__(self, interface: Any) -> None:
         super().__init__(interface)
         self._iid = IID_ICERT_ADMIN_D
@@ -127,9 +128,9 @@ class DcomRevoker:
             text = str(exc)
             if isinstance(exc, OSError) or "Could not connect" in text:
                 raise NotSupported(
-                    f"backend {self._name!r}: revoking needs MS-CSRA over DCOM (TCP 135 and the RPC ports) on "
-                    f"{target}, which cannot be reached ({text}); Web Enrollment has no revocation page. "
-                    "Revoke at the CA (certsrv.msc), or let this host reach the CA over DCOM"
+                    f"backend {self._name!r}: revoking needs MS-CSRA over DCOM (TCP 135 and the RPC "
+                    f"ports) on {target}, which cannot be reached ({text}); Web Enrollment has no "
+                    "revocation page. Revoke at the CA (certsrv.msc), or let this host reach the CA over DCOM"
                 ) from None
             if "access_denied" in text.lower() or "LOGON_FAILURE" in text or "KDC_ERR" in text:
                 raise AuthError(
@@ -139,8 +140,7 @@ class DcomRevoker:
             raise Transient(f"backend {self._name!r}: {target}: {type(exc).__name__}") from None
         finally:
             if connection is not None:
-                try:
+                # Closing a broken connection may fail too; there is nothing left to do then.
+                with contextlib.suppress(Exception):
                     connection.disconnect()
-                except Exception:  # noqa: BLE001, S110  (closing a broken connection may fail; nothing to do)
-                    pass
         check_result(self._name, code, serial)

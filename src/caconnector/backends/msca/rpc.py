@@ -1,5 +1,5 @@
-"""The RPC transport: MS-ICPR `ICertPassage::CertServerRequest` (opnum 0) over `ncacn_np:SERVER[\\pipe\\cert]`,
-with impacket's NDR structures, NTLM or Kerberos, and packet privacy.
+"""The RPC transport: MS-ICPR `ICertPassage::CertServerRequest` (opnum 0) over
+`ncacn_np:SERVER[\\pipe\\cert]`, with impacket's NDR structures, NTLM or Kerberos, and packet privacy.
 
 One call does everything ([MS-ICPR] 3.2.4.1.1, [MS-WCCE] 3.2.1.4.3.1.1): a new request goes with request
 id 0 and the request blob; a pending or issued one is asked about again with its request id and an empty
@@ -45,7 +45,8 @@ def split_account(username: str | None) -> tuple[str, str]:
 
 
 def attributes_blob(template: str | None) -> bytes:
-    """The request attributes as CertServerRequest carries them: `Name:Value` lines, NUL-terminated UTF-16LE."""
+    """The request attributes as CertServerRequest carries them: `Name:Value` lines, NUL-terminated
+    UTF-16LE."""
     lines = [f"CertificateTemplate:{template}"] if template else []
     return ("\n".join(lines) + "\x00").encode("utf-16le")
 

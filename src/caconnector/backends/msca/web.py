@@ -56,12 +56,13 @@ class _RebasedSession(requests.Session):
         self._prefix = prefix
         self._base_url = base_url
 
-    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]  # requests' signature is wider than we use
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
+        verb = method.decode() if isinstance(method, bytes) else method
         text = url.decode() if isinstance(url, bytes) else url
         if text.startswith(self._prefix):
             text = self._base_url + text[len(self._prefix) :]
         kwargs.setdefault("verify", self.verify)
-        return super().request(method, text, *args, **kwargs)
+        return super().request(verb, text, *args, **kwargs)
 
 
 def _pem(der: bytes, label: str) -> str:
@@ -82,10 +83,8 @@ class WebEnrollment:
         self._base_url = config.base_url
         netloc = urlsplit(self._base_url).netloc
         password = config.password.get_secret_value() if config.password is not None else ""
-        if config.auth == "kerberos":
-            auth_method = "basic"  # replaced below by a SPNEGO auth object
-        else:
-            auth_method = config.auth
+        # Kerberos: certsrv has no such method; its session gets a SPNEGO auth object below.
+        auth_method = "basic" if config.auth == "kerberos" else config.auth
         try:
             self._certsrv = certsrv.Certsrv(
                 netloc,
@@ -123,7 +122,7 @@ class WebEnrollment:
         with self._errors("certfnsh.asp"):
             response = self._certsrv._post(
                 f"https://{urlsplit(self._base_url).netloc}/certsrv/certfnsh.asp", data=data
-            )  # noqa: SLF001  (see the module doc)
+            )
         page = response.text
         issued = _ISSUED.search(page)
         if issued:
@@ -185,15 +184,15 @@ class WebEnrollment:
             raise
         except requests.exceptions.SSLError:
             raise ConfigError(
-                f"backend {self._name!r}: the TLS certificate of {self._base_url} is not trusted; give the CA "
-                "that issued it with -cacert"
+                f"backend {self._name!r}: the TLS certificate of {self._base_url} is not trusted; give "
+                "the CA that issued it with -cacert"
             ) from None
         except requests.exceptions.HTTPError as exc:
             status = exc.response.status_code if exc.response is not None else 0
             if status in (401, 403):
                 raise AuthError(
-                    f"backend {self._name!r}: {where} refused the credentials (HTTP {status}); check -username "
-                    "and -password (and -auth)"
+                    f"backend {self._name!r}: {where} refused the credentials (HTTP {status}); check "
+                    "-username and -password (and -auth)"
                 ) from None
             if status == 404:
                 raise ConfigError(
@@ -205,8 +204,8 @@ class WebEnrollment:
             raise Rejected(f"backend {self._name!r}: {where} answered HTTP {status}") from None
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
             raise Transient(
-                f"backend {self._name!r}: cannot reach {self._base_url} ({type(exc).__name__}); check -server "
-                "or -endpoint, and that the server is up"
+                f"backend {self._name!r}: cannot reach {self._base_url} ({type(exc).__name__}); check "
+                "-server or -endpoint, and that the server is up"
             ) from None
         except requests.exceptions.RequestException as exc:
             raise Transient(f"backend {self._name!r}: {where}: {type(exc).__name__}") from None

@@ -279,7 +279,8 @@ def cmd_msca_enroll_agent_cert(args: argparse.Namespace) -> Any:
     enroll_agent = getattr(opened.backend, "enroll_agent", None)
     if opened.stored.type != "msca" or not callable(enroll_agent):
         raise CommandError(
-            f"backend {args.name!r} is of type {opened.stored.type}; enroll-agent-cert is for -type msca backends"
+            f"backend {args.name!r} is of type {opened.stored.type}; enroll-agent-cert is for -type msca "
+            "backends"
         )
     certificate_pem, key_pem = enroll_agent(args.ca, args.template)
     # Stored as the backend's -eacert and -eakey options: sealed with the store's other secrets.
