@@ -190,6 +190,20 @@ def test_agent_certificate_without_the_agent_eku_is_refused_by_the_ca_and_the_er
     assert not adcs.issued()
 
 
+def test_cacert_is_used_even_when_the_environment_names_another_bundle(
+    adcs: FakeAdcs, shell: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # requests would let REQUESTS_CA_BUNDLE replace the session's trust; the backend passes -cacert itself.
+    other = tmp_path / "other-bundle.pem"
+    other.write_text(FakeAdcs().ca_pem)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(other))
+    monkeypatch.setenv("CURL_CA_BUNDLE", str(other))
+    assert _add(shell, adcs, tmp_path).code == 0
+    tested = shell("backend", "test", "-name", NAME, "-json")
+    assert tested.code == 0, tested.err
+    assert json.loads(tested.out)["status"] == "Available"
+
+
 def test_wrong_password_and_untrusted_server_name_the_option_to_fix(
     adcs: FakeAdcs, shell: Run, tmp_path: Path
 ) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import html
+import logging
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -34,6 +35,9 @@ from caconnector.backends.msca.config import MscaConfig
 from caconnector.backends.msca.transport import Disposition, Outcome
 
 TIMEOUT_SECONDS = 30.0
+# certsrv logs every request's headers and body at DEBUG: the Basic Authorization header (the password,
+# base64) and the request. Whatever level a host sets, that logger stays above DEBUG.
+logging.getLogger("certsrv").setLevel(logging.INFO)
 
 # The pages' wording, as certsrv reads it (and real AD CS writes it).
 _ISSUED = re.compile(r"certnew\.cer\?ReqID=(\d+)&")
