@@ -17,19 +17,8 @@ CLI_OPTIONS = {
     "digicert": {"apikey", "region", "endpoint"},
     "entrust": {"username", "apikey", "cert", "key", "endpoint"},
     "gcpcas": {"project", "location", "key", "endpoint"},
-    "msca": {
-        "server",
-        "ca",
-        "transport",
-        "auth",
-        "username",
-        "password",
-        "endpoint",
-        "cacert",
-        "requester",
-        "eacert",
-        "eakey",
-    },  # fmt: skip
+    "msca": {"server", "ca", "transport", "auth", "username", "password", "endpoint", "cacert", "requester"}
+    | {"eacert", "eakey"},
     "local": {"subject", "keytype", "days", "cacert", "cakey"},
     "acme": {"directory", "email", "eabkid", "eabhmac", "challenge"},
 }
