@@ -156,13 +156,23 @@ class WebEnrollment:
     def ca_certificates(self) -> list[x509.Certificate]:
         with self._errors("certcarc.asp"):
             current = self._certsrv.get_ca_cert("b64")
-            chain = self._certsrv.get_chain("bin")
         certificate = self._certificate(current, "the CA certificate")
+        return [certificate, *(c for c in self._chain() if c != certificate)]
+
+    def _chain(self) -> list[x509.Certificate]:
+        """The CA's chain from certnew.p7b. A root CA's chain is the CA itself, so a server that does not
+        answer here costs nothing but the parents of an issuing CA."""
         try:
-            others = pkcs7.load_der_pkcs7_certificates(chain)
+            with self._errors("certnew.p7b"):
+                data = self._certsrv.get_chain("bin")
+        except (Transient, ConfigError, Rejected):
+            return []
+        try:
+            if b"-----BEGIN" in data:
+                return list(pkcs7.load_pem_pkcs7_certificates(data))
+            return list(pkcs7.load_der_pkcs7_certificates(data))
         except ValueError:
-            others = []
-        return [certificate, *(c for c in others if c != certificate)]
+            return []
 
     # -- helpers --------------------------------------------------------------------------------------
 
