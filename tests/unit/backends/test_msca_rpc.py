@@ -1,5 +1,6 @@
-"""MS-ICPR CertServerRequest and MS-CSRA RevokeCertificate: the structures we send and read, round-tripped
-through impacket's NDR encoding (what goes on the wire), and what each answer means to the backend."""
+"""MS-ICPR CertServerRequest, MS-CSRA RevokeCertificate and MS-WCCE GetCACert: the structures we send
+and read, round-tripped through impacket's NDR encoding (what goes on the wire), and what each answer
+means to the backend."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.x509.oid import NameOID
 from impacket.dcerpc.v5 import icpr
 
-from caconnector.backends.errors import AuthError, Rejected
+from caconnector.backends.errors import AuthError, Rejected, Transient
 from caconnector.backends.msca.csra import REASON_CODES, RevokeCertificate, build_revoke, check_result
 from caconnector.backends.msca.rpc import (
     CR_IN_BINARY,
@@ -24,6 +25,13 @@ from caconnector.backends.msca.rpc import (
     split_account,
 )
 from caconnector.backends.msca.transport import Outcome
+from caconnector.backends.msca.wcce import (
+    GETCERT_CASIGCERT,
+    GetCACert,
+    GetCACertResponse,
+    build_get_ca_cert,
+    read_ca_cert,
+)
 from caconnector.pki.revocation import RevocationReason
 
 
@@ -132,3 +140,24 @@ def test_revoke_results() -> None:
         check_result("b", 0x80070005, "1a")
     with pytest.raises(Rejected, match="no certificate with serial 1a"):
         check_result("b", 0x80070002, "1a")
+
+
+def test_an_issued_answer_carries_its_chain_from_pctbcert() -> None:
+    issuer, leaf = _certificate(), _certificate()
+    chain = pkcs7.serialize_certificates([leaf, issuer], serialization.Encoding.DER)
+    issued = parse_response(_response(20, 3, cert=leaf.public_bytes(serialization.Encoding.DER), chain=chain))
+    assert issued.chain == (issuer,)
+
+
+def test_get_ca_cert_asks_for_the_signing_certificate_and_reads_it() -> None:
+    sent = GetCACert(build_get_ca_cert("corp-ISSUING-CA").getData())
+    assert (sent["fchain"], sent["pwszAuthority"]) == (GETCERT_CASIGCERT, "corp-ISSUING-CA\x00")
+    assert GetCACert.opnum == 4
+    certificate = _certificate()
+    answer = GetCACertResponse()
+    answer["pctbOut"] = _blob(certificate.public_bytes(serialization.Encoding.DER))
+    answer["ErrorCode"] = 0
+    assert read_ca_cert("b", GetCACertResponse(answer.getData())) == certificate
+    answer["ErrorCode"] = 0x80094011
+    with pytest.raises(Transient, match="0x80094011"):
+        read_ca_cert("b", GetCACertResponse(answer.getData()))

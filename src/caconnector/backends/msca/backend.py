@@ -286,7 +286,7 @@ class MscaBackend:
                 f"backend {self._name!r}: AD CS denied request{number}: {disposition.message}{why}"
             )
         certificate = disposition.certificate
-        chain = order_chain(certificate, self._transport.ca_certificates())
+        chain = order_chain(certificate, disposition.chain or self._transport.ca_certificates())
         return Issued(certificate=certificate, chain=tuple(chain), order_ref=str(request_id))
 
 

@@ -13,17 +13,13 @@ so this runs whatever the transport; with -auth basic the same account signs in 
 
 from __future__ import annotations
 
-import contextlib
-from typing import Any
-
-from impacket.dcerpc.v5.dcomrt import DCOMANSWER, DCOMCALL, DCOMConnection, IRemUnknown2
+from impacket.dcerpc.v5.dcomrt import DCOMANSWER, DCOMCALL
 from impacket.dcerpc.v5.dtypes import DWORD, FILETIME, LPWSTR
-from impacket.dcerpc.v5.rpcrt import RPC_C_AUTHN_LEVEL_PKT_PRIVACY
 from impacket.uuid import string_to_bin, uuidtup_to_bin
 
-from caconnector.backends.errors import AuthError, BackendError, NotSupported, Rejected, Transient
+from caconnector.backends.errors import AuthError, NotSupported, Rejected
+from caconnector.backends.msca import dcom
 from caconnector.backends.msca.config import MscaConfig
-from caconnector.backends.msca.rpc import split_account
 from caconnector.pki.revocation import RevocationReason
 
 # [MS-CSRA] 1.9: the CertAdminD class and the ICertAdminD interface.
@@ -88,16 +84,6 @@ def check_result(name: str, code: int, serial: str) -> None:
     raise Rejected(f"backend {name!r}: the CA refused to revoke serial {serial} (HRESULT 0x{code:08x})")
 
 
-class ICertAdminD(IRemUnknown2):  # type: ignore[misc]  # impacket is untyped
-    def __init__(self, interface: Any) -> None:
-        super().__init__(interface)
-        self._iid = IID_ICERT_ADMIN_D
-
-    def revoke(self, call: RevokeCertificate) -> int:
-        response = self.request(call, iid=self._iid, uuid=self.get_iPid())
-        return int(response["ErrorCode"])
-
-
 class DcomRevoker:
     """Revokes through one DCOM connection per call."""
 
@@ -106,41 +92,20 @@ class DcomRevoker:
         self._name = name
 
     def revoke(self, serial: str, reason: RevocationReason) -> None:
-        domain, user = split_account(self._config.username)
-        password = self._config.password.get_secret_value() if self._config.password is not None else ""
-        target = f"{self._config.server} (MS-CSRA over DCOM)"
-        connection = None
-        try:
-            connection = DCOMConnection(
-                self._config.server,
-                user,
-                password,
-                domain,
-                authLevel=RPC_C_AUTHN_LEVEL_PKT_PRIVACY,
-                oxidResolver=True,
-                doKerberos=self._config.auth == "kerberos",
+        def unreachable(why: str) -> NotSupported:
+            return NotSupported(
+                f"backend {self._name!r}: revoking needs MS-CSRA over DCOM (TCP 135 and the RPC ports): "
+                f"{why}; Web Enrollment has no revocation page. Revoke at the CA (certsrv.msc), or let "
+                "this host reach the CA over DCOM"
             )
-            interface = connection.CoCreateInstanceEx(CLSID_CERT_ADMIN_D, IID_ICERT_ADMIN_D)
-            code = ICertAdminD(interface).revoke(build_revoke(self._config.ca, serial, reason))
-        except BackendError:
-            raise
-        except Exception as exc:  # noqa: BLE001  (impacket raises DCERPCException, SessionError and bare Exceptions)
-            text = str(exc)
-            if isinstance(exc, OSError) or "Could not connect" in text:
-                raise NotSupported(
-                    f"backend {self._name!r}: revoking needs MS-CSRA over DCOM (TCP 135 and the RPC "
-                    f"ports) on {target}, which cannot be reached ({text}); Web Enrollment has no "
-                    "revocation page. Revoke at the CA (certsrv.msc), or let this host reach the CA over DCOM"
-                ) from None
-            if "access_denied" in text.lower() or "LOGON_FAILURE" in text or "KDC_ERR" in text:
-                raise AuthError(
-                    f"backend {self._name!r}: {target} refused the credentials; check -auth, -username and "
-                    "-password (or the host's Kerberos ticket)"
-                ) from None
-            raise Transient(f"backend {self._name!r}: {target}: {type(exc).__name__}") from None
-        finally:
-            if connection is not None:
-                # Closing a broken connection may fail too; there is nothing left to do then.
-                with contextlib.suppress(Exception):
-                    connection.disconnect()
-        check_result(self._name, code, serial)
+
+        response = dcom.call(
+            self._config,
+            self._name,
+            clsid=CLSID_CERT_ADMIN_D,
+            iid=IID_ICERT_ADMIN_D,
+            request=build_revoke(self._config.ca, serial, reason),
+            service="MS-CSRA",
+            unreachable=unreachable,
+        )
+        check_result(self._name, int(response["ErrorCode"]), serial)

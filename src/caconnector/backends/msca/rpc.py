@@ -95,7 +95,8 @@ def parse_response(response: Any) -> Disposition:
             raise Transient(
                 f"AD CS issued request {request_id} but sent a certificate we cannot read"
             ) from None
-        return Disposition(Outcome.ISSUED, request_id or None, message, certificate)
+        chain = tuple(c for c in ca_chain(response) if c != certificate)
+        return Disposition(Outcome.ISSUED, request_id or None, message, certificate, chain)
     if code == DISPOSITION_UNDER_SUBMISSION:
         return Disposition(Outcome.PENDING, request_id, message or "Taken Under Submission")
     if not message:
@@ -130,13 +131,12 @@ class IcprTransport:
         return parse_response(self._call(build_request(self._config.ca, b"", None, request_id)))
 
     def ca_certificates(self) -> list[x509.Certificate]:
-        # Asking about request 0 with no blob returns the CA's chain in pctbCert with a "not found"
-        # disposition; the chain is all we read.
-        response = self._call(build_request(self._config.ca, b"", None, 0))
-        chain = ca_chain(response)
-        if not chain:
-            raise Transient(f"backend {self._name!r}: AD CS sent no CA certificate over MS-ICPR")
-        return chain
+        # CertServerRequest gives a chain only with an issued certificate: the CA's own certificate comes
+        # from MS-WCCE GetCACert (DCOM). The issuing CA is what a chain needs; its parents come with
+        # each issued certificate.
+        from caconnector.backends.msca.wcce import ca_certificate  # noqa: PLC0415  (DCOM only when used)
+
+        return [ca_certificate(self._config, self._name)]
 
     @contextmanager
     def _errors(self) -> Iterator[None]:

@@ -31,6 +31,8 @@ class Disposition:
     request_id: int | None
     message: str = ""
     certificate: x509.Certificate | None = None
+    # The issuing CA's chain when the transport got it with the certificate (MS-ICPR's pctbCert).
+    chain: tuple[x509.Certificate, ...] = ()
 
 
 class Transport(Protocol):
