@@ -17,7 +17,7 @@ from impacket.dcerpc.v5 import icpr
 from caconnector.backends.errors import AuthError, Rejected, Transient
 from caconnector.backends.msca.csra import REASON_CODES, RevokeCertificate, build_revoke, check_result
 from caconnector.backends.msca.rpc import (
-    CR_IN_BINARY,
+    CR_IN_FORMATANY,
     attributes_blob,
     build_request,
     ca_chain,
@@ -69,7 +69,7 @@ def _response(
 def test_a_new_request_carries_the_ca_the_template_and_the_der_blob() -> None:
     wrapped = b"\x30\x82\x01\x00" + bytes(range(256))
     sent = icpr.CertServerRequest(build_request("corp-ISSUING-CA", wrapped, "WebServer").getData())
-    assert sent["dwFlags"] == CR_IN_BINARY
+    assert sent["dwFlags"] == CR_IN_FORMATANY
     assert sent["pwszAuthority"] == "corp-ISSUING-CA\x00"
     assert sent["pdwRequestId"] == 0
     assert b"".join(sent["pctbRequest"]["pb"]) == wrapped

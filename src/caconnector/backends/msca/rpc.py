@@ -25,8 +25,9 @@ from caconnector.backends.msca.transport import Disposition, Outcome
 DISPOSITION_ISSUED = 3
 DISPOSITION_ISSUED_OUT_OF_BAND = 4
 DISPOSITION_UNDER_SUBMISSION = 5
-CR_IN_BINARY = 0x2  # the request blob is DER, not base64
-# The attribute that asks for the CA's own certificate and chain instead of submitting a request.
+# The request's format ([MS-WCCE] 3.2.1.4.3.1.1): "any", so the CA tells PKCS#10 from CMS itself (as
+# impacket and certreq send it); the blob is binary DER over RPC whatever the encoding bits say.
+CR_IN_FORMATANY = 0x0
 _ACCESS_DENIED = 0x5
 _LOGON_FAILURE = 0xC000006D
 
@@ -56,7 +57,7 @@ def build_request(
 ) -> icpr.CertServerRequest:
     """A CertServerRequest: a new request (id 0, the DER blob) or a question about `request_id`."""
     call = icpr.CertServerRequest()
-    call["dwFlags"] = CR_IN_BINARY if request else 0
+    call["dwFlags"] = CR_IN_FORMATANY
     call["pwszAuthority"] = ca + "\x00"
     call["pdwRequestId"] = request_id
     attributes = icpr.CERTTRANSBLOB()
