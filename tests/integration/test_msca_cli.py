@@ -217,3 +217,23 @@ def test_wrong_password_and_untrusted_server_name_the_option_to_fix(
     assert untrusted.code == 1
     assert "-cacert" in untrusted.err
     assert "wrong-password" not in refused.err + refused.out
+
+
+def test_a_redelivered_denied_request_is_asked_about_not_submitted_again(
+    adcs: FakeAdcs, shell: Run, tmp_path: Path, datadir: Path
+) -> None:
+    assert _add(shell, adcs, tmp_path).code == 0
+    assert shell("backend", "msca", "enroll-agent-cert", "-name", NAME, "-ca", CA_NAME).code == 0
+    runner = JobRunner(ConnectorStore(datadir), "host.example.test")
+    payload: dict[str, object] = {
+        "csr_pem": make_csr_pem("app.example.test"),
+        "request_id": "req-denied",
+        "ca": CA_NAME,
+        "template": adcs_web_fake.DENIED_TEMPLATE,
+    }
+    enroll = _job(JobKind.ENROLL, payload, "job-1")
+    for attempt in (1, 2):
+        result = runner.run(enroll.model_copy(update={"attempt": attempt}))
+        assert result.outcome is JobOutcome.ERROR
+        assert result.error is not None and adcs_web_fake.DENIED_MESSAGE in result.error.message
+    assert [r.template for r in adcs.requests.values()].count(adcs_web_fake.DENIED_TEMPLATE) == 1

@@ -387,12 +387,19 @@ def _denied_page(request: FakeRequest) -> str:
     )
 
 
-def _status_page(title: str, message: str) -> str:
-    # certnew.cer's answer when there is no certificate to give: AD CS's error page, whose table cell
-    # after "Disposition message:" certsrv reads.
+def _status_page(disposition: int, message: str) -> str:
+    # certnew.cer's answer when there is no certificate to give (still pending, denied, unknown): AD CS's
+    # error page, a definition list whose "Disposition message:" entry certsrv reads.
     return (
-        f"{_HEAD}<P ID=locPageTitle> <B> {title} </B>\r\n<Table><TR><TD ID=locDispMsg>"
-        f"Disposition message:</TD><TD>\t\t{message}\r\n</TD></TR></Table>{_TAIL}"
+        f"{_HEAD}<P ID=locPageTitle> <B> Error </B>\r\n<P ID=locContactAdmin>Contact your administrator "
+        "for further assistance.\r\n</P>\r\n<DL><DD>\r\n\t<DL>\r\n"
+        "\t<DT ID=locModeLabel><Font Size=-1><B>Request Mode:</B></Font></DT><DD>\r\n\t\t - \r\n"
+        "\t\t\t<LocID ID=locModeCertFetch>(certnew.cer/certnew.p7b/certcrl.crl certificate/crl fetch)"
+        "</LocID>\r\n\t</DD>\r\n"
+        f"\t<DT ID=locDispLabel><Font Size=-1><B>Disposition:</B></Font></DT><DD>\r\n\t\t{disposition:X} "
+        "<LocID ID=locDispSpacer>-</LocID>\r\n\t\t\t<LocID ID=locDispUnknown>(unknown)</LocID>\r\n\t</DD>\r\n"
+        "\t<DT ID=locDispMsgLabel><Font Size=-1><B>Disposition message:</B></Font></DT><DD>\r\n"
+        f"\t\t{message}\r\n\t</DD>\r\n\t</DL>\r\n</DD></DL>{_TAIL}"
     )
 
 
@@ -452,7 +459,7 @@ class _Pages(BaseHTTPRequestHandler):
             return
         form = {k: v[-1] for k, v in parse_qs(body, keep_blank_values=True).items()}
         if form.get("Mode") != "newreq":
-            self._send(_status_page("Error", "Unexpected Mode"), status=200)
+            self._send(_status_page(1, "(none)"))
             return
         request = self.adcs.submit(form.get("CertRequest", ""), form.get("CertAttrib", ""))
         if request.status == "issued":
@@ -479,11 +486,11 @@ class _Pages(BaseHTTPRequestHandler):
         except ValueError:
             request = None
         if request is None:
-            self._send(_status_page("Error", "The parameter is incorrect. 0x80070057 (WIN32: 87)"))
+            self._send(_status_page(1, "(none)"))
         elif request.status == "pending":
-            self._send(_status_page("Certificate Pending", "Taken Under Submission"))
+            self._send(_status_page(5, "Taken Under Submission"))
         elif request.status == "denied" or request.certificate is None:
-            self._send(_status_page("Certificate Request Denied", request.message))
+            self._send(_status_page(2, request.message))
         else:
             der = request.certificate.public_bytes(serialization.Encoding.DER)
             self._send(self._encoded(der, encoding, "CERTIFICATE"), "application/pkix-cert")

@@ -135,13 +135,12 @@ class WebEnrollment:
         number = int(request_id.group(1)) if request_id else None
         if _PENDING.search(page) and number is not None:
             return Disposition(Outcome.PENDING, number, "Taken Under Submission")
-        message = _DISPOSITION.search(page)
+        # Denied: "The disposition message is "..."". A request the CA could not even process lands on
+        # the error page instead, whose "Disposition message:" entry says why.
+        found = _DISPOSITION.search(page) or _PAGE_DISPOSITION.search(page)
+        message = _page_text(found.group(1)).strip() if found else ""
         return Disposition(
-            Outcome.DENIED,
-            number,
-            message.group(1).strip()
-            if message
-            else "the CA denied the request without a disposition message",
+            Outcome.DENIED, number, message or "the CA denied the request without a disposition message"
         )
 
     def retrieve(self, request_id: int) -> Disposition:
