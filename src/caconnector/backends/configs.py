@@ -17,6 +17,7 @@ from caconnector.backends.acmpca.config import AcmpcaConfig
 from caconnector.backends.entrust.config import EntrustConfig
 from caconnector.backends.gcpcas.config import GcpcasConfig
 from caconnector.backends.local.config import LocalConfig
+from caconnector.backends.msca.config import MscaConfig
 from caconnector.backends.options import BackendConfig, check_endpoint, expect_config, option
 
 # Re-exported: the connector and the tests name every model and the base through this module.
@@ -45,37 +46,6 @@ class DigicertConfig(BackendConfig):
     endpoint: str | None = option("another base URL for the CertCentral API (tests)", metavar="URL")
 
     _endpoint = field_validator("endpoint")(classmethod(lambda cls, v: check_endpoint(v)))
-
-
-class MscaConfig(BackendConfig):
-    type_name: ClassVar[str] = "msca"
-
-    server: str = option("the host name of the server hosting the Microsoft CA", required=True)
-    ca: str = option("the CA's common name, e.g. corp-ISSUING-CA", required=True)
-    transport: Literal["rpc", "web"] = option(
-        "how to reach AD CS: rpc (MS-ICPR over SMB) or web (the certsrv Web Enrollment pages)",
-        default="rpc",
-        metavar="rpc|web",
-    )
-    auth: Literal["kerberos", "ntlm"] = option(
-        "kerberos (the host's keytab or credential cache) or ntlm (with -username and -password)",
-        default="kerberos",
-        metavar="kerberos|ntlm",
-    )
-    domain: str | None = option("the Windows domain of -username, e.g. CORP")
-    username: str | None = option("the account for NTLM authentication")
-    password: SecretStr | None = option("the password of -username", secret=True)
-    endpoint: str | None = option("the Web Enrollment URL when not https://SERVER/certsrv", metavar="URL")
-
-    _endpoint = field_validator("endpoint")(classmethod(lambda cls, v: check_endpoint(v)))
-
-    @model_validator(mode="after")
-    def _credentials(self) -> MscaConfig:
-        if self.auth == "ntlm" and (not self.username or self.password is None):
-            raise ValueError("-auth ntlm needs -username and -password")
-        if self.password is not None and not self.username:
-            raise ValueError("-password needs -username")
-        return self
 
 
 _ACME_CHALLENGES = Literal["http-01", "dns-01", "none"]

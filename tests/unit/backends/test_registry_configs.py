@@ -17,7 +17,8 @@ CLI_OPTIONS = {
     "digicert": {"apikey", "region", "endpoint"},
     "entrust": {"username", "apikey", "cert", "key", "endpoint", "cacert"},
     "gcpcas": {"project", "location", "key", "endpoint"},
-    "msca": {"server", "ca", "transport", "auth", "domain", "username", "password", "endpoint"},
+    "msca": {"server", "ca", "transport", "auth", "username", "password", "endpoint", "cacert", "requester"}
+    | {"eacert", "eakey"},
     "local": {"subject", "keytype", "days", "cacert", "cakey"},
     "acme": {"directory", "email", "eabkid", "eabhmac", "challenge"},
 }
@@ -26,7 +27,7 @@ SECRET_FIELDS = {
     "digicert": {"apikey"},
     "entrust": {"username", "apikey", "cert", "key"},
     "gcpcas": {"key"},
-    "msca": {"password"},
+    "msca": {"password", "eacert", "eakey"},
     "local": {"cakey"},
     "acme": {"eabhmac"},
 }
