@@ -18,8 +18,11 @@ def main(argv: list[str]) -> int:
     # challtestsrv keys records by fully qualified name, with the final dot.
     body = {"host": f"{name}.", "value": value} if verb == "set" else {"host": f"{name}."}
     path = "/set-txt" if verb == "set" else "/clear-txt"
-    request = urllib.request.Request(url + path, data=json.dumps(body).encode(), method="POST")
-    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310  (a loopback test URL)
+    if not url.startswith("http://"):
+        print("challtestsrv_hook.py: URL must be http://...", file=sys.stderr)
+        return 2
+    request = urllib.request.Request(url + path, data=json.dumps(body).encode(), method="POST")  # noqa: S310  (http:// checked above)
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310  (http:// checked above)
         return 0 if response.status == 200 else 1
 
 

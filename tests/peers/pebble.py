@@ -26,6 +26,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import acme.client
 import acme.messages
@@ -95,9 +96,13 @@ class Pebble:
             bundle.write(self.tls_ca_pem)
             bundle.flush()
             network = acme.client.ClientNetwork(
-                key=josepy.jwk.JWKEC(key=key), alg=josepy.jwa.ES256, verify_ssl=bundle.name  # type: ignore[arg-type]
+                key=josepy.jwk.JWKEC(key=key),
+                alg=josepy.jwa.ES256,
+                verify_ssl=bundle.name,  # type: ignore[arg-type]
             )
-            network.account = acme.messages.RegistrationResource(uri=account_url, body=acme.messages.Registration())
+            network.account = acme.messages.RegistrationResource(
+                uri=account_url, body=acme.messages.Registration()
+            )
             directory = acme.client.ClientV2.get_directory(self.directory_url, network)
             client = acme.client.ClientV2(directory, network)
             account = client._post_as_get(account_url).json()
@@ -156,7 +161,6 @@ def start(
     }
     if always_valid:
         env["PEBBLE_VA_ALWAYS_VALID"] = "1"
-    log = (workdir / "pebble.log").open("wb")
     peer = Pebble(
         directory_url=f"https://127.0.0.1:{acme_port}/dir",
         management_url=f"https://127.0.0.1:{management_port}",
@@ -165,26 +169,50 @@ def start(
         tls_ca_pem=ca.cert_pem.bytes().decode(),
         workdir=workdir,
     )
+    # The children write to their own copies of the log's descriptor; ours closes when they are started.
+    with (workdir / "pebble.log").open("wb") as log:
+        _spawn(peer, env, log, config_path, ports=(dns_port, challtest_port))
+    _wait_until_ready(peer)
+    return peer
+
+
+def _spawn(
+    peer: Pebble, env: dict[str, str], log: IO[bytes], config_path: Path, *, ports: tuple[int, int]
+) -> None:
+    dns_port, challtest_port = ports
     peer.processes.append(
         subprocess.Popen(
             [
                 CHALLTESTSRV,
-                "-dns01", f"127.0.0.1:{dns_port}",
-                "-management", f"127.0.0.1:{challtest_port}",
-                "-http01", "", "-https01", "", "-tlsalpn01", "",
-                "-defaultIPv4", "127.0.0.1", "-defaultIPv6", "",
+                "-dns01",
+                f"127.0.0.1:{dns_port}",
+                "-management",
+                f"127.0.0.1:{challtest_port}",
+                "-http01",
+                "",
+                "-https01",
+                "",
+                "-tlsalpn01",
+                "",
+                "-defaultIPv4",
+                "127.0.0.1",
+                "-defaultIPv6",
+                "",
             ],
-            stdout=log, stderr=subprocess.STDOUT, env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
         )
     )
     peer.processes.append(
         subprocess.Popen(
             [PEBBLE, "-config", str(config_path), "-dnsserver", f"127.0.0.1:{dns_port}"],
-            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=workdir,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=peer.workdir,
         )
     )
-    _wait_until_ready(peer)
-    return peer
 
 
 def _wait_until_ready(peer: Pebble) -> None:
@@ -195,7 +223,10 @@ def _wait_until_ready(peer: Pebble) -> None:
                 peer.stop()
                 raise RuntimeError(f"pebble exited at start: {(peer.workdir / 'pebble.log').read_text()}")
         with contextlib.suppress(requests.RequestException):
-            if peer._get(peer.directory_url).ok and requests.get(peer.challtestsrv_url + "/dns-request-history", timeout=2).status_code < 500:
+            if (
+                peer._get(peer.directory_url).ok
+                and requests.get(peer.challtestsrv_url + "/dns-request-history", timeout=2).status_code < 500
+            ):
                 return
         time.sleep(0.1)
     peer.stop()

@@ -5,11 +5,12 @@ ACME quirks this module handles:
 - There is no idempotency key: an order is a new certificate. The order URL is recorded as soon as the CA
   creates the order (before any challenge, and so before finalizing); a retry, a redelivered job or
   `collect` resumes that order from whatever state the CA has it in.
-- An order goes pending -> ready -> processing -> valid. Validation and issuance are waited for up to
-  -wait seconds; an order still pending or processing then is reported as Pending and collected later.
+- An order goes pending -> ready -> processing -> valid. Validation is waited for (up to 90 s: the
+  tokens must stay up while the CA looks), issuance up to -wait seconds; an order still processing then
+  is reported as Pending and collected later.
 - Revocation takes the certificate, not its serial: every certificate issued is kept by serial.
 - ACME CAs send the chain without its root; -roots supplies the roots that complete it.
-- There is no way to list issued certificates, so there is no scan.
+- There is no way to list issued certificates: scan says so.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import datetime as dt
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -44,7 +45,7 @@ from caconnector.backends.base import (
     Pending,
     RevokeRequest,
 )
-from caconnector.backends.errors import ConfigError, Rejected, Transient
+from caconnector.backends.errors import ConfigError, NotSupported, Rejected, Transient
 from caconnector.pki.chain import load_certificates, order_chain
 from caconnector.pki.errors import PKIError
 from caconnector.pki.keys import key_type_of, load_private_key
@@ -53,10 +54,14 @@ from caconnector.pki.revocation import RevocationReason
 from caconnector.pki.serial import canonical_serial
 
 if TYPE_CHECKING:
-    from caconnector.backends.base import Backend, Collector
+    from caconnector.backends.base import Backend, Collector, Scanner
 
 # How long to sleep between polls when the CA gives no Retry-After.
 POLL_SECONDS = 1.0
+# Validation is waited for whatever -wait says: the tokens and records must stay up until the CA has
+# looked at them, and taking them down earlier would fail the validation. Bounded inside the manager's
+# 120-second job lease.
+VALIDATION_TIMEOUT_SECONDS = 90.0
 # RFC 5280 CRLReason codes, as RFC 8555 7.6 sends them.
 _REASON_CODES = {
     RevocationReason.UNSPECIFIED: 0,
@@ -261,6 +266,13 @@ class AcmeBackend:
             )
         return self._advance(record)
 
+    def scan(self, since: dt.datetime | None = None) -> Iterator[Issued]:
+        """Always refused, with ACME's reason (the connector's generic "cannot list" would not say it)."""
+        raise NotSupported(
+            f"backend {self._name!r}: scan is not supported by ACME: the protocol has no way to list the "
+            "certificates a CA issued"
+        )
+
     # -- the order's life ------------------------------------------------------------------------------
 
     def _advance(self, record: OrderRecord) -> Issued | Pending:
@@ -275,13 +287,16 @@ class AcmeBackend:
             if status == acme.messages.STATUS_INVALID:
                 raise Rejected(self._why_invalid(order))
             if status == acme.messages.STATUS_PENDING:
-                waiting = self._validate(order, deadline)
+                waiting = self._validate(order, self._clock() + VALIDATION_TIMEOUT_SECONDS)
                 if waiting is not None:
                     return Pending(order_ref=record.order_url, reason=waiting, retry_after=POLL_SECONDS)
             elif status == acme.messages.STATUS_READY:
-                # orderNotReady: another worker finalized it meanwhile; read it again.
-                with suppress(AcmeProblem):
-                    client.finalize(record.order_url, order, record.csr_pem.encode())
+                try:
+                    # The finalize answer is the order itself, usually `processing`: read on from it.
+                    order = client.finalize(record.order_url, order, record.csr_pem.encode())
+                    continue
+                except AcmeProblem:
+                    pass  # orderNotReady: another worker finalized it meanwhile; read it again
             elif self._clock() >= deadline:  # processing, or valid without its certificate URL yet
                 return Pending(
                     order_ref=record.order_url,
@@ -332,9 +347,10 @@ class AcmeBackend:
         if self._config.challenge == "none":
             # Nothing is provisioned: the CA validates some other way (pre-validated domains, EAB) and
             # only wants a challenge triggered. A CA that really validates will fail it, and say why.
-            if not offered:
-                raise Rejected(f"backend {self._name!r}: the CA offers no challenge for {name}")
-            return offered[0]
+            for challenge in offered:
+                if isinstance(challenge.chall, acme.challenges.KeyAuthorizationChallenge):
+                    return challenge
+            raise Rejected(f"backend {self._name!r}: the CA offers no challenge this client knows for {name}")
         for challenge in offered:
             if challenge.chall.typ == self._config.challenge:
                 return challenge
@@ -442,5 +458,5 @@ class AcmeBackend:
 
 if TYPE_CHECKING:
     # mypy proves here that the class satisfies the protocols it is used through.
-    def _conforms(backend: AcmeBackend) -> tuple[Backend, Collector]:
-        return backend, backend
+    def _conforms(backend: AcmeBackend) -> tuple[Backend, Collector, Scanner]:
+        return backend, backend, backend

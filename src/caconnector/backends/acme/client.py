@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 NETWORK_TIMEOUT_SECONDS = 30
 # The library retries a badNonce once; a CA that rejects nonces at random (pebble does, on purpose) can
 # reject the retry too. Each attempt takes a fresh nonce from the previous answer, so a few suffice.
-NONCE_ATTEMPTS = 5
+NONCE_ATTEMPTS = 10
 # RFC 8555 problem types (urn:ietf:params:acme:error:...) by what the operator can do about them.
 _AUTH_PROBLEMS = {"unauthorized", "accountDoesNotExist", "externalAccountRequired", "userActionRequired"}
 _TRANSIENT_PROBLEMS = {"badNonce", "rateLimited", "serverInternal"}
@@ -220,7 +220,7 @@ class AcmeClient:
                 uri=account_url, body=acme.messages.Registration()
             )
         action = f"reading the ACME directory {directory_url} (-directory)"
-        with acme_errors(backend, action):
+        with _RetryAfter(network, acme_errors(backend, action)):
             try:
                 response = network.get(directory_url)
                 document = response.json()

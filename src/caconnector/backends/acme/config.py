@@ -74,8 +74,8 @@ class AcmeConfig(BackendConfig):
         "the common name of the issuer to prefer among the CA's alternate chains", metavar="ISSUER_CN"
     )
     wait: int = option(
-        "seconds an enroll waits for validation and issuance before it reports the order as pending "
-        "(it is collected later)",
+        "seconds an enroll waits for the CA to issue a finalized order before it reports the order as "
+        "pending (it is collected later)",
         default=DEFAULT_WAIT_SECONDS,
         metavar="SECONDS",
     )
