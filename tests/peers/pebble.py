@@ -87,9 +87,9 @@ class Pebble:
         """A -hook command line that sets the dns-01 TXT records in this pebble's challtestsrv."""
         return f"{sys.executable} {HOOK} {self.challtestsrv_url}"
 
-    def orders(self, account_key_pem: str, account_url: str) -> list[str]:
-        """The URLs of the account's orders that are not invalid, as pebble lists them (RFC 8555 7.1.2.1),
-        read with the `acme` library directly (not the backend under test)."""
+    @contextlib.contextmanager
+    def _account(self, account_key_pem: str, account_url: str) -> Iterator[acme.client.ClientV2]:
+        """The account, through the `acme` library directly (not the backend under test)."""
         key = serialization.load_pem_private_key(account_key_pem.encode(), password=None)
         assert isinstance(key, ec.EllipticCurvePrivateKey)
         with tempfile.NamedTemporaryFile("w", suffix=".pem") as bundle:
@@ -98,16 +98,39 @@ class Pebble:
             network = acme.client.ClientNetwork(
                 key=josepy.jwk.JWKEC(key=key),
                 alg=josepy.jwa.ES256,
-                verify_ssl=bundle.name,  # type: ignore[arg-type]
+                verify_ssl=bundle.name,  # type: ignore[arg-type]  # requests takes a bundle path
             )
             network.account = acme.messages.RegistrationResource(
                 uri=account_url, body=acme.messages.Registration()
             )
             directory = acme.client.ClientV2.get_directory(self.directory_url, network)
-            client = acme.client.ClientV2(directory, network)
+            yield acme.client.ClientV2(directory, network)
+
+    def orders(self, account_key_pem: str, account_url: str) -> list[str]:
+        """The URLs of the account's orders that are not invalid, as pebble lists them (RFC 8555 7.1.2.1)."""
+        with self._account(account_key_pem, account_url) as client:
             account = client._post_as_get(account_url).json()
             listed = client._post_as_get(account["orders"]).json()
         return [str(url) for url in listed["orders"]]
+
+    def serials(self, account_key_pem: str, account_url: str) -> set[int]:
+        """The serials of the certificates pebble issued for the account's orders, revoked or not: pebble
+        names a certificate's URL by its serial in hex (and stops serving it once revoked)."""
+        found = set()
+        with self._account(account_key_pem, account_url) as client:
+            account = client._post_as_get(account_url).json()
+            for url in client._post_as_get(account["orders"]).json()["orders"]:
+                certificate_url = client._post_as_get(url).json().get("certificate")
+                if certificate_url:
+                    found.add(int(str(certificate_url).rstrip("/").rsplit("/", 1)[1], 16))
+        return found
+
+    def deactivate(self, account_key_pem: str, account_url: str) -> None:
+        """Deactivate the account (RFC 8555 7.3.6): the CA refuses it from then on."""
+        with self._account(account_key_pem, account_url) as client:
+            client.deactivate_registration(
+                acme.messages.RegistrationResource(uri=account_url, body=acme.messages.Registration())
+            )
 
     def stop(self) -> None:
         for process in self.processes:
