@@ -14,16 +14,19 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import http.client
+import http.server
 import json
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -60,6 +63,7 @@ class Pebble:
     http_port: int
     tls_ca_pem: str  # what the backend's -cacert must be to trust pebble's HTTPS
     workdir: Path
+    tls_ca: trustme.CA
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def _get(self, url: str) -> requests.Response:
@@ -191,6 +195,7 @@ def start(
         http_port=http_port,
         tls_ca_pem=ca.cert_pem.bytes().decode(),
         workdir=workdir,
+        tls_ca=ca,
     )
     # The children write to their own copies of the log's descriptor; ours closes when they are started.
     with (workdir / "pebble.log").open("wb") as log:
@@ -282,3 +287,82 @@ def pebble_peer() -> Pebble:
             atexit.register(_PEER.stop)
             atexit.register(shutil.rmtree, workdir, True)
         return _PEER
+
+
+class Intercept:
+    """An HTTPS proxy in front of pebble's ACME interface (same TLS CA, so -cacert trusts both) that
+    calls `on_first` the first time a request's path starts with `prefix`, and answers that request
+    502 instead of forwarding it. pebble builds its URLs from the Host header, so a client pointed at
+    the proxy's /dir stays on the proxy."""
+
+    def __init__(self, peer: Pebble, prefix: str, on_first: Callable[[], None]) -> None:
+        self._peer = peer
+        self._prefix = prefix
+        self._on_first = on_first
+        self.fired = threading.Event()
+        handler = type("InterceptHandler", (_ForwardingHandler,), {"intercept": self})
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        peer.tls_ca.issue_cert("127.0.0.1").configure_cert(context)
+        self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+        self.port = int(self._server.server_address[1])
+        self.directory_url = f"https://127.0.0.1:{self.port}/dir"
+        self._upstream = ssl.create_default_context(cadata=peer.tls_ca_pem)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> Intercept:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def forward(
+        self, method: str, path: str, headers: dict[str, str], body: bytes | None
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        if path.startswith(self._prefix) and not self.fired.is_set():
+            self.fired.set()
+            self._on_first()
+            return 502, [], b""
+        host = self._peer.directory_url.split("/")[2]
+        connection = http.client.HTTPSConnection(host, context=self._upstream, timeout=30)
+        try:
+            connection.request(method, path, body=body, headers=headers)
+            response = connection.getresponse()
+            return response.status, response.getheaders(), response.read()
+        finally:
+            connection.close()
+
+
+class _ForwardingHandler(http.server.BaseHTTPRequestHandler):
+    intercept: Intercept
+    protocol_version = "HTTP/1.1"
+
+    def _relay(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else None
+        headers = {
+            k: v for k, v in self.headers.items() if k.lower() not in ("connection", "accept-encoding")
+        }
+        status, response_headers, data = self.intercept.forward(self.command, self.path, headers, body)
+        self.send_response(status)
+        for name, value in response_headers:
+            if name.lower() not in ("connection", "transfer-encoding", "content-length"):
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        self._relay()
+
+    def do_POST(self) -> None:
+        self._relay()
+
+    def do_HEAD(self) -> None:
+        self._relay()
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
