@@ -60,8 +60,9 @@ def test_issue_redeliver_after_finalize_and_revoke_through_the_manager(
                 backend = available_backend(api, added["id"], "the acme backend with pebble's root")
                 assert backend["type"] == "acme"
                 profile = _profile(api, backend, "acme-web", ["ec-p256"])
-                csr = openssl_csr(tmp_path, "acme-web", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-                                  subj="/CN=web.acme.test", san="DNS:web.acme.test").read_text()  # fmt: skip
+                key = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256")
+                csr = openssl_csr(tmp_path, "acme-web", *key, subj="/CN=web.acme.test",
+                                  san="DNS:web.acme.test").read_text()  # fmt: skip
 
                 enrolled = api.post("/certificates", json={"profile": profile["id"], "csr": csr})
                 assert enrolled.status_code in (201, 202), enrolled.text
