@@ -316,3 +316,11 @@ def test_the_renewal_certificate_id_is_rfc_9773s(pebble: Pebble, tmp_path: Path)
     )
     # pebble 2.4 has no renewalInfo in its directory, so no window is reported.
     assert issued.renewal_window is None
+
+
+def test_an_existing_account_key_finds_its_account(pebble: Pebble, tmp_path: Path) -> None:
+    first, _ = _added(pebble, tmp_path)
+    assert first.accountkey is not None
+    again, backend = _added(pebble, tmp_path / "again", accountkey=first.accountkey.get_secret_value())
+    assert again.accounturl == first.accounturl
+    backend.check()

@@ -126,7 +126,9 @@ def acme_errors(backend: str, action: str, expected: frozenset[str] = frozenset(
     except acme.messages.Error as error:
         raise _problem(backend, action, error, expected) from None
     except acme.errors.ConflictError as error:
-        raise Rejected(f"backend {backend!r}: {action}: the CA reports a conflict ({error})") from None
+        raise Rejected(
+            f"backend {backend!r}: {action}: the CA reports a conflict ({error.location})"
+        ) from None
     except requests.exceptions.SSLError as error:
         raise ConfigError(
             f"backend {backend!r}: {action}: the CA's TLS certificate is not trusted ({_first_line(error)}); "
@@ -264,9 +266,9 @@ class AcmeClient:
                 created = self._client.new_account(registration)
             except acme.errors.ConflictError as existing:  # this key has an account already: use it
                 self._network.account = acme.messages.RegistrationResource(
-                    uri=str(existing), body=acme.messages.Registration()
+                    uri=existing.location, body=acme.messages.Registration()
                 )
-                return str(existing)
+                return existing.location
         return str(created.uri)
 
     def check_account(self) -> None:
