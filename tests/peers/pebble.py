@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Self
 
 import acme.client
 import acme.messages
@@ -295,7 +295,9 @@ class Intercept:
     502 instead of forwarding it. pebble builds its URLs from the Host header, so a client pointed at
     the proxy's /dir stays on the proxy."""
 
-    def __init__(self, peer: Pebble, prefix: str, on_first: Callable[[], None]) -> None:
+    def __init__(
+        self, peer: Pebble, prefix: str | None = None, on_first: Callable[[], None] = lambda: None
+    ) -> None:
         self._peer = peer
         self._prefix = prefix
         self._on_first = on_first
@@ -310,7 +312,7 @@ class Intercept:
         self._upstream = ssl.create_default_context(cadata=peer.tls_ca_pem)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
-    def __enter__(self) -> Intercept:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -321,7 +323,7 @@ class Intercept:
     def forward(
         self, method: str, path: str, headers: dict[str, str], body: bytes | None
     ) -> tuple[int, list[tuple[str, str]], bytes]:
-        if path.startswith(self._prefix) and not self.fired.is_set():
+        if self._prefix is not None and path.startswith(self._prefix) and not self.fired.is_set():
             self.fired.set()
             self._on_first()
             return 502, [], b""
@@ -333,6 +335,36 @@ class Intercept:
             return response.status, response.getheaders(), response.read()
         finally:
             connection.close()
+
+
+class WithRenewalInfo(Intercept):
+    """pebble 2.4 with ACME Renewal Information (RFC 9773), which it lacks: the directory gains
+    `renewalInfo`, and every certificate gets `window` as its suggested renewal window. `asked` holds the
+    certificate identifiers clients asked about."""
+
+    def __init__(self, peer: Pebble, window: dict[str, str], explanation_url: str) -> None:
+        super().__init__(peer)
+        self._window = window
+        self._explanation_url = explanation_url
+        self.asked: list[str] = []
+
+    def forward(
+        self, method: str, path: str, headers: dict[str, str], body: bytes | None
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        if path.startswith("/renewal-info/"):
+            self.asked.append(path.removeprefix("/renewal-info/"))
+            document = {"suggestedWindow": self._window, "explanationURL": self._explanation_url}
+            return (
+                200,
+                [("Content-Type", "application/json"), ("Retry-After", "21600")],
+                json.dumps(document).encode(),
+            )
+        status, response_headers, data = super().forward(method, path, headers, body)
+        if path == "/dir" and status == 200:
+            directory = json.loads(data)
+            directory["renewalInfo"] = f"https://127.0.0.1:{self.port}/renewal-info"
+            data = json.dumps(directory).encode()
+        return status, response_headers, data
 
 
 class _ForwardingHandler(http.server.BaseHTTPRequestHandler):

@@ -6,6 +6,7 @@ Assertions are on results and on pebble's own state (its management interface, t
 
 from __future__ import annotations
 
+import datetime as dt
 import http.server
 import json
 import logging
@@ -15,16 +16,24 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import acme.client
+import acme.messages
 import pytest
 from cryptography import x509
 from tests.peers import pebble as pebble_peers
-from tests.peers.pebble import Pebble, free_port
+from tests.peers.pebble import Pebble, WithRenewalInfo, free_port
 
 from caconnector.backends.acme import AcmeBackendType
 from caconnector.backends.acme.backend import AcmeBackend
-from caconnector.backends.acme.client import renewal_certificate_id
+from caconnector.backends.acme.client import describe_problem, renewal_certificate_id
 from caconnector.backends.acme.config import AcmeConfig
-from caconnector.backends.base import BackendContext, EnrollRequest, Issued, Pending, RevokeRequest
+from caconnector.backends.base import (
+    BackendContext,
+    EnrollRequest,
+    Issued,
+    Pending,
+    RenewalWindow,
+    RevokeRequest,
+)
 from caconnector.backends.errors import ConfigError, NotSupported, Rejected, Transient
 from caconnector.pki.chain import is_self_signed
 from caconnector.pki.revocation import RevocationReason
@@ -175,6 +184,31 @@ def test_a_failed_http01_validation_is_rejected_with_pebbles_problem(pebble: Peb
     assert "connection" in message  # pebble's problem type or detail
 
 
+def test_the_cas_problem_document_reaches_the_user(pebble: Pebble, tmp_path: Path) -> None:
+    _, backend = _added(pebble, tmp_path)
+    with pytest.raises(Rejected) as refused:
+        backend.enroll(_request("req-malformed", "bad_name.example.test"))
+    assert "placing the order: the CA answered malformed: " in refused.value.message
+    assert "illegal character: '_'" in refused.value.message
+
+
+def test_subproblems_are_described_with_their_identifiers() -> None:
+    def sub(kind: str, detail: str, name: str) -> dict[str, object]:
+        identifier = {"type": "dns", "value": name}
+        return {"type": f"urn:ietf:params:acme:error:{kind}", "detail": detail, "identifier": identifier}
+
+    problem = acme.messages.Error.from_json(
+        {
+            "type": "urn:ietf:params:acme:error:rejectedIdentifier",
+            "detail": "2 identifiers refused",
+            "subproblems": [sub("caa", "CAA forbids", "a.example"), sub("dns", "NXDOMAIN", "b.example")],
+        }
+    )
+    assert describe_problem(problem) == (
+        "rejectedIdentifier: 2 identifiers refused; caa (a.example): CAA forbids; dns (b.example): NXDOMAIN"
+    )
+
+
 def test_a_failing_hook_is_transient_and_names_the_hook(pebble: Pebble, tmp_path: Path) -> None:
     _, backend = _added(
         pebble, tmp_path, challenge="dns-01", hook="sh -c 'echo nsupdate refused >&2; exit 3'"
@@ -305,6 +339,19 @@ def test_challenge_none_issues_when_the_ca_validates_by_itself(
 
 
 # -- ACME Renewal Information ------------------------------------------------------------------------------
+
+
+def test_the_cas_renewal_window_comes_with_the_certificate(pebble: Pebble, tmp_path: Path) -> None:
+    window = {"start": "2027-01-01T00:00:00Z", "end": "2027-01-03T12:00:00Z"}
+    with WithRenewalInfo(pebble, window, "https://ca.example.test/why") as proxy:
+        _, backend = _added(pebble, tmp_path, directory=proxy.directory_url)
+        issued = _issued(backend.enroll(_request("req-ari-window")))
+    assert issued.renewal_window == RenewalWindow(
+        start=dt.datetime(2027, 1, 1, tzinfo=dt.UTC),
+        end=dt.datetime(2027, 1, 3, 12, tzinfo=dt.UTC),
+        explanation_url="https://ca.example.test/why",
+    )
+    assert proxy.asked == [renewal_certificate_id(issued.certificate)]
 
 
 def test_the_renewal_certificate_id_is_rfc_9773s(pebble: Pebble, tmp_path: Path) -> None:
