@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import acme.client
@@ -105,6 +106,17 @@ def test_http01_validates_for_real_and_the_chain_ends_at_pebbles_root(pebble: Pe
     issued = _issued(backend.enroll(_request("req-http", "web.example.test")))
     _check_chain(pebble, issued, "web.example.test")
     assert issued.order_ref in _orders(pebble, config)
+
+
+def test_concurrent_http01_enrollments_share_the_address(pebble: Pebble, tmp_path: Path) -> None:
+    # The connector's workers run jobs side by side; both validations need the one -httpaddress.
+    _, backend = _added(pebble, tmp_path, challenge="http-01")
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(
+            pool.map(lambda i: backend.enroll(_request(f"req-par-{i}", f"p{i}.example.test")), range(2))
+        )
+    for index, result in enumerate(results):
+        _check_chain(pebble, _issued(result), f"p{index}.example.test")
 
 
 def test_dns01_validates_through_the_hook_and_challtestsrv(pebble: Pebble, tmp_path: Path) -> None:

@@ -48,7 +48,7 @@ from caconnector.backends.base import (
 from caconnector.backends.errors import ConfigError, NotSupported, Rejected, Transient
 from caconnector.pki.chain import load_certificates, order_chain
 from caconnector.pki.errors import PKIError
-from caconnector.pki.keys import key_type_of, load_private_key
+from caconnector.pki.keys import PrivateKey, key_type_of, load_private_key
 from caconnector.pki.names import common_name
 from caconnector.pki.revocation import RevocationReason
 from caconnector.pki.serial import canonical_serial
@@ -74,7 +74,7 @@ _REASON_CODES = {
     RevocationReason.PRIVILEGE_WITHDRAWN: 9,
     RevocationReason.AA_COMPROMISE: 10,
 }
-CERTIFICATE_CACERT_FILE = "cacert.pem"
+CACERT_FILE = "cacert.pem"
 
 
 def new_account_key() -> str:
@@ -85,7 +85,7 @@ def new_account_key() -> str:
     ).decode()
 
 
-def _account_key(config: AcmeConfig, name: str) -> ec.EllipticCurvePrivateKey | object:
+def _account_key(config: AcmeConfig, name: str) -> PrivateKey:
     if config.accountkey is None:
         raise ConfigError(f"backend {name!r}: no -accountkey is stored; remove the backend and add it again")
     try:
@@ -101,12 +101,12 @@ def _trust(config: AcmeConfig, directory: Path | None) -> Iterator[str | bool]:
         yield True
         return
     if directory is not None:
-        path = directory / CERTIFICATE_CACERT_FILE
+        path = directory / CACERT_FILE
         path.write_text(config.cacert)
         yield str(path)
         return
     with tempfile.TemporaryDirectory() as scratch:
-        path = Path(scratch) / CERTIFICATE_CACERT_FILE
+        path = Path(scratch) / CACERT_FILE
         path.write_text(config.cacert)
         yield str(path)
 
@@ -121,7 +121,7 @@ def provision(config: AcmeConfig, context: BackendContext) -> AcmeConfig:
         client = AcmeClient.connect(
             backend=name,
             directory_url=config.directory,
-            key=_account_key(completed, name),  # type: ignore[arg-type]  # loaded and checked there
+            key=_account_key(completed, name),
             account_url=None,
             verify=verify,
         )
@@ -180,7 +180,7 @@ class AcmeBackend:
                 return AcmeClient.connect(
                     backend=context.name,
                     directory_url=config.directory,
-                    key=key,  # type: ignore[arg-type]  # checked by _account_key
+                    key=key,
                     account_url=config.accounturl,
                     verify=verify,
                 )

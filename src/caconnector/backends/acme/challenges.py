@@ -86,7 +86,7 @@ class DnsHook:
 
 
 class _TokenHandler(http.server.BaseHTTPRequestHandler):
-    tokens: Mapping[str, str] = {}
+    tokens: dict[str, str]
 
     def do_GET(self) -> None:
         token = self.path.removeprefix(HTTP01_PREFIX) if self.path.startswith(HTTP01_PREFIX) else None
@@ -105,27 +105,68 @@ class _TokenHandler(http.server.BaseHTTPRequestHandler):
         return  # the CA's fetches are not worth a log line each
 
 
+@dataclass
+class _TokenServer:
+    """One listening socket, shared by every validation on its address: the connector's workers run
+    several enrollments at once, and only one of them could bind the port."""
+
+    server: http.server.ThreadingHTTPServer
+    thread: threading.Thread
+    tokens: dict[str, str]
+    users: int = 0
+
+
+_SERVERS: dict[tuple[str, int], _TokenServer] = {}
+_SERVERS_LOCK = threading.Lock()
+
+
+def _acquire(backend: str, address: str) -> tuple[tuple[str, int], _TokenServer]:
+    host, port = split_address(address)
+    key = (host, port)
+    with _SERVERS_LOCK:
+        running = _SERVERS.get(key)
+        if running is None:
+            tokens: dict[str, str] = {}
+            handler = type("TokenHandler", (_TokenHandler,), {"tokens": tokens})
+            server_class = type(
+                "TokenServer",
+                (http.server.ThreadingHTTPServer,),
+                {"address_family": socket.AF_INET6 if ":" in host else socket.AF_INET},
+            )
+            try:
+                server = server_class((host, port), handler)
+            except OSError as exc:
+                raise ConfigError(
+                    f"backend {backend!r}: cannot serve http-01 tokens on -httpaddress {address} "
+                    f"({exc.strerror})"
+                ) from None
+            thread = threading.Thread(target=server.serve_forever, name=f"acme-http01-{port}", daemon=True)
+            thread.start()
+            running = _SERVERS[key] = _TokenServer(server, thread, tokens)
+        running.users += 1
+        return key, running
+
+
+def _release(key: tuple[str, int], running: _TokenServer, tokens: Mapping[str, str]) -> None:
+    with _SERVERS_LOCK:
+        for token in tokens:
+            running.tokens.pop(token, None)
+        running.users -= 1
+        if running.users:
+            return
+        del _SERVERS[key]
+    running.server.shutdown()
+    running.server.server_close()
+    running.thread.join()
+
+
 @contextmanager
 def serving_http01(backend: str, address: str, tokens: Mapping[str, str]) -> Iterator[None]:
     """Serve `tokens` (token -> key authorization) on `address` for the duration of the block."""
-    host, port = split_address(address)
-    handler = type("TokenHandler", (_TokenHandler,), {"tokens": dict(tokens)})
-    server_class = type(
-        "TokenServer",
-        (http.server.ThreadingHTTPServer,),
-        {"address_family": socket.AF_INET6 if ":" in host else socket.AF_INET},
-    )
-    try:
-        server = server_class((host, port), handler)
-    except OSError as exc:
-        raise ConfigError(
-            f"backend {backend!r}: cannot serve http-01 tokens on -httpaddress {address} ({exc.strerror})"
-        ) from None
-    thread = threading.Thread(target=server.serve_forever, name=f"acme-http01-{backend}", daemon=True)
-    thread.start()
+    key, running = _acquire(backend, address)
+    with _SERVERS_LOCK:
+        running.tokens.update(tokens)
     try:
         yield
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+        _release(key, running, tokens)

@@ -26,11 +26,11 @@ import josepy.jwk
 import requests
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from caconnector import __version__
 from caconnector.backends.base import RenewalWindow
 from caconnector.backends.errors import AuthError, BackendError, ConfigError, Rejected, Transient
+from caconnector.pki.keys import PrivateKey
 
 log = logging.getLogger(__name__)
 
@@ -74,14 +74,14 @@ class _Network(acme.client.ClientNetwork):
         return response
 
     def post(self, *args: Any, **kwargs: Any) -> requests.Response:
-        for attempt in range(1, NONCE_ATTEMPTS + 1):
+        for attempt in range(1, NONCE_ATTEMPTS):
             try:
                 return self._post_once(*args, **kwargs)
             except acme.messages.Error as error:
-                if error.code != "badNonce" or attempt == NONCE_ATTEMPTS:
+                if error.code != "badNonce":
                     raise
                 log.debug("badNonce from the CA, attempt %d of %d", attempt, NONCE_ATTEMPTS)
-        raise AssertionError("unreachable")  # pragma: no cover
+        return self._post_once(*args, **kwargs)
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -101,7 +101,7 @@ def _retry_after(value: str | None) -> float | None:
     return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
 
 
-def jwk_of(key: PrivateKeyTypes) -> tuple[josepy.jwk.JWK, josepy.jwa.JWASignature]:
+def jwk_of(key: PrivateKey) -> tuple[josepy.jwk.JWK, josepy.jwa.JWASignature]:
     """The JWK and JWS algorithm for an account key (EC P-256/P-384 or RSA, as RFC 8555 CAs take)."""
     if isinstance(key, ec.EllipticCurvePrivateKey):
         algorithms = {"secp256r1": josepy.jwa.ES256, "secp384r1": josepy.jwa.ES384}
@@ -204,7 +204,7 @@ class AcmeClient:
         *,
         backend: str,
         directory_url: str,
-        key: PrivateKeyTypes,
+        key: PrivateKey,
         account_url: str | None,
         verify: str | bool = True,
     ) -> AcmeClient:
