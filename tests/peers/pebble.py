@@ -72,9 +72,9 @@ class Pebble:
             bundle.flush()
             return requests.get(url, verify=bundle.name, timeout=10)
 
-    def root_pem(self) -> str:
-        """Pebble's root, made at its start, from its management interface."""
-        response = self._get(f"{self.management_url}/roots/0")
+    def root_pem(self, index: int = 0) -> str:
+        """Pebble's root (or an alternate root), made at its start, from its management interface."""
+        response = self._get(f"{self.management_url}/roots/{index}")
         response.raise_for_status()
         return response.text
 
@@ -154,6 +154,7 @@ def start(
     nonce_reject_percent: int = 0,
     always_valid: bool = False,
     eab_keys: Mapping[str, str] | None = None,
+    alternate_roots: int = 0,
 ) -> Pebble:
     """Start challtestsrv and pebble on free loopback ports; return once pebble's directory answers."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -188,6 +189,9 @@ def start(
     }
     if always_valid:
         env["PEBBLE_VA_ALWAYS_VALID"] = "1"
+    if alternate_roots:
+        # Each further root signs its own intermediate; downloads link the other chains as `alternate`.
+        env["PEBBLE_ALTERNATE_ROOTS"] = str(alternate_roots)
     peer = Pebble(
         directory_url=f"https://127.0.0.1:{acme_port}/dir",
         management_url=f"https://127.0.0.1:{management_port}",

@@ -155,6 +155,27 @@ def test_collect_of_an_order_not_placed_here_is_rejected(pebble: Pebble, tmp_pat
         backend.collect(f"{pebble.directory_url}/my-order/unknown")
 
 
+@pytest.fixture(scope="module")
+def two_root_pebble() -> Iterator[Pebble]:
+    with pebble_peers.running(alternate_roots=1) as peer:
+        yield peer
+
+
+def test_preferredchain_picks_the_alternate_chain_by_its_issuer(
+    two_root_pebble: Pebble, tmp_path: Path
+) -> None:
+    first, second = (x509.load_pem_x509_certificate(two_root_pebble.root_pem(i).encode()) for i in (0, 1))
+    both = two_root_pebble.root_pem(0) + two_root_pebble.root_pem(1)
+    _, default = _added(two_root_pebble, tmp_path / "default", roots=both)
+    assert _issued(default.enroll(_request("req-default"))).chain[-1] == first
+    preferred_cn = second.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value
+    _, preferring = _added(two_root_pebble, tmp_path / "preferring", roots=both, preferredchain=preferred_cn)
+    issued = _issued(preferring.enroll(_request("req-preferred")))
+    assert issued.chain[-1] == second
+    for child, parent in zip([issued.certificate, *issued.chain], issued.chain, strict=False):
+        child.verify_directly_issued_by(parent)
+
+
 # -- revoking -------------------------------------------------------------------------------------------
 
 
