@@ -20,6 +20,7 @@ import acme.client
 import acme.messages
 import pytest
 from cryptography import x509
+from pydantic import ValidationError
 from tests.peers import pebble as pebble_peers
 from tests.peers.pebble import Pebble, WithRenewalInfo, free_port
 
@@ -295,6 +296,23 @@ def test_rate_limited_is_transient_with_the_cas_retry_after(rate_limited: str, t
         AcmeBackendType().provision(config, _context(tmp_path))
     assert limited.value.retry_after == 42
     assert "rateLimited: too many new orders recently" in limited.value.message
+
+
+def test_option_mistakes_are_refused_naming_the_option() -> None:
+    directory = "https://acme.example.test/dir"
+    cases = [
+        ({"challenge": "dns-01"}, "-challenge dns-01 needs -hook"),
+        ({"httpaddress": "80"}, "must be HOST:PORT"),
+        ({"roots": "not a certificate"}, "roots"),
+        ({"cacert": "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"}, "cacert"),
+        ({"eabkid": "kid-1"}, "-eabkid and -eabhmac go together"),
+        ({"eabkid": "kid-1", "eabhmac": "not base64url!"}, "base64url"),
+        ({"hook": "unbalanced 'quote"}, "not a command line"),
+        ({"wait": 5000}, "between 0 and 3600"),
+    ]
+    for values, expected in cases:
+        with pytest.raises(ValidationError, match=expected):
+            AcmeConfig.model_validate({"directory": directory, **values})
 
 
 # -- accounts and External Account Binding ---------------------------------------------------------------

@@ -58,7 +58,7 @@ if TYPE_CHECKING:
 
 # How long to sleep between polls when the CA gives no Retry-After.
 POLL_SECONDS = 1.0
-# Validation is waited for whatever -wait says: the tokens and records must stay up until the CA has
+# Validation is waited for regardless of -wait: the tokens and records must stay up until the CA has
 # looked at them, and taking them down earlier would fail the validation. Bounded inside the manager's
 # 120-second job lease.
 VALIDATION_TIMEOUT_SECONDS = 90.0

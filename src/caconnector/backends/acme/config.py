@@ -6,8 +6,6 @@ makes the key on the connector, registers the account, and stores both, the key 
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 import shlex
 from typing import ClassVar, Literal
@@ -15,9 +13,12 @@ from typing import ClassVar, Literal
 from pydantic import SecretStr, field_validator, model_validator
 
 from caconnector.backends.options import BackendConfig, check_endpoint, option
+from caconnector.pki.chain import load_certificates
+from caconnector.pki.errors import PKIError
 
 Challenge = Literal["http-01", "dns-01", "none"]
 
+_BASE64URL = re.compile(r"^[A-Za-z0-9_\-+/]+=*$")
 # An hour is longer than any job lease; the default leaves room inside the manager's 120-second lease.
 MAX_WAIT_SECONDS = 3600
 DEFAULT_WAIT_SECONDS = 60
@@ -106,11 +107,8 @@ class AcmeConfig(BackendConfig):
         if value is None:
             return None
         text = value.get_secret_value().strip()
-        try:
-            decoded = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-        except (binascii.Error, ValueError):
-            raise ValueError("must be the base64url HMAC key the CA gave you") from None
-        if not decoded:
+        # base64url as RFC 8555 7.3.4 has it; some CAs hand out plain base64, which decodes the same here.
+        if not _BASE64URL.match(text) or len(text.rstrip("=")) % 4 == 1:
             raise ValueError("must be the base64url HMAC key the CA gave you")
         return SecretStr(text)
 
@@ -125,6 +123,16 @@ class AcmeConfig(BackendConfig):
             raise ValueError(f"is not a command line ({exc})") from None
         if not words:
             raise ValueError("must be a command")
+        return value
+
+    @field_validator("cacert", "roots")
+    @classmethod
+    def _certificates(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                load_certificates(value.encode())
+            except PKIError as exc:
+                raise ValueError(str(exc)) from None
         return value
 
     @field_validator("httpaddress")
