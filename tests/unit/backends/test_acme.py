@@ -300,7 +300,7 @@ def test_rate_limited_is_transient_with_the_cas_retry_after(rate_limited: str, t
 
 def test_option_mistakes_are_refused_naming_the_option() -> None:
     directory = "https://acme.example.test/dir"
-    cases = [
+    cases: list[tuple[dict[str, object], str]] = [
         ({"challenge": "dns-01"}, "-challenge dns-01 needs -hook"),
         ({"httpaddress": "80"}, "must be HOST:PORT"),
         ({"roots": "not a certificate"}, "roots"),
