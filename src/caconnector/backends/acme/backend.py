@@ -290,6 +290,17 @@ class AcmeBackend:
                 waiting = self._validate(order, self._clock() + VALIDATION_TIMEOUT_SECONDS)
                 if waiting is not None:
                     return Pending(order_ref=record.order_url, reason=waiting, retry_after=POLL_SECONDS)
+                order = client.order(record.order_url)
+                if order.status != acme.messages.STATUS_PENDING:
+                    continue
+                # Every authorization is valid but the CA has not caught up: poll, do not spin.
+                if self._clock() >= deadline:
+                    return Pending(
+                        order_ref=record.order_url,
+                        reason="the CA has not yet marked the validated order ready",
+                        retry_after=POLL_SECONDS,
+                    )
+                self._sleep(min(POLL_SECONDS, max(0.0, deadline - self._clock())))
             elif status == acme.messages.STATUS_READY:
                 try:
                     # The finalize answer is the order itself, usually `processing`: read on from it.
