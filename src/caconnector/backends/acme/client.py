@@ -12,8 +12,8 @@ import datetime as dt
 import email.utils
 import logging
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,15 +116,21 @@ def jwk_of(key: PrivateKey) -> tuple[josepy.jwk.JWK, josepy.jwa.JWASignature]:
 
 
 @contextmanager
-def acme_errors(backend: str, action: str, expected: frozenset[str] = frozenset()) -> Iterator[None]:
+def acme_errors(
+    backend: str,
+    action: str,
+    expected: frozenset[str] = frozenset(),
+    retry_after: Callable[[], float | None] = lambda: None,
+) -> Iterator[None]:
     """The one place the `acme` package's and requests' exceptions become backend errors. Problem codes
-    in `expected` come out as AcmeProblem for the caller to handle."""
+    in `expected` come out as AcmeProblem for the caller to handle; `retry_after` gives the Retry-After
+    of the CA's failing answer (the library's problem exception carries no headers)."""
     try:
         yield
     except BackendError:
         raise
     except acme.messages.Error as error:
-        raise _problem(backend, action, error, expected) from None
+        raise _problem(backend, action, error, expected, retry_after()) from None
     except acme.errors.ConflictError as error:
         raise Rejected(
             f"backend {backend!r}: {action}: the CA reports a conflict ({error.location})"
@@ -152,13 +158,15 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0][:300]
 
 
-def _problem(backend: str, action: str, error: acme.messages.Error, expected: frozenset[str]) -> BackendError:
+def _problem(
+    backend: str, action: str, error: acme.messages.Error, expected: frozenset[str], retry_after: float | None
+) -> BackendError:
     message = f"backend {backend!r}: {action}: the CA answered {describe_problem(error)}"
     code = error.code
     if code in expected:
         return AcmeProblem(code, message)
     if code in _TRANSIENT_PROBLEMS:
-        return Transient(message, retry_after=getattr(error, "retry_after", None))
+        return Transient(message, retry_after=retry_after)
     if code in _AUTH_PROBLEMS:
         return AuthError(message)
     if code in _CONFIG_PROBLEMS:
@@ -222,7 +230,7 @@ class AcmeClient:
                 uri=account_url, body=acme.messages.Registration()
             )
         action = f"reading the ACME directory {directory_url} (-directory)"
-        with _RetryAfter(network, acme_errors(backend, action)):
+        with acme_errors(backend, action, retry_after=lambda: network.last_retry_after):
             try:
                 response = network.get(directory_url)
                 document = response.json()
@@ -239,8 +247,9 @@ class AcmeClient:
             directory = acme.messages.Directory.from_json(document)
         return cls(backend=backend, client=acme.client.ClientV2(directory, network), network=network, key=jwk)
 
-    def _errors(self, action: str, expected: frozenset[str] = frozenset()) -> Any:
-        return _RetryAfter(self._network, acme_errors(self._backend, action, expected))
+    def _errors(self, action: str, expected: frozenset[str] = frozenset()) -> AbstractContextManager[None]:
+        network = self._network
+        return acme_errors(self._backend, action, expected, retry_after=lambda: network.last_retry_after)
 
     # -- account ----------------------------------------------------------------------------------------
 
@@ -364,26 +373,6 @@ class AcmeClient:
             return None
         explanation = document.get("explanationURL")
         return RenewalWindow(start, end, explanation if isinstance(explanation, str) else None)
-
-
-class _RetryAfter:
-    """`acme_errors`, plus the CA's Retry-After on a Transient it raised (rateLimited, 503)."""
-
-    def __init__(self, network: _Network, inner: Any) -> None:
-        self._network = network
-        self._inner = inner
-
-    def __enter__(self) -> None:
-        self._network.last_retry_after = None
-        self._inner.__enter__()
-
-    def __exit__(self, kind: Any, value: Any, traceback: Any) -> bool:
-        try:
-            return bool(self._inner.__exit__(kind, value, traceback))
-        except Transient as error:
-            if error.retry_after is None and self._network.last_retry_after is not None:
-                error.retry_after = self._network.last_retry_after
-            raise
 
 
 def _rfc3339(value: object) -> dt.datetime:
