@@ -12,13 +12,9 @@ Every write is one SQLite transaction, so a crash leaves a whole row or none.
 from __future__ import annotations
 
 import datetime as dt
-import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
-from caconnector.backends.errors import ConfigError, Transient
+from caconnector.backends.records import RecordStore
 
 DATABASE_NAME = "acmpca.sqlite"
 SCHEMA_VERSION = 1
@@ -36,8 +32,6 @@ _SCHEMA = (
         created_at  TEXT NOT NULL       -- UTC ISO 8601
     )""",
 )
-# Another worker or process may hold the write lock for a moment; wait rather than fail.
-_BUSY_TIMEOUT_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -48,55 +42,12 @@ class AuditReport:
     created_at: dt.datetime
 
 
-class AcmpcaStore:
+class AcmpcaStore(RecordStore):
     """The records of one acmpca backend, in `<state_dir>/acmpca.sqlite`. A connection per call."""
 
-    def __init__(self, state_dir: Path, backend: str) -> None:
-        self.path = state_dir / DATABASE_NAME
-        self._backend = backend
-        try:
-            state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            # The records name certificates and CAs only (no secrets), but stay private to the connector.
-            state_dir.chmod(0o700)
-        except OSError as exc:
-            raise ConfigError(
-                f"backend {backend!r}: cannot use the state directory {state_dir}: {exc}"
-            ) from None
-        with self._transaction() as tx:
-            version = tx.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise ConfigError(
-                    f"backend {backend!r}: {self.path} was written by a newer version (schema {version}); "
-                    "upgrade caconnector"
-                )
-            for statement in _SCHEMA:
-                tx.execute(statement)
-            tx.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        try:
-            connection = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_SECONDS, isolation_level=None)
-        except sqlite3.Error as exc:
-            raise self._error(exc) from None
-        try:
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                yield connection
-            except BaseException:
-                connection.execute("ROLLBACK")
-                raise
-            connection.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise self._error(exc) from None
-        finally:
-            connection.close()
-
-    def _error(self, exc: sqlite3.Error) -> Exception:
-        if isinstance(exc, sqlite3.OperationalError):
-            # Locked, busy, disk full: the next attempt may well pass.
-            return Transient(f"backend {self._backend!r}: its records in {self.path} are unavailable ({exc})")
-        return ConfigError(f"backend {self._backend!r}: its records in {self.path} are unusable ({exc})")
+    database_name = DATABASE_NAME
+    schema = _SCHEMA
+    schema_version = SCHEMA_VERSION
 
     # ---- requests ----------------------------------------------------------------------------------
 

@@ -13,13 +13,9 @@ Every write is one SQLite transaction, so a crash leaves a whole row or none.
 from __future__ import annotations
 
 import datetime as dt
-import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
-from caconnector.backends.errors import ConfigError, Transient
+from caconnector.backends.records import RecordStore
 
 DATABASE_NAME = "entrust.sqlite"
 SCHEMA_VERSION = 1
@@ -29,7 +25,6 @@ _SCHEMA = """CREATE TABLE IF NOT EXISTS orders (
     tracking_id   INTEGER,            -- NULL while the order's answer is not known
     attempted_at  TEXT NOT NULL       -- UTC ISO 8601, the last attempt's start
 )"""
-_BUSY_TIMEOUT_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -42,52 +37,12 @@ class Claim:
     earlier_attempt: dt.datetime | None = None
 
 
-class EntrustStore:
+class EntrustStore(RecordStore):
     """The order records of one entrust backend, in `<state_dir>/entrust.sqlite`. A connection per call."""
 
-    def __init__(self, state_dir: Path, backend: str) -> None:
-        self.path = state_dir / DATABASE_NAME
-        self._backend = backend
-        try:
-            state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            state_dir.chmod(0o700)
-        except OSError as exc:
-            raise ConfigError(
-                f"backend {backend!r}: cannot use the state directory {state_dir}: {exc}"
-            ) from None
-        with self._transaction() as tx:
-            version = tx.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise ConfigError(
-                    f"backend {backend!r}: {self.path} was written by a newer version (schema {version}); "
-                    "upgrade caconnector"
-                )
-            tx.execute(_SCHEMA)
-            tx.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        try:
-            connection = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_SECONDS, isolation_level=None)
-        except sqlite3.Error as exc:
-            raise self._error(exc) from None
-        try:
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                yield connection
-            except BaseException:
-                connection.execute("ROLLBACK")
-                raise
-            connection.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise self._error(exc) from None
-        finally:
-            connection.close()
-
-    def _error(self, exc: sqlite3.Error) -> Exception:
-        if isinstance(exc, sqlite3.OperationalError):
-            return Transient(f"backend {self._backend!r}: its records in {self.path} are unavailable ({exc})")
-        return ConfigError(f"backend {self._backend!r}: its records in {self.path} are unusable ({exc})")
+    database_name = DATABASE_NAME
+    schema = (_SCHEMA,)
+    schema_version = SCHEMA_VERSION
 
     def claim(self, request_id: str, now: dt.datetime) -> Claim:
         """Record that `request_id` is about to be ordered, in one transaction with reading what an

@@ -12,12 +12,9 @@ The Enrollment Agent key and certificate are not here: they are options of the b
 from __future__ import annotations
 
 import datetime as dt
-import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-from caconnector.backends.errors import ConfigError, Transient
+from caconnector.backends.records import RecordStore
 
 DATABASE_NAME = "msca.sqlite"
 SCHEMA_VERSION = 1
@@ -28,56 +25,14 @@ _SCHEMA = """CREATE TABLE IF NOT EXISTS requests (
     ca_request_id  INTEGER NOT NULL,
     recorded_at    TEXT NOT NULL   -- UTC ISO 8601
 )"""
-_BUSY_TIMEOUT_SECONDS = 10.0
 
 
-class MscaStore:
+class MscaStore(RecordStore):
     """The records of one msca backend, in `<state_dir>/msca.sqlite`. A connection per call."""
 
-    def __init__(self, state_dir: Path, backend: str) -> None:
-        self.state_dir = state_dir
-        self.path = state_dir / DATABASE_NAME
-        self._backend = backend
-        try:
-            state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            state_dir.chmod(0o700)
-        except OSError as exc:
-            raise ConfigError(
-                f"backend {backend!r}: cannot use the state directory {state_dir}: {exc}"
-            ) from None
-        with self._transaction() as tx:
-            version = tx.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise ConfigError(
-                    f"backend {backend!r}: {self.path} was written by a newer version (schema {version}); "
-                    "upgrade caconnector"
-                )
-            tx.execute(_SCHEMA)
-            tx.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        try:
-            connection = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_SECONDS, isolation_level=None)
-        except sqlite3.Error as exc:
-            raise self._error(exc) from None
-        try:
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                yield connection
-            except BaseException:
-                connection.execute("ROLLBACK")
-                raise
-            connection.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise self._error(exc) from None
-        finally:
-            connection.close()
-
-    def _error(self, exc: sqlite3.Error) -> Exception:
-        if isinstance(exc, sqlite3.OperationalError):
-            return Transient(f"backend {self._backend!r}: its records in {self.path} are unavailable ({exc})")
-        return ConfigError(f"backend {self._backend!r}: its records in {self.path} are unusable ({exc})")
+    database_name = DATABASE_NAME
+    schema = (_SCHEMA,)
+    schema_version = SCHEMA_VERSION
 
     def ca_request_id(self, request_id: str) -> int | None:
         with self._transaction() as tx:
