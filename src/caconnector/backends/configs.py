@@ -14,6 +14,7 @@ from typing import ClassVar, Literal
 from pydantic import SecretStr, field_validator, model_validator
 
 from caconnector.backends.acmpca.config import AcmpcaConfig
+from caconnector.backends.digicert.config import DigicertConfig
 from caconnector.backends.gcpcas.config import GcpcasConfig
 from caconnector.backends.local.config import LocalConfig
 from caconnector.backends.options import BackendConfig, check_endpoint, expect_config, option
@@ -35,18 +36,6 @@ __all__ = [
     "expect_config",
     "option_names",
 ]
-
-
-class DigicertConfig(BackendConfig):
-    type_name: ClassVar[str] = "digicert"
-
-    apikey: SecretStr = option(
-        "the DigiCert CertCentral API key linked to the connector's user", secret=True, required=True
-    )
-    region: Literal["us", "eu"] = option("the CertCentral instance: us or eu", default="us", metavar="us|eu")
-    endpoint: str | None = option("another base URL for the CertCentral API (tests)", metavar="URL")
-
-    _endpoint = field_validator("endpoint")(classmethod(lambda cls, v: check_endpoint(v)))
 
 
 class EntrustConfig(BackendConfig):
