@@ -46,7 +46,7 @@ from caconnector.backends.base import (
 from caconnector.backends.digicert.client import CertCentral, Order, OrderRequest, PlacedOrder
 from caconnector.backends.digicert.config import DigicertConfig
 from caconnector.backends.digicert.store import DigicertStore
-from caconnector.backends.errors import BackendError, Rejected
+from caconnector.backends.errors import BackendError, NotSupported, Rejected
 from caconnector.pki.chain import order_chain
 from caconnector.pki.keys import key_type_of, public_keys_equal
 from caconnector.pki.names import common_name
@@ -134,6 +134,10 @@ class DigiCert:
     # -- required -------------------------------------------------------------------------------------
 
     def check(self) -> CheckResult:
+        with self._client.session():
+            return self._check()
+
+    def _check(self) -> CheckResult:
         products: list[Product] = []
         cas: dict[str, CAInfo] = {}
         for listed in self._client.products():
@@ -165,6 +169,10 @@ class DigiCert:
         return CheckResult(cas=tuple(cas.values()), products=tuple(products), organizations=organizations)
 
     def enroll(self, request: EnrollRequest) -> Issued | Pending:
+        with self._client.session():
+            return self._enroll(request)
+
+    def _enroll(self, request: EnrollRequest) -> Issued | Pending:
         if not request.product:
             raise Rejected(
                 f"backend {self._name!r}: the profile names no DigiCert product; set its product to a "
@@ -178,13 +186,17 @@ class DigiCert:
         return self._placed(placed, request)
 
     def revoke(self, request: RevokeRequest) -> RevocationRequested | None:
+        with self._client.session():
+            return self._revoke(request)
+
+    def _revoke(self, request: RevokeRequest) -> RevocationRequested | None:
         try:
             serial = canonical_serial(request.serial)
         except (TypeError, ValueError) as exc:
             raise Rejected(str(exc)) from None
         reason = _REASONS.get(request.reason)
         if reason is None:
-            raise Rejected(
+            raise NotSupported(
                 f"DigiCert does not revoke for reason {request.reason.value}; use one of "
                 f"{', '.join(r.value for r in _REASONS)}"
             )
@@ -204,10 +216,18 @@ class DigiCert:
     # -- optional abilities ---------------------------------------------------------------------------
 
     def collect(self, order_ref: str) -> Issued | Pending:
+        with self._client.session():
+            return self._collect(order_ref)
+
+    def _collect(self, order_ref: str) -> Issued | Pending:
         return self._outcome(self._client.order(order_ref))
 
     def scan(self, since: dt.datetime | None = None) -> Iterator[Issued]:
         """Every issued order of the account (created at or after `since`), with its certificate."""
+        with self._client.session():
+            yield from self._scan(since)
+
+    def _scan(self, since: dt.datetime | None) -> Iterator[Issued]:
         for order in self._client.orders():
             if order.status != "issued":
                 continue
@@ -293,7 +313,7 @@ class DigiCert:
         signature_hash = algorithm.name if isinstance(algorithm, hashes.HashAlgorithm) else "sha256"
         certificate: dict[str, Any] = {
             "common_name": cn,
-            "dns_names": [n for n in dns_names if n != cn] if cn in dns_names else dns_names,
+            "dns_names": dns_names,
             "csr": csr.public_bytes(serialization.Encoding.PEM).decode("ascii"),
             "signature_hash": signature_hash if signature_hash in _SIGNATURE_HASHES else "sha256",
         }

@@ -18,7 +18,8 @@ CertCentral quirks kept here, so the backend never sees them:
 from __future__ import annotations
 
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -172,8 +173,9 @@ def error_for(response: httpx.Response, where: str, not_found: type[BackendError
 class CertCentral:
     """The CertCentral Services API v2 operations the backend uses, over one httpx client."""
 
-    def __init__(self, http: httpx.Client, backend: str) -> None:
-        self._http = http
+    def __init__(self, make_http: Callable[[], httpx.Client], backend: str) -> None:
+        self._make_http = make_http
+        self._http: httpx.Client | None = None
         self._backend = backend
 
     @classmethod
@@ -184,20 +186,32 @@ class CertCentral:
         verify = ssl.create_default_context()
         if config.cacert is not None:
             verify.load_verify_locations(cadata=config.cacert)
-        http = httpx.Client(
-            base_url=config.base_url,
-            headers={
-                "X-DC-DEVKEY": config.apikey.get_secret_value(),
-                "Accept": "application/json",
-                "User-Agent": USER_AGENT,
-            },
-            verify=verify,
-            timeout=CALL_TIMEOUT_SECONDS,
-        )
-        return cls(http, backend)
+        headers = {
+            "X-DC-DEVKEY": config.apikey.get_secret_value(),
+            "Accept": "application/json",
+            "User-Agent": USER_AGENT,
+        }
 
-    def close(self) -> None:
-        self._http.close()
+        def make_http() -> httpx.Client:
+            return httpx.Client(
+                base_url=config.base_url, headers=headers, verify=verify, timeout=CALL_TIMEOUT_SECONDS
+            )
+
+        return cls(make_http, backend)
+
+    @contextmanager
+    def session(self) -> Iterator[None]:
+        """One connection pool for the calls of one operation, closed when it ends (backends live for a
+        job; nothing would close a pool kept on the object)."""
+        if self._http is not None:
+            yield
+            return
+        self._http = self._make_http()
+        try:
+            yield
+        finally:
+            self._http.close()
+            self._http = None
 
     # -- the calls --------------------------------------------------------------------------------------
 
@@ -212,8 +226,22 @@ class CertCentral:
         not_found: type[BackendError] = Rejected,
     ) -> httpx.Response:
         where = f"backend {self._backend!r}: DigiCert {action}"
+        with self.session():
+            assert self._http is not None  # noqa: S101  (session() just opened it)
+            return self._send(self._http, method, path, where, params, json, not_found)
+
+    @staticmethod
+    def _send(  # noqa: PLR0917  (private; the arguments of _call passed on)
+        http: httpx.Client,
+        method: str,
+        path: str,
+        where: str,
+        params: dict[str, Any] | None,
+        json: dict[str, Any] | None,
+        not_found: type[BackendError],
+    ) -> httpx.Response:
         try:
-            response = self._http.request(method, path, params=params, json=json)
+            response = http.request(method, path, params=params, json=json)
         except httpx.TimeoutException:
             raise Transient(f"{where} failed: the API did not answer in time") from None
         except httpx.TransportError as exc:
