@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 CONNECTOR = str(BIN / "ca-connector")
 # Retries come quickly here (the production default starts at 5 s and doubles), so a storm of 429s
 # resolves within the test's patience; how many retries a request gets is the manager's policy.
-FAST_RETRIES = {"CA_MANAGER_RETRY_BASE_SECONDS": "0.5", "CA_MANAGER_RETRY_MAX_ATTEMPTS": "40"}
+FAST_RETRIES = {"CA_MANAGER_RETRY_BASE_SECONDS": "0.25", "CA_MANAGER_RETRY_MAX_ATTEMPTS": "40"}
 
 
 class DigiCertSite:

@@ -206,6 +206,29 @@ class FakeCertCentral:
 
     # -- what happens at DigiCert outside the API --------------------------------------------------------
 
+    def add_orders(self, count: int, common_name: str, *, comments: str = "", age_days: int = 0) -> None:
+        """Orders placed by others (the portal, other tools): pending, for `common_name`."""
+        csr = (
+            x509.CertificateSigningRequestBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+            .sign(ec.generate_private_key(ec.SECP256R1()), hashes.SHA256())
+        )
+        pem = csr.public_bytes(serialization.Encoding.PEM).decode()
+        created = dt.datetime.now(dt.UTC) - dt.timedelta(days=age_days)
+        with self._lock:
+            for _ in range(count):
+                order = FakeOrder(
+                    id=next(self._order_ids), product=PUBLIC_PRODUCT, common_name=common_name,
+                    dns_names=[common_name], csr=csr, csr_pem=pem, organization_id=VALIDATED_ORG,
+                    validity_days=90, signature_hash="sha256", ca_cert_id=None, status="pending",
+                    comments=comments, date_created=created,
+                )  # fmt: skip
+                request = FakeRequest(id=next(self._request_ids), order_id=order.id, type="new_request",
+                                      status="approved", comments=comments, date=created)  # fmt: skip
+                self.requests[request.id] = request
+                order.request_ids.append(request.id)
+                self.orders[order.id] = order
+
     def complete_dcv(self, domain: str | None = None) -> None:
         """The domain (every unvalidated one when None) passes DCV; orders waiting only on it issue."""
         with self._lock:

@@ -59,7 +59,9 @@ if TYPE_CHECKING:
 # The CA id that stands for DigiCert's public issuing CAs (no ca_cert_id is sent).
 PUBLIC_CA = "digicert"
 PUBLIC_CA_NAME = "DigiCert public CAs (DigiCert picks the issuing CA of each product)"
-DEFAULT_VALIDITY_DAYS = 397  # the longest a public TLS certificate may be valid
+DEFAULT_VALIDITY_DAYS = 397
+# How far back the lookup of an earlier order of the same request reads CertCentral's orders.
+LOOKBACK = dt.timedelta(days=30)  # the longest a public TLS certificate may be valid
 WAITING = frozenset(
     {"pending", "processing", "needs_approval", "needs_csr", "waiting_pickup", "reissue_pending"}
 )
@@ -336,9 +338,21 @@ class DigiCert:
             return self._client.order(recorded)
         marker = request_marker(request.request_id)
         wanted = common_name(request.csr.subject)
-        # The list shows no comments: read each order that could be ours (same common name).
-        candidates = [o.id for o in self._client.orders() if o.common_name in (None, wanted)]
-        for order_id in candidates:
+        recent = self._now() - LOOKBACK
+        # The list shows no comments: read each order that could be ours, newest first. Ours has the
+        # same common name and is recent (a redelivery comes within hours); older orders for the same
+        # host (its renewals) are not read, so a much-renewed host does not cost hundreds of calls.
+        candidates = sorted(
+            (
+                o
+                for o in self._client.orders()
+                if o.common_name in (None, wanted)
+                and ((created := _parse_time(o.raw.get("date_created"))) is None or created >= recent)
+            ),
+            key=lambda o: int(o.id) if o.id.isdigit() else 0,
+            reverse=True,
+        )
+        for order_id in (o.id for o in candidates):
             order = self._client.order(order_id)
             texts = [order.comments, *(r.comments for r in order.requests)]
             if any(marker in text for text in texts):

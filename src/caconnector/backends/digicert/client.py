@@ -173,8 +173,11 @@ def error_for(response: httpx.Response, where: str, not_found: type[BackendError
 class CertCentral:
     """The CertCentral Services API v2 operations the backend uses, over one httpx client."""
 
-    def __init__(self, make_http: Callable[[], httpx.Client], backend: str) -> None:
+    def __init__(
+        self, make_http: Callable[[], httpx.Client], backend: str, *, page_limit: int = PAGE_LIMIT
+    ) -> None:
         self._make_http = make_http
+        self._page_limit = page_limit
         self._http: httpx.Client | None = None
         self._backend = backend
 
@@ -288,7 +291,9 @@ class CertCentral:
         """Every order of the account, page after page until `page.total` is reached."""
         offset = 0
         while True:
-            body = self.get("/order/certificate", "listing orders", {"limit": PAGE_LIMIT, "offset": offset})
+            body = self.get(
+                "/order/certificate", "listing orders", {"limit": self._page_limit, "offset": offset}
+            )
             found = body.get("orders")
             items = [o for o in found if isinstance(o, dict)] if isinstance(found, list) else []
             for item in items:
@@ -298,7 +303,7 @@ class CertCentral:
             if (
                 not items
                 or (isinstance(total, int) and offset >= total)
-                or (not isinstance(total, int) and len(items) < PAGE_LIMIT)
+                or (not isinstance(total, int) and len(items) < self._page_limit)
             ):
                 return
 
