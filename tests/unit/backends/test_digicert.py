@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 from tests.peers import digicert_fake
 from tests.peers.digicert_fake import API_KEY, FakeCertCentral
 
@@ -64,17 +64,17 @@ def _request(name: str, request_id: str, **fields: str | int) -> EnrollRequest:
 
 
 def test_region_picks_the_instance_and_endpoint_replaces_it() -> None:
-    assert DigicertConfig(apikey="k").base_url == "https://www.digicert.com/services/v2"
-    assert DigicertConfig(apikey="k", region="eu").base_url == "https://certcentral.digicert.eu/services/v2"
-    local = DigicertConfig(apikey="k", region="eu", endpoint="http://127.0.0.1:8080/services/v2/")
+    assert DigicertConfig(apikey=SecretStr("k")).base_url == "https://www.digicert.com/services/v2"
+    assert DigicertConfig(apikey=SecretStr("k"), region="eu").base_url == "https://certcentral.digicert.eu/services/v2"
+    local = DigicertConfig(apikey=SecretStr("k"), region="eu", endpoint="http://127.0.0.1:8080/services/v2/")
     assert local.base_url == "http://127.0.0.1:8080/services/v2"
 
 
 def test_bad_cacert_and_plain_http_off_loopback_are_refused_naming_the_option() -> None:
     with pytest.raises(ValidationError, match="cacert"):
-        DigicertConfig(apikey="k", cacert="not a certificate")
+        DigicertConfig(apikey=SecretStr("k"), cacert="not a certificate")
     with pytest.raises(ValidationError, match="endpoint"):
-        DigicertConfig(apikey="k", endpoint="http://digicert.example.test/services/v2")
+        DigicertConfig(apikey=SecretStr("k"), endpoint="http://digicert.example.test/services/v2")
 
 
 # -- client ---------------------------------------------------------------------------------------------
