@@ -65,7 +65,10 @@ def _request(name: str, request_id: str, **fields: str | int) -> EnrollRequest:
 
 def test_region_picks_the_instance_and_endpoint_replaces_it() -> None:
     assert DigicertConfig(apikey=SecretStr("k")).base_url == "https://www.digicert.com/services/v2"
-    assert DigicertConfig(apikey=SecretStr("k"), region="eu").base_url == "https://certcentral.digicert.eu/services/v2"
+    assert (
+        DigicertConfig(apikey=SecretStr("k"), region="eu").base_url
+        == "https://certcentral.digicert.eu/services/v2"
+    )
     local = DigicertConfig(apikey=SecretStr("k"), region="eu", endpoint="http://127.0.0.1:8080/services/v2/")
     assert local.base_url == "http://127.0.0.1:8080/services/v2"
 
