@@ -252,7 +252,7 @@ def digicert_peer(tmp_path: Path) -> ContractPeer:
     fields = {"product": digicert_fake.PRIVATE_PRODUCT, "organization": str(digicert_fake.VALIDATED_ORG)}
     ca = digicert_fake.PRIVATE_CA_ID
 
-    def waiting() -> Job:
+    def waiting() -> JobMessage:
         fake.require_approval = True
         return enroll_job(ca, "req-approval", fields=fields)
 
@@ -267,20 +267,20 @@ def digicert_peer(tmp_path: Path) -> ContractPeer:
             )
             assert answer.status_code == 204, answer.text
 
-    def wrong_key() -> Job:
+    def wrong_key() -> JobMessage:
         backend_admin.update_backend(store, BACKEND, {"apikey": "0f0f0f0f-0000-4000-8000-000000000000"})
         return enroll_job(ca, "req-denied", fields=fields)
 
-    def storm() -> Job:
+    def storm() -> JobMessage:
         fake.throttle_every = 1
         return enroll_job(ca, "req-busy", fields=fields)
 
-    def corrupt_state() -> Job:
+    def corrupt_state() -> JobMessage:
         backend_admin.open_backend(store, BACKEND)
         (store.backend_state_dir(BACKEND) / "digicert.sqlite").write_bytes(b"not a database " * 100)
         return enroll_job(ca, "req-corrupt", fields=fields)
 
-    def revoke_on_hold() -> Job:
+    def revoke_on_hold() -> JobMessage:
         return job(JobKind.REVOKE, {"serial": "1f", "reason": "certificateHold", "ca": ca})
 
     return ContractPeer(
