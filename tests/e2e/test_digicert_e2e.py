@@ -105,7 +105,10 @@ def test_validated_issues_unvalidated_is_refused_dcv_waits_and_revoke_reaches_di
     with manager.api() as api:
         backend = site.backend(api)
         assert backend["type"] == "digicert"
-        # The manager keeps no products yet (backend test shows them: tests/integration/test_digicert_cli.py).
+        assert {(p["id"], tuple(p["ca_ids"])) for p in backend["products"]} == {
+            ("ssl_basic", ()),
+            ("private_ssl_plus", (digicert_fake.PRIVATE_CA_ID,)),
+        }
         statuses = {o["name"]: o["status"] for o in backend["organizations"]}
         assert statuses == {
             digicert_fake.VALIDATED_ORG_NAME: "validated",
