@@ -693,12 +693,17 @@ _PEER: FakeCertCentral | None = None
 _PEER_LOCK = threading.Lock()
 
 
-def serve(fake: FakeCertCentral) -> uvicorn.Server:
-    """Run `fake` on a free loopback port in a daemon thread; sets `fake.url` (ends in /services/v2)."""
+def serve(fake: FakeCertCentral, tls: tuple[str, str] | None = None) -> uvicorn.Server:
+    """Run `fake` on a free loopback port in a daemon thread; sets `fake.url` (ends in /services/v2).
+    `tls`: the paths of a certificate chain and its key, to serve https."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     host, port = sock.getsockname()
-    server = uvicorn.Server(uvicorn.Config(fake.app(), log_level="warning", lifespan="off"))
+    certfile, keyfile = tls if tls is not None else (None, None)
+    config = uvicorn.Config(
+        fake.app(), log_level="warning", lifespan="off", ssl_certfile=certfile, ssl_keyfile=keyfile
+    )
+    server = uvicorn.Server(config)
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name="fake-certcentral", daemon=True
     )
@@ -708,7 +713,7 @@ def serve(fake: FakeCertCentral) -> uvicorn.Server:
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError("the fake CertCentral did not start")
         time.sleep(0.01)
-    fake.url = f"http://{host}:{port}/services/v2"
+    fake.url = f"{'https' if tls else 'http'}://{host}:{port}/services/v2"
     return server
 
 

@@ -10,22 +10,24 @@ from pathlib import Path
 
 import httpx
 import pytest
+import trustme
 from pydantic import SecretStr, ValidationError
 from tests.peers import digicert_fake
 from tests.peers.digicert_fake import API_KEY, FakeCertCentral
 
 from caconnector.backends.base import (
+    BackendContext,
     EnrollRequest,
     Issued,
     Pending,
     RevocationRequested,
     RevokeRequest,
 )
-from caconnector.backends.digicert.backend import DigiCert, request_marker
+from caconnector.backends.digicert.backend import DigiCert, open_certcentral, request_marker
 from caconnector.backends.digicert.client import CertCentral
 from caconnector.backends.digicert.config import DigicertConfig
 from caconnector.backends.digicert.store import DigicertStore
-from caconnector.backends.errors import AuthError, NotSupported, Rejected, Transient
+from caconnector.backends.errors import AuthError, ConfigError, NotSupported, Rejected, Transient
 from caconnector.pki.revocation import RevocationReason
 from caconnector.testing import make_csr
 
@@ -285,3 +287,35 @@ def test_scan_imports_the_issued_orders_across_pages(fake: FakeCertCentral, tmp_
         serials.add(issued.certificate.serial_number)
     fake.add_orders(4, "pending.example.test")
     assert {i.certificate.serial_number for i in backend.scan()} == serials
+
+
+# -- TLS --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tls_certcentral(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FakeCertCentral, str]]:
+    """The fake on https, its certificate from a private CA (as behind a TLS-inspecting proxy)."""
+    directory = tmp_path_factory.mktemp("tls")
+    ca = trustme.CA()
+    issued = ca.issue_cert("127.0.0.1")
+    chain, key = directory / "chain.pem", directory / "key.pem"
+    chain.write_bytes(b"".join(blob.bytes() for blob in issued.cert_chain_pems))
+    key.write_bytes(issued.private_key_pem.bytes())
+    fake = FakeCertCentral()
+    server = digicert_fake.serve(fake, (str(chain), str(key)))
+    yield fake, ca.cert_pem.bytes().decode()
+    server.should_exit = True
+
+
+def test_cacert_adds_the_trust_anchor_the_apis_tls_needs(
+    tls_certcentral: tuple[FakeCertCentral, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE", "HTTPS_PROXY", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    fake, anchor = tls_certcentral
+    context = BackendContext(name="dc", state_dir=tmp_path)
+    trusted = DigicertConfig(apikey=SecretStr(API_KEY), endpoint=fake.url, cacert=anchor)
+    assert open_certcentral(trusted, context).check().organizations
+    untrusted = DigicertConfig(apikey=SecretStr(API_KEY), endpoint=fake.url)
+    with pytest.raises(ConfigError, match="-cacert"):
+        open_certcentral(untrusted, context).check()

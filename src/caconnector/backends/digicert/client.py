@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 
 from caconnector.backends.digicert.config import DigicertConfig
-from caconnector.backends.errors import AuthError, BackendError, Rejected, Transient
+from caconnector.backends.errors import AuthError, BackendError, ConfigError, Rejected, Transient
 
 CALL_TIMEOUT_SECONDS = 30.0
 PAGE_LIMIT = 1000  # the largest page CertCentral serves
@@ -247,6 +247,14 @@ class CertCentral:
             response = http.request(method, path, params=params, json=json)
         except httpx.TimeoutException:
             raise Transient(f"{where} failed: the API did not answer in time") from None
+        except httpx.ConnectError as exc:
+            if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+                # Waiting will not help: the API's certificate chains to no anchor we trust.
+                raise ConfigError(
+                    f"{where} failed: the API's TLS certificate is not trusted; if a TLS-inspecting proxy "
+                    "or a private endpoint is in the way, give its CA certificate with -cacert"
+                ) from None
+            raise Transient(f"{where} failed: cannot reach the API ({type(exc).__name__})") from None
         except httpx.TransportError as exc:
             raise Transient(f"{where} failed: cannot reach the API ({type(exc).__name__})") from None
         if response.status_code >= 400:
