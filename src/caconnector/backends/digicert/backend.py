@@ -112,6 +112,20 @@ def _serial_int(text: str) -> int | None:
         return None
 
 
+def csr_names(csr: x509.CertificateSigningRequest) -> tuple[str, list[str]]:
+    """The common name and DNS names to order: CertCentral reads neither from the CSR. Without a common
+    name, the first DNS name is the order's common name."""
+    try:
+        san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        dns_names = san.get_values_for_type(x509.DNSName)
+    except x509.ExtensionNotFound:
+        dns_names = []
+    cn = common_name(csr.subject) or (dns_names[0] if dns_names else None)
+    if cn is None:
+        raise Rejected("the CSR has neither a common name nor a DNS name for DigiCert to certify")
+    return cn, dns_names
+
+
 def open_certcentral(config: DigicertConfig, context: BackendContext) -> DigiCert:
     return DigiCert(
         CertCentral.connect(config, context.name),
@@ -301,16 +315,7 @@ class DigiCert:
 
     def _order_body(self, request: EnrollRequest) -> dict[str, Any]:
         csr = request.csr
-        cn = common_name(csr.subject)
-        try:
-            san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-            dns_names = san.get_values_for_type(x509.DNSName)
-        except x509.ExtensionNotFound:
-            dns_names = []
-        if cn is None:
-            if not dns_names:
-                raise Rejected("the CSR has neither a common name nor a DNS name for DigiCert to certify")
-            cn = dns_names[0]
+        cn, dns_names = csr_names(csr)
         algorithm = csr.signature_hash_algorithm
         signature_hash = algorithm.name if isinstance(algorithm, hashes.HashAlgorithm) else "sha256"
         certificate: dict[str, Any] = {
@@ -337,7 +342,7 @@ class DigiCert:
         if recorded is not None:
             return self._client.order(recorded)
         marker = request_marker(request.request_id)
-        wanted = common_name(request.csr.subject)
+        wanted, _ = csr_names(request.csr)
         recent = self._now() - LOOKBACK
         # The list shows no comments: read each order that could be ours, newest first. Ours has the
         # same common name and is recent (a redelivery comes within hours); older orders for the same
