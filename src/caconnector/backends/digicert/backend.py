@@ -46,7 +46,7 @@ from caconnector.backends.base import (
 from caconnector.backends.digicert.client import CertCentral, Order, OrderRequest, PlacedOrder
 from caconnector.backends.digicert.config import DigicertConfig
 from caconnector.backends.digicert.store import DigicertStore
-from caconnector.backends.errors import BackendError, NotSupported, Rejected
+from caconnector.backends.errors import AuthError, NotSupported, Rejected
 from caconnector.pki.chain import order_chain
 from caconnector.pki.keys import key_type_of, public_keys_equal
 from caconnector.pki.names import common_name
@@ -176,7 +176,7 @@ class DigiCert:
                 Product(
                     id=name_id,
                     name=str(listed.get("name") or name_id),
-                    type=listed.get("type"),
+                    type=str(listed["type"]) if listed.get("type") else None,
                     ca_ids=ca_ids,
                 )
             )
@@ -380,13 +380,7 @@ class DigiCert:
 
     def _outcome(self, order: Order) -> Issued | Pending:
         if order.status == "issued" and order.certificate_id:
-            ca = (
-                order.raw.get("certificate", {}).get("ca_cert", {}).get("id")
-                if isinstance(order.raw.get("certificate"), dict)
-                and isinstance(order.raw["certificate"].get("ca_cert"), dict)
-                else None
-            )
-            return self._download(order.certificate_id, order.id, str(ca) if ca else None)
+            return self._download(order.certificate_id, order.id, order.ca_cert_id)
         if order.status in REFUSED:
             raise Rejected(f"DigiCert order {order.id} was {order.status}: {self._refusal(order)}")
         if order.status in WAITING or order.status == "issued":
@@ -405,8 +399,8 @@ class DigiCert:
                         for r in self._client.request_info(listed.id)
                         if r.processor_comment
                     ]
-                except BackendError:
-                    continue
+                except (Rejected, AuthError):
+                    continue  # the reason is a courtesy; a key that may not read requests still learns of it
         for key in ("reject_reason", "rejection_reason", "processor_comment", "cancel_reason"):
             if not reasons and order.raw.get(key):
                 reasons.append(str(order.raw[key]))

@@ -62,6 +62,7 @@ class Order:
     serial_number: str | None
     comments: str
     requests: tuple[OrderRequest, ...] = ()
+    ca_cert_id: str | None = None  # the private CA that issues it, where the order names one
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
@@ -111,6 +112,7 @@ def parse_order(body: dict[str, Any]) -> Order:
         serial_number=_text(certificate.get("serial_number")) or None,
         comments=_text(body.get("comments")),
         requests=_requests(body),
+        ca_cert_id=_text(_object(certificate, "ca_cert").get("id")) or None,
         raw=body,
     )
 
