@@ -42,11 +42,14 @@ def fake() -> Iterator[FakeCertCentral]:
     peer.reset()
 
 
-def _client(fake: FakeCertCentral, key: str = API_KEY, page_limit: int = 1000) -> CertCentral:
+def _client(
+    fake: FakeCertCentral, key: str = API_KEY, page_limit: int = 1000, slept: list[float] | None = None
+) -> CertCentral:
     def make_http() -> httpx.Client:
         return httpx.Client(base_url=fake.url, headers={"X-DC-DEVKEY": key}, trust_env=False, timeout=10)
 
-    return CertCentral(make_http, "dc", page_limit=page_limit)
+    waits = [] if slept is None else slept
+    return CertCentral(make_http, "dc", page_limit=page_limit, sleep=waits.append)
 
 
 def _backend(fake: FakeCertCentral, state: Path, *, page_limit: int = 1000, key: str = API_KEY) -> DigiCert:
@@ -93,12 +96,24 @@ def test_orders_are_read_through_every_page(fake: FakeCertCentral) -> None:
     assert len(offsets) == 5  # 5 + 5 + 5 + 5 + 3
 
 
-def test_a_429_is_transient_with_retry_after(fake: FakeCertCentral) -> None:
+def test_a_persisting_429_is_transient_with_retry_after(fake: FakeCertCentral) -> None:
     fake.throttle_every = 1
+    slept: list[float] = []
     with pytest.raises(Transient) as caught:
-        _client(fake).products()
+        _client(fake, slept=slept).products()
     assert caught.value.retry_after == 1.0
     assert "request_limit_exceeded" in caught.value.message
+    assert slept == [1.0, 1.0]  # paced twice, as Retry-After asked, then left to the manager
+
+
+def test_a_passing_429_is_paced_and_the_call_goes_through(fake: FakeCertCentral, tmp_path: Path) -> None:
+    fake.throttle_every = 2
+    slept: list[float] = []
+    backend = DigiCert(_client(fake, slept=slept), DigicertStore(tmp_path, "dc"), name="dc", now=_now)
+    assert isinstance(backend.enroll(_request("paced.example.test", "req-paced")), Issued)
+    assert slept
+    assert fake.throttled == len(slept)
+    assert len(fake.placed()) == 1
 
 
 def test_a_5xx_is_transient(fake: FakeCertCentral) -> None:

@@ -8,6 +8,8 @@ CertCentral quirks kept here, so the backend never sees them:
 - Errors are `{"errors": [{"code", "message"}]}`; the messages are passed on verbatim (they name the
   field or rule broken). 401/403 mean the key (or its permissions); 429 `request_limit_exceeded` is the
   per-key rate limit (1,000 requests per 5 minutes, 100 per 5 seconds), sometimes with `Retry-After`.
+  A 429 is a refusal before anything happened, so the client paces itself: it waits the few seconds
+  asked and sends the call again (twice at most); a limit that persists is Transient for the manager.
 - Lists page with `limit`/`offset` and answer `page{total, limit, offset}`; `limit` is at most 1000.
 - `POST /order/certificate/{product}` answers 201 `{id, requests[{id, status}]}`, plus `certificate_id`
   and `certificate_chain[{subject_common_name, pem}]` when the certificate was issued at once.
@@ -18,6 +20,7 @@ CertCentral quirks kept here, so the backend never sees them:
 from __future__ import annotations
 
 import ssl
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -31,6 +34,11 @@ from caconnector.backends.errors import AuthError, BackendError, ConfigError, Re
 CALL_TIMEOUT_SECONDS = 30.0
 PAGE_LIMIT = 1000  # the largest page CertCentral serves
 USER_AGENT = "caconnector-digicert"
+# On a 429 the client waits (Retry-After, else a second) and sends the call again, this many times at
+# most and only for waits this short; beyond that the call fails Transient for the manager to schedule.
+RATE_LIMIT_PACING = 2
+RATE_LIMIT_WAIT_SECONDS = 1.0
+MAX_PACING_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -78,6 +86,10 @@ class PlacedOrder:
 
 def _text(value: Any) -> str:
     return "" if value is None else str(value)
+
+
+class RateLimited(Transient):
+    """429 `request_limit_exceeded`: the key's rate limit. The client paces a few of these itself."""
 
 
 def _object(body: dict[str, Any], key: str) -> dict[str, Any]:
@@ -159,7 +171,9 @@ def error_for(response: httpx.Response, where: str, not_found: type[BackendError
     """The one mapping of a CertCentral error answer to our error tree."""
     status = response.status_code
     detail = f"{where} failed: {_messages(response)}"
-    if status == 429 or status >= 500 or "request_limit_exceeded" in _codes(response):
+    if status == 429 or "request_limit_exceeded" in _codes(response):
+        return RateLimited(detail, retry_after=_retry_after(response))
+    if status >= 500:
         return Transient(detail, retry_after=_retry_after(response))
     if status in (401, 403):
         return AuthError(
@@ -176,9 +190,15 @@ class CertCentral:
     """The CertCentral Services API v2 operations the backend uses, over one httpx client."""
 
     def __init__(
-        self, make_http: Callable[[], httpx.Client], backend: str, *, page_limit: int = PAGE_LIMIT
+        self,
+        make_http: Callable[[], httpx.Client],
+        backend: str,
+        *,
+        page_limit: int = PAGE_LIMIT,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._make_http = make_http
+        self._sleep = sleep
         self._page_limit = page_limit
         self._http: httpx.Client | None = None
         self._backend = backend
@@ -233,7 +253,18 @@ class CertCentral:
         where = f"backend {self._backend!r}: DigiCert {action}"
         with self.session():
             assert self._http is not None  # noqa: S101  (session() just opened it)
-            return self._send(self._http, method, path, where, params, json, not_found)
+            for paced in range(RATE_LIMIT_PACING + 1):
+                try:
+                    return self._send(self._http, method, path, where, params, json, not_found)
+                except RateLimited as exc:
+                    # Pacing, not retrying: a 429 means CertCentral refused the call unread (so even an
+                    # order is safe to send again), and the per-key limit frees up within seconds. A
+                    # longer wait, or a limit that persists, goes to the manager as Transient.
+                    wait = RATE_LIMIT_WAIT_SECONDS if exc.retry_after is None else exc.retry_after
+                    if paced == RATE_LIMIT_PACING or wait > MAX_PACING_SECONDS:
+                        raise
+                    self._sleep(wait)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     @staticmethod
     def _send(  # noqa: PLR0917  (private; the arguments of _call passed on)
