@@ -24,9 +24,6 @@ from caconnector.testing import make_csr_pem
 pytestmark = pytest.mark.slow
 
 CONNECTOR = str(BIN / "ca-connector")
-# Retries come quickly here (the production default starts at 5 s and doubles), so a storm of 429s
-# resolves within the test's patience; how many retries a request gets is the manager's policy.
-FAST_RETRIES = {"CA_MANAGER_RETRY_BASE_SECONDS": "0.25", "CA_MANAGER_RETRY_MAX_ATTEMPTS": "40"}
 
 
 class DigiCertSite:
@@ -163,10 +160,10 @@ def test_validated_issues_unvalidated_is_refused_dcv_waits_and_revoke_reaches_di
     _no_key_anywhere(manager, site)
 
 
-@pytest.mark.parametrize("manager", [FAST_RETRIES], indirect=True)
 def test_fifty_enrollments_through_a_storm_of_429s_give_fifty_orders(
     manager: Manager, certcentral: FakeCertCentral, site: DigiCertSite
 ) -> None:
+    # The manager's default retry policy: the client paces passing 429s, the manager retries the rest.
     with manager.api() as api:
         backend = site.backend(api)
         profile = _profile(api, backend, "dc-storm", str(digicert_fake.VALIDATED_ORG))
