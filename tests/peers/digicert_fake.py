@@ -167,6 +167,10 @@ class FakeCertCentral:
             self.revoke_needs_approval = False
             self.unvalidated_domains: set[str] = set()
             self.throttle_every: int | None = None
+            # Shapes other CertCentral answers may take: a chain in the order answer without the
+            # certificate itself; an organization list without validations (read per organization).
+            self.chain_without_certificate = False
+            self.validations_in_list = True
             self.fail_next: list[tuple[int, str, str]] = []  # (HTTP status, code, message) for next calls
             self.orders: dict[int, FakeOrder] = {}
             self.requests: dict[int, FakeRequest] = {}
@@ -442,7 +446,7 @@ class FakeCertCentral:
                     "state": "ut",
                     "country": "us",
                 }
-                if include:
+                if include and self.validations_in_list:
                     item["validations"] = self._validations(organization_id)
                 items.append(item)
             return JSONResponse(
@@ -589,7 +593,7 @@ class FakeCertCentral:
             answer: dict[str, Any] = {"id": order.id, "requests": [{"id": new.id, "status": new.status}]}
             if order.status == "issued":
                 answer["certificate_id"] = order.certificate_id
-                answer["certificate_chain"] = self._chain(order)
+                answer["certificate_chain"] = self._chain(order)[1 if self.chain_without_certificate else 0 :]
             return JSONResponse(answer, status_code=201)
 
     async def _check_dcv(self, request: Request) -> JSONResponse:

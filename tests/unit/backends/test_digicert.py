@@ -164,6 +164,18 @@ def test_check_reports_products_their_cas_and_the_organizations_validation(
     assert organizations[digicert_fake.PENDING_ORG_NAME].status == "pending"
 
 
+def test_validation_is_read_per_organization_when_the_list_has_none(
+    fake: FakeCertCentral, tmp_path: Path
+) -> None:
+    fake.validations_in_list = False
+    result = _backend(fake, tmp_path).check()
+    assert {o.name: o.status for o in result.organizations} == {
+        digicert_fake.VALIDATED_ORG_NAME: "validated",
+        digicert_fake.PENDING_ORG_NAME: "pending",
+    }
+    assert sum(1 for _, path in fake.calls if path.endswith("/validation")) == 2
+
+
 # -- enroll and collect ---------------------------------------------------------------------------------
 
 
@@ -185,6 +197,18 @@ def test_names_come_from_the_csr_and_the_request_id_goes_in_the_comments(
     assert order.organization_id == digicert_fake.VALIDATED_ORG
     assert request_marker("req-names") in order.comments
     assert issued.chain == (fake.public_ca.certificate, fake.public_root.certificate)
+
+
+def test_a_chain_without_the_certificate_is_completed_by_a_download(
+    fake: FakeCertCentral, tmp_path: Path
+) -> None:
+    fake.chain_without_certificate = True
+    csr_request = _request("chain.example.test", "req-chain")
+    issued = _backend(fake, tmp_path).enroll(csr_request)
+    assert isinstance(issued, Issued)
+    assert issued.certificate == fake.issued()[0]
+    assert issued.chain == (fake.public_ca.certificate, fake.public_root.certificate)
+    assert any("/download/format/pem_all" in path for _, path in fake.calls)
 
 
 def test_an_order_whose_answer_was_lost_is_found_among_hundreds_not_placed_again(

@@ -105,6 +105,13 @@ def _is_private(product: dict[str, Any]) -> bool:
     )
 
 
+def _is_ca(certificate: x509.Certificate) -> bool:
+    try:
+        return certificate.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        return False
+
+
 def _serial_int(text: str) -> int | None:
     try:
         return int(text.replace(":", "").strip(), 16)
@@ -370,7 +377,9 @@ class DigiCert:
             certificates = [
                 c for pem in placed.chain_pems for c in x509.load_pem_x509_certificates(pem.encode())
             ]
-            return self._issued(certificates, placed.certificate_id, placed.id, request.ca, request.csr)
+            # The chain starts with the certificate itself; should it not hold it, download it.
+            if any(public_keys_equal(c.public_key(), request.csr.public_key()) for c in certificates):
+                return self._issued(certificates, placed.certificate_id, placed.id, request.ca, request.csr)
         if placed.certificate_id:
             return self._download(placed.certificate_id, placed.id, request.ca)
         statuses = ", ".join(r.status for r in placed.requests if r.status) or "pending"
@@ -420,11 +429,12 @@ class DigiCert:
     ) -> Issued:
         if not certificates:
             raise Rejected(f"DigiCert order {order_id} gave no certificate")
-        leaf = certificates[0]
+        # pem_all is the certificate, then its issuers; pick it by key (or as the one that is no CA)
+        # rather than trust the order.
         if csr is not None:
-            leaf = next(
-                (c for c in certificates if public_keys_equal(c.public_key(), csr.public_key())), leaf
-            )
+            leaf = next(c for c in certificates if public_keys_equal(c.public_key(), csr.public_key()))
+        else:
+            leaf = next((c for c in certificates if not _is_ca(c)), certificates[0])
         chain = order_chain(leaf, certificates)
         self._store.remember_certificate(canonical_serial(leaf.serial_number), certificate_id)
         if chain:
