@@ -227,6 +227,7 @@ class FakeCertCentral:
                     validity_days=90, signature_hash="sha256", ca_cert_id=None, status="pending",
                     comments=comments, date_created=created,
                 )  # fmt: skip
+                order.certificate_id = next(self._certificate_ids)
                 request = FakeRequest(id=next(self._request_ids), order_id=order.id, type="new_request",
                                       status="approved", comments=comments, date=created)  # fmt: skip
                 self.requests[request.id] = request
@@ -299,7 +300,6 @@ class FakeCertCentral:
             )
             .sign(ca.key, hashes.SHA256())
         )
-        order.certificate_id = next(self._certificate_ids)
         order.status = "issued"
 
     def _chain(self, order: FakeOrder) -> list[dict[str, str]]:
@@ -466,10 +466,13 @@ class FakeCertCentral:
             "dns_names": order.dns_names,
             "signature_hash": order.signature_hash,
         }
-        if order.certificate_id is not None and order.certificate is not None:
-            certificate["id"] = order.certificate_id
-            certificate["serial_number"] = format(order.certificate.serial_number, "X")
+        # As DigiCert's examples show: the certificate id exists from the order on; the serial number
+        # only in the order's own details, once issued.
+        certificate["id"] = order.certificate_id
+        if order.certificate is not None:
             certificate["valid_till"] = order.certificate.not_valid_after_utc.strftime("%Y-%m-%d")
+            if full:
+                certificate["serial_number"] = format(order.certificate.serial_number, "X")
         body: dict[str, Any] = {
             "id": order.id,
             "certificate": certificate,
@@ -510,8 +513,18 @@ class FakeCertCentral:
         except ValueError:
             return _error(400, "invalid_type", "limit and offset must be integers.")
         limit = min(max(limit, 1), 1000)
+        query = request.query_params
         with self._lock:
             everything = sorted(self.orders.values(), key=lambda o: o.id, reverse=True)
+            if "filters[common_name]" in query:
+                everything = [o for o in everything if o.common_name == query["filters[common_name]"]]
+            if "filters[status]" in query:
+                everything = [o for o in everything if o.status == query["filters[status]"]]
+            if "filters[serial_number]" in query:
+                wanted = int(query["filters[serial_number]"], 16)
+                everything = [
+                    o for o in everything if o.certificate and o.certificate.serial_number == wanted
+                ]
             page = everything[offset : offset + limit]
             return JSONResponse(
                 {
@@ -578,6 +591,7 @@ class FakeCertCentral:
                 comments=str(body.get("comments", "")),
                 date_created=now,
             )
+            order.certificate_id = next(self._certificate_ids)
             self.orders[order.id] = order
             new = FakeRequest(
                 id=next(self._request_ids),

@@ -251,7 +251,7 @@ class DigiCert:
             yield from self._scan(since)
 
     def _scan(self, since: dt.datetime | None) -> Iterator[Issued]:
-        for order in self._client.orders():
+        for order in self._client.orders({"status": "issued"}):
             if order.status != "issued":
                 continue
             created = _parse_time(order.raw.get("date_created"))
@@ -357,7 +357,7 @@ class DigiCert:
         candidates = sorted(
             (
                 o
-                for o in self._client.orders()
+                for o in self._client.orders({"common_name": wanted})
                 if o.common_name in (None, wanted)
                 and ((created := _parse_time(o.raw.get("date_created"))) is None or created >= recent)
             ),
@@ -381,7 +381,8 @@ class DigiCert:
             if any(public_keys_equal(c.public_key(), request.csr.public_key()) for c in certificates):
                 return self._issued(certificates, placed.certificate_id, placed.id, request.ca, request.csr)
         if placed.certificate_id:
-            return self._download(placed.certificate_id, placed.id, request.ca)
+            # A certificate id alone does not say it is issued (orders have one from the start).
+            return self._outcome(self._client.order(placed.id))
         statuses = ", ".join(r.status for r in placed.requests if r.status) or "pending"
         return Pending(
             order_ref=placed.id, reason=f"DigiCert order {placed.id} is waiting (request {statuses})"
@@ -446,8 +447,9 @@ class DigiCert:
     def _find_certificate(self, serial: str) -> str:
         """The certificate id of a serial that our record does not know: read the account's orders."""
         wanted = int(serial, 16)
+        spelled = format(wanted, "X")
         unknown: list[str] = []
-        for order in self._client.orders():
+        for order in self._client.orders({"serial_number": spelled.zfill(len(spelled) + len(spelled) % 2)}):
             if order.serial_number is not None:
                 if _serial_int(order.serial_number) == wanted and order.certificate_id:
                     return order.certificate_id

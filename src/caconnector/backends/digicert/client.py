@@ -328,13 +328,15 @@ class CertCentral:
         ).get("validations")
         return [v for v in found if isinstance(v, dict)] if isinstance(found, list) else []
 
-    def orders(self) -> Iterator[Order]:
-        """Every order of the account, page after page until `page.total` is reached."""
+    def orders(self, filters: dict[str, str] | None = None) -> Iterator[Order]:
+        """Every order of the account (that `filters` match: `filters[common_name]`, `[serial_number]`,
+        `[status]`), page after page until `page.total` is reached. The filters only narrow what is sent:
+        callers check what they get, as a server that ignores one sends everything."""
         offset = 0
+        narrowing = {f"filters[{name}]": value for name, value in (filters or {}).items()}
         while True:
-            body = self.get(
-                "/order/certificate", "listing orders", {"limit": self._page_limit, "offset": offset}
-            )
+            params: dict[str, Any] = {**narrowing, "limit": self._page_limit, "offset": offset}
+            body = self.get("/order/certificate", "listing orders", params)
             found = body.get("orders")
             items = [o for o in found if isinstance(o, dict)] if isinstance(found, list) else []
             for item in items:
