@@ -253,7 +253,8 @@ def digicert_peer(tmp_path: Path) -> ContractPeer:
     ca = digicert_fake.PRIVATE_CA_ID
 
     def waiting() -> JobMessage:
-        fake.require_approval = True
+        # The key's user may not skip approval here: the order waits for an approver.
+        fake.may_skip_approval = False
         return enroll_job(ca, "req-approval", fields=fields)
 
     def approve() -> None:

@@ -131,7 +131,6 @@ def test_a_wrong_key_is_an_auth_error_naming_the_option_not_the_key(
 def test_a_revoke_digicert_must_approve_is_reported_as_a_request(
     certcentral: FakeCertCentral, shell: Run, tmp_path: Path
 ) -> None:
-    certcentral.revoke_needs_approval = True
     assert shell("backend", "add", "-name", "dc", "-type", "digicert", "-apikey", API_KEY,
                  "-endpoint", certcentral.url).code == 0  # fmt: skip
     csr = openssl_csr(tmp_path, "app", "-newkey", "rsa:2048", subj="/CN=app.example.test")
@@ -141,6 +140,7 @@ def test_a_revoke_digicert_must_approve_is_reported_as_a_request(
                      "-out", str(out))  # fmt: skip
     assert enrolled.code == 0, enrolled.err
     leaf = x509.load_pem_x509_certificates(out.read_bytes())[0]
+    certcentral.may_skip_approval = False  # the key's user may not skip the approval of a revoke
     revoked = shell("backend", "revoke", "-name", "dc", "-serial", format(leaf.serial_number, "x"))
     assert revoked.code == 0, revoked.err
     assert "approve" in revoked.out + revoked.err

@@ -22,8 +22,10 @@ Every call needs `X-DC-DEVKEY` with a known key (else 401 `access_denied`). Erro
 `{"errors": [{"code", "message"}]}`. Each key may make 100 requests per 5 seconds and 1,000 per 5 minutes,
 then 429 `request_limit_exceeded`; `throttle_every = N` answers every Nth request so as well (a storm).
 
-What waits, as at DigiCert: an order whose product needs approval (`require_approval`) is
-`needs_approval` until its request is approved (or rejected: the order is then `rejected`); an order
+What waits, as at DigiCert: with the account's approval step on (`require_approval`, the default), an
+order is `needs_approval` until its request is approved (or rejected: the order is then `rejected`),
+unless it says `skip_approval` and the key's user may skip it (`may_skip_approval`: a Manager or
+Administrator); a revoke likewise answers 201 with a pending request unless skipped (then 204). An order
 naming a domain in `unvalidated_domains`, or an organization whose validation is not active, is `pending`
 until `complete_dcv()` (the domain is validated at DigiCert) or its organization is validated.
 """
@@ -163,8 +165,8 @@ class FakeCertCentral:
     def reset(self) -> None:
         with self._lock:
             self.keys = {API_KEY}
-            self.require_approval = False
-            self.revoke_needs_approval = False
+            self.require_approval = True
+            self.may_skip_approval = True
             self.unvalidated_domains: set[str] = set()
             self.throttle_every: int | None = None
             # Shapes other CertCentral answers may take: a chain in the order answer without the
@@ -324,6 +326,9 @@ class FakeCertCentral:
             order.status = "rejected"
         else:
             self._advance(order)
+
+    def _skips(self, body: Any) -> bool:
+        return bool(isinstance(body, dict) and body.get("skip_approval") is True and self.may_skip_approval)
 
     # -- rate limits ------------------------------------------------------------------------------------
 
@@ -597,7 +602,7 @@ class FakeCertCentral:
                 id=next(self._request_ids),
                 order_id=order.id,
                 type="new_request",
-                status="pending" if self.require_approval and not body.get("skip_approval") else "approved",
+                status="pending" if self.require_approval and not self._skips(body) else "approved",
                 comments=order.comments,
                 date=now,
             )
@@ -679,7 +684,7 @@ class FakeCertCentral:
                     400, "certificate_already_revoked", "This certificate has already been revoked."
                 )
             order.revoked_reason = reason
-            if not self.revoke_needs_approval:
+            if self._skips(body):
                 order.status = "revoked"
                 return Response(status_code=204)
             now = dt.datetime.now(dt.UTC)

@@ -244,7 +244,7 @@ def test_a_similar_request_id_does_not_match(fake: FakeCertCentral, tmp_path: Pa
 def test_pending_approval_then_rejected_carries_digicerts_reason(
     fake: FakeCertCentral, tmp_path: Path
 ) -> None:
-    fake.require_approval = True
+    fake.may_skip_approval = False
     backend = _backend(fake, tmp_path)
     waiting = backend.enroll(_request("r.example.test", "req-reject"))
     assert isinstance(waiting, Pending)
@@ -297,10 +297,10 @@ def test_revoke_by_serial_found_without_the_local_record(fake: FakeCertCentral, 
 
 
 def test_a_revoke_digicert_must_approve_is_a_request(fake: FakeCertCentral, tmp_path: Path) -> None:
-    fake.revoke_needs_approval = True
     backend = _backend(fake, tmp_path)
     issued = backend.enroll(_request("w.example.test", "req-w"))
     assert isinstance(issued, Issued)
+    fake.may_skip_approval = False  # the key's user may not skip the approval of a revoke
     requested = backend.revoke(RevokeRequest(serial=format(issued.certificate.serial_number, "x")))
     assert isinstance(requested, RevocationRequested)
     assert requested.ref == str(fake.pending_requests()[0].id)

@@ -13,7 +13,8 @@ CertCentral quirks kept here, so the backend never sees them:
 - Lists page with `limit`/`offset` and answer `page{total, limit, offset}`; `limit` is at most 1000.
 - `POST /order/certificate/{product}` answers 201 `{id, requests[{id, status}]}`, plus `certificate_id`
   and `certificate_chain[{subject_common_name, pem}]` when the certificate was issued at once.
-- `PUT /certificate/{id}/revoke` answers 204 when revoked, 201 with a request when someone must approve.
+- `PUT /certificate/{id}/revoke` answers 204 when revoked, 201 with a request when someone must approve
+  (without `skip_approval`, or when the key's user may not skip it).
 - Order statuses: pending, processing, needs_approval, issued, rejected, canceled, revoked, expired, ...
 """
 
@@ -387,6 +388,6 @@ class CertCentral:
             "PUT",
             f"/certificate/{certificate_id}/revoke",
             action,
-            json={"reason": reason, "comments": comments},
+            json={"reason": reason, "comments": comments, "skip_approval": True},
         )
         return ApiAnswer(response.status_code, self._json(response, action))
