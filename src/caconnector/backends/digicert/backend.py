@@ -59,9 +59,9 @@ if TYPE_CHECKING:
 # The CA id that stands for DigiCert's public issuing CAs (no ca_cert_id is sent).
 PUBLIC_CA = "digicert"
 PUBLIC_CA_NAME = "DigiCert public CAs (DigiCert picks the issuing CA of each product)"
-DEFAULT_VALIDITY_DAYS = 397
+DEFAULT_VALIDITY_DAYS = 397  # the longest a public TLS certificate may be valid
 # How far back the lookup of an earlier order of the same request reads CertCentral's orders.
-LOOKBACK = dt.timedelta(days=30)  # the longest a public TLS certificate may be valid
+LOOKBACK = dt.timedelta(days=30)
 WAITING = frozenset(
     {"pending", "processing", "needs_approval", "needs_csr", "waiting_pickup", "reissue_pending"}
 )
@@ -296,7 +296,8 @@ class DigiCert:
         if listed.get("is_active") is False:
             return Organization(id=organization_id, name=name, status="inactive")
         if good:
-            dated = [until for until in good if until is not None]
+            # The latest of the completed validations; none at all when one has no end.
+            dated = [until for until in good if until is not None] if None not in good else []
             return Organization(
                 id=organization_id, name=name, status=VALIDATED, validated_until=max(dated, default=None)
             )
