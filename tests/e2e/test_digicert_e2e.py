@@ -149,6 +149,22 @@ def test_validated_issues_unvalidated_is_refused_dcv_waits_and_revoke_reaches_di
         wait_until(lambda: _status(api, pending_id) == "Issued", 60, what="the DCV order to be Issued")
         assert _orders_for(certcentral, "dcv.digicert.test") == 1
 
+        # A revoke DigiCert takes as a request (the key may not skip approval): not shown as revoked.
+        certcentral.may_skip_approval = False
+        asked = api.post(f"/certificates/{pending_id}/revoke", json={"reason": "superseded", "wait": 30})
+        assert asked.status_code in (200, 202), asked.text
+        wait_until(
+            lambda: (
+                (api.get(f"/certificates/{pending_id}").json().get("error") or {}).get("code")
+                == "revocation_requested"
+            ),
+            30,
+            what="the revocation request to be shown",
+        )
+        assert _status(api, pending_id) == "Issued"
+        assert [r.type for r in certcentral.pending_requests()] == ["revoke"]
+        certcentral.may_skip_approval = True
+
         # Revoke reaches DigiCert.
         revoked = api.post(f"/certificates/{cid}/revoke", json={"reason": "keyCompromise", "wait": 30})
         assert revoked.status_code in (200, 202), revoked.text
