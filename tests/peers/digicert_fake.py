@@ -173,6 +173,7 @@ class FakeCertCentral:
             # certificate itself; an organization list without validations (read per organization).
             self.chain_without_certificate = False
             self.validations_in_list = True
+            self.comments_in_details = True  # whether an order's details show its comments
             self.fail_next: list[tuple[int, str, str]] = []  # (HTTP status, code, message) for next calls
             self.orders: dict[int, FakeOrder] = {}
             self.requests: dict[int, FakeRequest] = {}
@@ -504,8 +505,8 @@ class FakeCertCentral:
                     "date": _stamp(r.date),
                     "type": r.type,
                     "status": r.status,
-                    "comments": r.comments,
                 }
+                | ({"comments": r.comments} if self.comments_in_details else {})
                 for r in (self.requests[i] for i in order.request_ids)
             ]
             body["order_validity"] = {"days": order.validity_days}

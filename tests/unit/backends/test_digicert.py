@@ -235,6 +235,20 @@ def test_an_order_whose_answer_was_lost_is_found_among_hundreds_not_placed_again
     assert len(details) <= 42
 
 
+def test_without_comments_in_the_details_the_csr_finds_the_lost_order(
+    fake: FakeCertCentral, tmp_path: Path
+) -> None:
+    fake.comments_in_details = False
+    fake.add_orders(5, "csr.example.test")  # other requests for the host: other CSRs
+    request = _request("csr.example.test", "req-csr")
+    first = _backend(fake, tmp_path / "first").enroll(request)
+    again = _backend(fake, tmp_path / "fresh").enroll(request)  # the record of the order is gone
+    assert isinstance(first, Issued)
+    assert isinstance(again, Issued)
+    assert again.certificate == first.certificate
+    assert len(fake.placed()) == 6
+
+
 def test_a_similar_request_id_does_not_match(fake: FakeCertCentral, tmp_path: Path) -> None:
     _backend(fake, tmp_path / "a").enroll(_request("same.example.test", "req-10"))
     _backend(fake, tmp_path / "b").enroll(_request("same.example.test", "req-1"))

@@ -119,6 +119,22 @@ def _serial_int(text: str) -> int | None:
         return None
 
 
+def _same_csr(order: Order, csr: x509.CertificateSigningRequest) -> bool:
+    held = (
+        order.raw.get("certificate", {}).get("csr")
+        if isinstance(order.raw.get("certificate"), dict)
+        else None
+    )
+    if not isinstance(held, str) or not held.strip():
+        return False
+    try:
+        return x509.load_pem_x509_csr(held.encode()).public_bytes(serialization.Encoding.DER) == (
+            csr.public_bytes(serialization.Encoding.DER)
+        )
+    except ValueError:
+        return False
+
+
 def csr_names(csr: x509.CertificateSigningRequest) -> tuple[str, list[str]]:
     """The common name and DNS names to order: CertCentral reads neither from the CSR. Without a common
     name, the first DNS name is the order's common name."""
@@ -370,8 +386,10 @@ class DigiCert:
         )
         for order_id in (o.id for o in candidates):
             order = self._client.order(order_id)
-            texts = [order.comments, *(r.comments for r in order.requests)]
-            if any(marker in text for text in texts):
+            texts = [text for text in (order.comments, *(r.comments for r in order.requests)) if text]
+            # Where CertCentral shows no comments at all on the order, the CSR it holds (the same on
+            # every delivery of a request) is the mark instead.
+            if any(marker in text for text in texts) or (not texts and _same_csr(order, request.csr)):
                 self._store.remember_order(request.request_id, order.id)
                 return order
         return None
