@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import pytest
-from tests.peers import digicert_fake
+from tests.peers import adcs_web_fake, digicert_fake
+from tests.peers.adcs_web_fake import FakeAdcs
 from tests.peers.digicert_fake import FakeCertCentral
 from tests.peers.gcpcas_fake import FakeCAS, service_account_info
 from tests.peers.moto_server import ACCESS_KEY_ID, SECRET_ACCESS_KEY, MotoCA, MotoPeer
@@ -30,6 +31,7 @@ from caconnector.backends.errors import (
     Transient,
 )
 from caconnector.backends.local.store import DATABASE_NAME
+from caconnector.backends.msca.backend import MscaBackend
 from caconnector.connector import backend_admin
 from caconnector.connector.jobs import JobRunner
 from caconnector.connector.store import ConnectorStore
@@ -37,7 +39,14 @@ from caconnector.protocol.messages import JobKind, JobMessage
 from caconnector.testing import make_csr_pem
 
 # The fixture of each backend type, by type name.
-PEERS = {"local": "local_peer", "acmpca": "acmpca_peer", "gcpcas": "gcpcas_peer", "digicert": "digicert_peer"}
+PEERS = {
+    "local": "local_peer",
+    "acmpca": "acmpca_peer",
+    "gcpcas": "gcpcas_peer",
+    "entrust": "entrust_peer",
+    "msca": "msca_peer",
+    "digicert": "digicert_peer",
+}
 BACKEND = "contract"
 
 # Sets the peer up to fail the way the error class describes, and returns the job that meets the failure.
@@ -73,6 +82,7 @@ class Capabilities:
 
     pend: str | None
     scan: str | None
+    revoke: str | None = None
 
 
 @dataclass(frozen=True)
@@ -302,6 +312,144 @@ def digicert_peer(tmp_path: Path) -> ContractPeer:
         },
         enroll_fields=fields,
         pending=PendingOrder(make=waiting, finish=approve),
+    )
+
+
+@pytest.fixture
+def entrust_peer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ContractPeer:
+    """Entrust Certificate Services on its fake, over real mutual TLS and Basic auth: an APPROVED and a
+    PENDING organization, a certType issued at once and one that waits for an administrator's approval."""
+    from tests.peers import entrust_fake  # noqa: PLC0415  (only the entrust peer needs it)
+
+    for variable in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR"):
+        monkeypatch.delenv(variable, raising=False)
+    ecs = entrust_fake.entrust_peer()
+    ecs.reset()
+    values: dict[str, object] = {
+        "username": entrust_fake.USERNAME,
+        "apikey": entrust_fake.APIKEY,
+        "cert": ecs.client_cert_pem,
+        "key": ecs.client_key_pem,
+        "endpoint": ecs.url,
+        "cacert": ecs.ca_pem,
+    }
+    store = _store(tmp_path, "entrust", values)
+    fields = {"product": entrust_fake.STANDARD, "organization": entrust_fake.APPROVED_ORG}
+
+    def approve() -> None:
+        [tracking_id] = ecs.pending()
+        ecs.approve(tracking_id)
+
+    def with_settings(changes: dict[str, object], then: JobMessage) -> Provoke:
+        def provoke() -> JobMessage:
+            backend_admin.update_backend(store, BACKEND, changes)
+            return then
+
+        return provoke
+
+    def throttled() -> JobMessage:
+        ecs.throttle(every=1, retry_after=1)
+        return enroll_job("ecs", "req-throttled", fields=fields)
+
+    return ContractPeer(
+        type_name="entrust",
+        runner=JobRunner(store, "host.example.test"),
+        ca="ecs",
+        can=Capabilities(pend=None, scan=None),
+        stored=lambda: sum(1 for order in ecs.orders.values() if order.certificate is not None),
+        revoked=ecs.revoked_serials,
+        enroll_fields=fields,
+        pending=PendingOrder(
+            make=lambda: enroll_job(
+                "ecs", "req-approval", fields={**fields, "product": entrust_fake.APPROVAL_REQUIRED}
+            ),
+            finish=approve,
+        ),
+        provoke={
+            AuthError: with_settings(
+                {"apikey": "00000000-0000-0000-0000-000000000000"},
+                enroll_job("ecs", "req-denied", fields=fields),
+            ),
+            ConfigError: with_settings({"cacert": ecs.client_cert_pem}, job(JobKind.SCAN, {})),
+            Rejected: lambda: enroll_job(
+                "ecs", "req-pending-org", fields={**fields, "organization": entrust_fake.PENDING_ORG}
+            ),
+            Transient: throttled,
+        },
+        cannot_provoke={
+            NotSupported: "the entrust backend has every ability the jobs ask for (collect, scan, revoke)",
+        },
+    )
+
+
+@pytest.fixture
+def adcs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAdcs]:
+    # requests lets these replace a session's trust; the backend passes -cacert itself, the tests prove it.
+    for variable in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"):
+        monkeypatch.delenv(variable, raising=False)
+    yield from adcs_web_fake.running(tmp_path / "adcs")
+
+
+@pytest.fixture
+def msca_peer(tmp_path: Path, adcs: FakeAdcs) -> ContractPeer:
+    """AD CS Web Enrollment on its fake, over TLS with Basic auth, with an Enrollment Agent certificate
+    enrolled as `backend msca enroll-agent-cert` enrolls one."""
+    ca = adcs_web_fake.CA_NAME
+    values: dict[str, object] = {
+        "server": "127.0.0.1",
+        "ca": ca,
+        "transport": "web",
+        "auth": "basic",
+        "username": adcs.username,
+        "password": adcs.password,
+        "endpoint": adcs.url,
+        "cacert": adcs.ca_pem,
+    }
+    store = _store(tmp_path, "msca", values)
+    backend = backend_admin.open_backend(store, BACKEND).backend
+    assert isinstance(backend, MscaBackend)
+    certificate, key = backend.enroll_agent(ca)
+    backend_admin.update_backend(store, BACKEND, {"eacert": certificate, "eakey": key})
+    fields = {"template": adcs_web_fake.ISSUED_TEMPLATE}
+
+    def changed(values: dict[str, object], then: JobMessage) -> Provoke:
+        def provoke() -> JobMessage:
+            backend_admin.update_backend(store, BACKEND, values)
+            return then
+
+        return provoke
+
+    return ContractPeer(
+        type_name="msca",
+        runner=JobRunner(store, "host.example.test"),
+        ca=ca,
+        can=Capabilities(
+            pend=None,
+            scan="AD CS lists issued certificates only over MS-CSRA views, which this backend does not read",
+            revoke="revoking goes over MS-CSRA (DCOM), which the Web Enrollment fake does not serve; the "
+            "request structures are tested in tests/unit/backends/test_msca_rpc.py",
+        ),
+        # The agent's own certificate is not one the contract asked for.
+        stored=lambda: sum(1 for r in adcs.issued() if r.template != adcs.templates.agent),
+        revoked=set,
+        enroll_fields=fields,
+        pending=PendingOrder(
+            make=lambda: enroll_job(ca, "req-pending", fields={"template": adcs_web_fake.PENDING_TEMPLATE}),
+            finish=adcs.approve,
+        ),
+        provoke={
+            ConfigError: changed(
+                {"cacert": FakeAdcs().ca_pem}, enroll_job(ca, "req-untrusted", fields=fields)
+            ),
+            AuthError: changed({"password": "not-the-password"}, enroll_job(ca, "req-auth", fields=fields)),
+            Rejected: lambda: enroll_job(
+                ca, "req-denied", fields={"template": adcs_web_fake.DENIED_TEMPLATE}
+            ),
+            NotSupported: lambda: job(JobKind.SCAN, {}),
+            Transient: changed(
+                {"endpoint": "https://127.0.0.1:9/certsrv"}, enroll_job(ca, "req-unreachable", fields=fields)
+            ),
+        },
     )
 
 

@@ -82,6 +82,8 @@ def test_pending_then_collect_issues(peer: ContractPeer) -> None:
 
 
 def test_revoke_puts_the_serial_on_the_cas_revoked_list(peer: ContractPeer) -> None:
+    if peer.can.revoke is not None:
+        pytest.skip(f"{peer.type_name}: {peer.can.revoke}")
     leaf = _leaf_of(peer, _ok(peer.runner.run(peer.enroll_job("req-revoke"))), "app.example.test")
     payload = {"serial": format(leaf.serial_number, "x"), "reason": "keyCompromise", "ca": peer.ca}
     _ok(peer.runner.run(job(JobKind.REVOKE, payload, "job-2")))

@@ -15,12 +15,11 @@ from pydantic import SecretStr, field_validator, model_validator
 
 from caconnector.backends.acmpca.config import AcmpcaConfig
 from caconnector.backends.digicert.config import DigicertConfig
+from caconnector.backends.entrust.config import EntrustConfig
 from caconnector.backends.gcpcas.config import GcpcasConfig
 from caconnector.backends.local.config import LocalConfig
+from caconnector.backends.msca.config import MscaConfig
 from caconnector.backends.options import BackendConfig, check_endpoint, expect_config, option
-from caconnector.pki.chain import load_certificates
-from caconnector.pki.errors import PKIError
-from caconnector.pki.keys import load_private_key, public_keys_equal
 
 # Re-exported: the connector and the tests name every model and the base through this module.
 __all__ = [
@@ -36,71 +35,6 @@ __all__ = [
     "expect_config",
     "option_names",
 ]
-
-
-class EntrustConfig(BackendConfig):
-    type_name: ClassVar[str] = "entrust"
-
-    username: str = option("the API user name given in the Entrust Enterprise UI", required=True)
-    apikey: SecretStr = option("the Entrust API key generated for that user", secret=True, required=True)
-    cert: SecretStr = option(
-        "the user's active Entrust certificate (PEM or DER)", secret=True, file=True, required=True
-    )
-    key: SecretStr = option(
-        "the private key of that certificate (PEM or DER, unencrypted PKCS#8)",
-        secret=True,
-        file=True,
-        required=True,
-    )
-    endpoint: str | None = option("another base URL for the Entrust ECS API (tests)", metavar="URL")
-
-    _endpoint = field_validator("endpoint")(classmethod(lambda cls, v: check_endpoint(v)))
-
-    @model_validator(mode="after")
-    def _cert_matches_key(self) -> EntrustConfig:
-        try:
-            certificates = load_certificates(self.cert.get_secret_value().encode())
-        except PKIError as exc:
-            raise ValueError(f"-cert: {exc}") from None
-        try:
-            key = load_private_key(self.key.get_secret_value().encode())
-        except PKIError as exc:
-            raise ValueError(f"-key: {exc}") from None
-        if not public_keys_equal(certificates[0].public_key(), key.public_key()):
-            raise ValueError("-key does not belong to the certificate given with -cert")
-        return self
-
-
-class MscaConfig(BackendConfig):
-    type_name: ClassVar[str] = "msca"
-
-    server: str = option("the host name of the server hosting the Microsoft CA", required=True)
-    ca: str = option("the CA's common name, e.g. corp-ISSUING-CA", required=True)
-    transport: Literal["rpc", "web"] = option(
-        "how to reach AD CS: rpc (MS-ICPR over SMB) or web (the certsrv Web Enrollment pages)",
-        default="rpc",
-        metavar="rpc|web",
-    )
-    auth: Literal["kerberos", "ntlm"] = option(
-        "kerberos (the host's keytab or credential cache) or ntlm (with -username and -password)",
-        default="kerberos",
-        metavar="kerberos|ntlm",
-    )
-    domain: str | None = option("the Windows domain of -username, e.g. CORP")
-    username: str | None = option("the account for NTLM authentication")
-    password: SecretStr | None = option("the password of -username", secret=True)
-    endpoint: str | None = option("the Web Enrollment URL when not https://SERVER/certsrv", metavar="URL")
-
-    _endpoint = field_validator("endpoint")(classmethod(lambda cls, v: check_endpoint(v)))
-
-    @model_validator(mode="after")
-    def _credentials(self) -> MscaConfig:
-        if self.auth == "ntlm" and (not self.username or self.password is None):
-            raise ValueError("-auth ntlm needs -username and -password")
-        if self.password is not None and not self.username:
-            raise ValueError("-password needs -username")
-        return self
-
 
 _ACME_CHALLENGES = Literal["http-01", "dns-01", "none"]
 

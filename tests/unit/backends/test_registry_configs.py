@@ -15,18 +15,19 @@ from caconnector.backends.registry import BackendTypeUnavailable, UnknownBackend
 CLI_OPTIONS = {
     "acmpca": {"accesskeyid", "secretaccesskey", "region", "endpoint", "auditbucket"},
     "digicert": {"apikey", "region", "endpoint", "cacert"},
-    "entrust": {"username", "apikey", "cert", "key", "endpoint"},
+    "entrust": {"username", "apikey", "cert", "key", "endpoint", "cacert"},
     "gcpcas": {"project", "location", "key", "endpoint"},
-    "msca": {"server", "ca", "transport", "auth", "domain", "username", "password", "endpoint"},
+    "msca": {"server", "ca", "transport", "auth", "username", "password", "endpoint", "cacert", "requester"}
+    | {"eacert", "eakey"},
     "local": {"subject", "keytype", "days", "cacert", "cakey"},
     "acme": {"directory", "email", "eabkid", "eabhmac", "challenge"},
 }
 SECRET_FIELDS = {
     "acmpca": {"secretaccesskey"},
     "digicert": {"apikey"},
-    "entrust": {"apikey", "cert", "key"},
+    "entrust": {"username", "apikey", "cert", "key"},
     "gcpcas": {"key"},
-    "msca": {"password"},
+    "msca": {"password", "eacert", "eakey"},
     "local": {"cakey"},
     "acme": {"eabhmac"},
 }

@@ -177,6 +177,10 @@ def cmd_backend_list(args: argparse.Namespace) -> Any:
 def cmd_backend_show(args: argparse.Namespace) -> Any:
     opened = backend_admin.open_backend(_store(args), args.name)
     view = _backend_view(opened.stored.name, opened.stored.type, opened.config)
+    # A type may add what only it has (msca: its Enrollment Agent certificate) through describe().
+    describe = getattr(opened.backend, "describe", None)
+    if callable(describe):
+        view.update(describe())
     view.update(_check_view(opened.backend))
     return view, output.describe(view)
 
@@ -274,9 +278,31 @@ def cmd_backend_remove(args: argparse.Namespace) -> Any:
 
 
 def cmd_msca_enroll_agent_cert(args: argparse.Namespace) -> Any:
-    # Until the msca backend lands no msca backend can exist; say why rather than "no such backend".
-    backend_admin.get_backend(_store(args), args.name)
-    raise CommandError("backend type 'msca' is not available in this version of ca-connector")
+    store = _store(args)
+    opened = backend_admin.open_backend(store, args.name)
+    enroll_agent = getattr(opened.backend, "enroll_agent", None)
+    if opened.stored.type != "msca" or not callable(enroll_agent):
+        raise CommandError(
+            f"backend {args.name!r} is of type {opened.stored.type}; enroll-agent-cert is for -type msca "
+            "backends"
+        )
+    certificate_pem, key_pem = enroll_agent(args.ca, args.template)
+    # Stored as the backend's -eacert and -eakey options: sealed with the store's other secrets.
+    stored = backend_admin.update_backend(store, args.name, {"eacert": certificate_pem, "eakey": key_pem})
+    certificate = load_certificates(certificate_pem.encode())[0]
+    view = {
+        "name": stored.name,
+        "template": args.template,
+        "subject": certificate.subject.rfc4514_string(),
+        "serial": canonical_serial(certificate.serial_number),
+        "not_after": certificate.not_valid_after_utc.isoformat(),
+    }
+    output.log_event(store, "enrollment agent certificate stored", backend=args.name, serial=view["serial"])
+    text = (
+        f"backend {args.name!r}: Enrollment Agent certificate {view['serial']} ({view['subject']}) enrolled "
+        f"from template {args.template!r}, valid until {view['not_after']}"
+    )
+    return view, text
 
 
 # ---- views ------------------------------------------------------------------------------------------
