@@ -1,5 +1,6 @@
 """Fixtures shared across suites: driving `ca-connector` in process (tests/connector, tests/integration), and
-the CA peers the backend tests run against (moto for acmpca, the fake CA Service for gcpcas)."""
+the CA peers the backend tests run against (moto for acmpca, the fake CA Service for gcpcas, pebble for
+acme)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
     # and the manager's tests need neither.
     from tests.peers.gcpcas_fake import FakeCAS
     from tests.peers.moto_server import MotoCA, MotoPeer
+    from tests.peers.pebble import Pebble
 
 
 @pytest.fixture
@@ -44,6 +46,14 @@ def moto() -> MotoPeer:
     from tests.peers.moto_server import moto_peer  # noqa: PLC0415  (lazy: see TYPE_CHECKING above)
 
     return moto_peer()
+
+
+@pytest.fixture(scope="session")
+def pebble() -> Pebble:
+    """pebble with pebble-challtestsrv, the ACME peer of the acme tests (one per test process)."""
+    from tests.peers.pebble import pebble_peer  # noqa: PLC0415  (lazy: see TYPE_CHECKING above)
+
+    return pebble_peer()
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from tests.peers.adcs_web_fake import FakeAdcs
 from tests.peers.digicert_fake import FakeCertCentral
 from tests.peers.gcpcas_fake import FakeCAS, service_account_info
 from tests.peers.moto_server import ACCESS_KEY_ID, SECRET_ACCESS_KEY, MotoCA, MotoPeer
+from tests.peers.pebble import Pebble
 
 from caconnector.backends.base import CRLPublisher, Scanner
 from caconnector.backends.errors import (
@@ -45,6 +46,7 @@ PEERS = {
     "gcpcas": "gcpcas_peer",
     "entrust": "entrust_peer",
     "msca": "msca_peer",
+    "acme": "acme_peer",
     "digicert": "digicert_peer",
 }
 BACKEND = "contract"
@@ -449,6 +451,61 @@ def msca_peer(tmp_path: Path, adcs: FakeAdcs) -> ContractPeer:
             Transient: changed(
                 {"endpoint": "https://127.0.0.1:9/certsrv"}, enroll_job(ca, "req-unreachable", fields=fields)
             ),
+        },
+    )
+
+
+@pytest.fixture
+def acme_peer(tmp_path: Path, pebble: Pebble, monkeypatch: pytest.MonkeyPatch) -> ContractPeer:
+    """pebble, validating http-01 for real against the tokens the backend serves on its -httpaddress."""
+    for variable in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"):
+        monkeypatch.delenv(variable, raising=False)  # they would override -cacert
+    values: dict[str, object] = {
+        "directory": pebble.directory_url,
+        "cacert": pebble.tls_ca_pem,
+        "roots": pebble.root_pem(),
+        "httpaddress": f"127.0.0.1:{pebble.http_port}",
+    }
+    store = _store(tmp_path, "acme", values)
+    stored = backend_admin.get_backend(store, BACKEND)
+    account = (stored.secrets["accountkey"], str(stored.options["accounturl"]))
+
+    def revoked() -> set[int]:
+        serials = pebble.serials(*account)
+        return {s for s in serials if (pebble.cert_status(s) or {}).get("Status") == "Revoked"}
+
+    def deactivated() -> JobMessage:
+        pebble.deactivate(*account)
+        return enroll_job(None, "req-deactivated")
+
+    def port_taken() -> JobMessage:
+        # pebble's own listener holds that port, so the connector cannot serve http-01 tokens there.
+        taken = pebble.directory_url.split("/")[2]
+        backend_admin.update_backend(store, BACKEND, {"httpaddress": taken})
+        return enroll_job(None, "req-port-taken")
+
+    def hook_fails() -> JobMessage:
+        backend_admin.update_backend(store, BACKEND, {"challenge": "dns-01", "hook": "false"})
+        return enroll_job(None, "req-hook-fails")
+
+    return ContractPeer(
+        type_name="acme",
+        runner=JobRunner(store, "host.example.test"),
+        ca=None,
+        can=Capabilities(
+            pend="pebble issues within milliseconds of finalize, so an order cannot be held waiting between "
+            "two jobs; pending (finalize answered `processing`) then collect is covered with -wait 0 in "
+            "tests/unit/backends/test_acme.py",
+            scan="ACME has no way to list the certificates a CA issued",
+        ),
+        stored=lambda: len(pebble.serials(*account)),
+        revoked=revoked,
+        provoke={
+            AuthError: deactivated,
+            ConfigError: port_taken,
+            Rejected: lambda: job(JobKind.REVOKE, {"serial": "0a0b0c", "reason": "unspecified", "ca": None}),
+            NotSupported: lambda: job(JobKind.SCAN, {}),
+            Transient: hook_fails,
         },
     )
 

@@ -20,7 +20,23 @@ CLI_OPTIONS = {
     "msca": {"server", "ca", "transport", "auth", "username", "password", "endpoint", "cacert", "requester"}
     | {"eacert", "eakey"},
     "local": {"subject", "keytype", "days", "cacert", "cakey"},
-    "acme": {"directory", "email", "eabkid", "eabhmac", "challenge"},
+    # cli.md's row plus issue 15's -hook, -httpaddress, -cacert, and what the backend needs besides: the
+    # roots that end chains, the preferred alternate chain, the wait for issuance, the account made at add.
+    "acme": {
+        "directory",
+        "email",
+        "eabkid",
+        "eabhmac",
+        "challenge",
+        "hook",
+        "httpaddress",
+        "cacert",
+        "roots",
+        "preferredchain",
+        "wait",
+        "accountkey",
+        "accounturl",
+    },
 }
 SECRET_FIELDS = {
     "acmpca": {"secretaccesskey"},
@@ -29,7 +45,7 @@ SECRET_FIELDS = {
     "gcpcas": {"key"},
     "msca": {"password", "eacert", "eakey"},
     "local": {"cakey"},
-    "acme": {"eabhmac"},
+    "acme": {"eabhmac", "accountkey"},
 }
 
 
