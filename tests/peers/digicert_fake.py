@@ -526,6 +526,10 @@ class FakeCertCentral:
                 everything = [o for o in everything if o.common_name == query["filters[common_name]"]]
             if "filters[status]" in query:
                 everything = [o for o in everything if o.status == query["filters[status]"]]
+            if "filters[certificate_id]" in query:
+                everything = [
+                    o for o in everything if str(o.certificate_id) == query["filters[certificate_id]"]
+                ]
             if "filters[serial_number]" in query:
                 wanted = int(query["filters[serial_number]"], 16)
                 everything = [

@@ -306,8 +306,20 @@ def test_revoke_by_serial_found_without_the_local_record(fake: FakeCertCentral, 
     fresh = _backend(fake, tmp_path / "b", page_limit=3)
     assert fresh.revoke(RevokeRequest(serial=serial, reason=RevocationReason.SUPERSEDED)) is None
     assert fake.revoked_serials() == {issued.certificate.serial_number}
-    with pytest.raises(Rejected, match="certificate_already_revoked"):
-        fresh.revoke(RevokeRequest(serial=serial))
+    # Asked again (the first answer lost): DigiCert refuses, the certificate is revoked, so it is done.
+    assert fresh.revoke(RevokeRequest(serial=serial)) is None
+    assert sum(1 for method, path in fake.calls if method == "PUT" and path.endswith("/revoke")) == 2
+
+
+def test_a_revoke_digicert_refuses_for_another_reason_is_rejected_verbatim(
+    fake: FakeCertCentral, tmp_path: Path
+) -> None:
+    backend = _backend(fake, tmp_path)
+    issued = backend.enroll(_request("u.example.test", "req-u"))
+    assert isinstance(issued, Issued)
+    fake.fail_next.append((400, "revoke_not_allowed", "A pending reissue blocks the revocation."))
+    with pytest.raises(Rejected, match="revoke_not_allowed: A pending reissue blocks the revocation"):
+        backend.revoke(RevokeRequest(serial=format(issued.certificate.serial_number, "x")))
 
 
 def test_a_revoke_digicert_must_approve_is_a_request(fake: FakeCertCentral, tmp_path: Path) -> None:

@@ -240,9 +240,16 @@ class DigiCert:
                 f"{', '.join(r.value for r in _REASONS)}"
             )
         certificate_id = self._store.certificate_of(serial) or self._find_certificate(serial)
-        answer = self._client.revoke_certificate(
-            certificate_id, reason, f"revoked through caconnector backend {self._name}"
-        )
+        try:
+            answer = self._client.revoke_certificate(
+                certificate_id, reason, f"revoked through caconnector backend {self._name}"
+            )
+        except Rejected:
+            # Revoking is idempotent for us: a revoke asked again after the first went through (its
+            # answer lost) finds the certificate revoked, and that is done, not refused.
+            if self._is_revoked(certificate_id):
+                return None
+            raise
         if answer.status == 201:
             ref = str(answer.body.get("id", "")) or None
             return RevocationRequested(
@@ -465,6 +472,10 @@ class DigiCert:
                 ca or PUBLIC_CA, chain[0].public_bytes(serialization.Encoding.PEM).decode()
             )
         return Issued(certificate=leaf, chain=tuple(chain), order_ref=order_id)
+
+    def _is_revoked(self, certificate_id: str) -> bool:
+        orders = self._client.orders({"certificate_id": certificate_id})
+        return any(o.certificate_id == certificate_id and o.status == "revoked" for o in orders)
 
     def _find_certificate(self, serial: str) -> str:
         """The certificate id of a serial that our record does not know: read the account's orders."""
