@@ -21,7 +21,10 @@ class DigicertConfig(BackendConfig):
     type_name: ClassVar[str] = "digicert"
 
     apikey: SecretStr = option(
-        "the DigiCert CertCentral API key linked to the connector's user", secret=True, required=True
+        "the DigiCert CertCentral API key linked to the connector's user",
+        secret=True,
+        required=True,
+        metavar="KEY",
     )
     region: Literal["us", "eu"] = option("the CertCentral instance: us or eu", default="us", metavar="us|eu")
     endpoint: str | None = option(
