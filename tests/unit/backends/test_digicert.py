@@ -262,6 +262,7 @@ def test_pending_approval_then_rejected_carries_digicerts_reason(
     backend = _backend(fake, tmp_path)
     waiting = backend.enroll(_request("r.example.test", "req-reject"))
     assert isinstance(waiting, Pending)
+    assert "waits for an approver in CertCentral" in waiting.reason
     assert isinstance(backend.collect(waiting.order_ref), Pending)
     [request] = fake.pending_requests()
     answer = httpx.put(
@@ -280,6 +281,7 @@ def test_pending_dcv_is_pending_until_dcv_completes(fake: FakeCertCentral, tmp_p
     backend = _backend(fake, tmp_path)
     waiting = backend.enroll(_request("dcv.example.test", "req-dcv"))
     assert isinstance(waiting, Pending)
+    assert "waits for validation at DigiCert" in waiting.reason
     again = backend.enroll(_request("dcv.example.test", "req-dcv"))  # a redelivery: the same order
     assert isinstance(again, Pending)
     assert again.order_ref == waiting.order_ref

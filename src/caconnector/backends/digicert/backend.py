@@ -105,6 +105,18 @@ def _is_private(product: dict[str, Any]) -> bool:
     )
 
 
+# What an order's status means for the one waiting, in the manager's words.
+_WAITS_FOR = {
+    "needs_approval": "waits for an approver in CertCentral",
+    "pending": "waits for validation at DigiCert (domain control, or the organization)",
+    "processing": "is being processed by DigiCert",
+}
+
+
+def _waiting(order_id: str, status: str) -> str:
+    return f"DigiCert order {order_id} {_WAITS_FOR.get(status, f'is {status}')}"
+
+
 def _is_ca(certificate: x509.Certificate) -> bool:
     try:
         return certificate.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
@@ -412,9 +424,9 @@ class DigiCert:
         if placed.certificate_id:
             # A certificate id alone does not say it is issued (orders have one from the start).
             return self._outcome(self._client.order(placed.id))
-        statuses = ", ".join(r.status for r in placed.requests if r.status) or "pending"
+        awaiting = any(r.status == "pending" for r in placed.requests)
         return Pending(
-            order_ref=placed.id, reason=f"DigiCert order {placed.id} is waiting (request {statuses})"
+            order_ref=placed.id, reason=_waiting(placed.id, "needs_approval" if awaiting else "pending")
         )
 
     def _outcome(self, order: Order) -> Issued | Pending:
@@ -423,7 +435,7 @@ class DigiCert:
         if order.status in REFUSED:
             raise Rejected(f"DigiCert order {order.id} was {order.status}: {self._refusal(order)}")
         if order.status in WAITING or order.status == "issued":
-            return Pending(order_ref=order.id, reason=f"DigiCert order {order.id} is {order.status}")
+            return Pending(order_ref=order.id, reason=_waiting(order.id, order.status))
         raise Rejected(f"DigiCert order {order.id} is {order.status or 'in an unknown state'}, not issuable")
 
     def _refusal(self, order: Order) -> str:
