@@ -13,9 +13,11 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import pytest
-from tests.peers import adcs_web_fake
+from tests.peers import adcs_web_fake, digicert_fake
 from tests.peers.adcs_web_fake import FakeAdcs
+from tests.peers.digicert_fake import FakeCertCentral
 from tests.peers.gcpcas_fake import FakeCAS, service_account_info
 from tests.peers.moto_server import ACCESS_KEY_ID, SECRET_ACCESS_KEY, MotoCA, MotoPeer
 from tests.peers.pebble import Pebble
@@ -45,6 +47,7 @@ PEERS = {
     "entrust": "entrust_peer",
     "msca": "msca_peer",
     "acme": "acme_peer",
+    "digicert": "digicert_peer",
 }
 BACKEND = "contract"
 
@@ -247,6 +250,70 @@ def gcpcas_peer(tmp_path: Path, fake: FakeCAS) -> ContractPeer:
                 "createCertificate", "RESOURCE_EXHAUSTED", enroll_job("corp/ca-1", "req-busy")
             ),
         },
+    )
+
+
+@pytest.fixture
+def digicert_peer(tmp_path: Path) -> ContractPeer:
+    """DigiCert CertCentral on its fake, over real HTTP: a private SSL product with its CA, for the
+    fake's validated organization."""
+    fake: FakeCertCentral = digicert_fake.digicert_peer()
+    fake.reset()
+    values: dict[str, object] = {"apikey": digicert_fake.API_KEY, "endpoint": fake.url}
+    store = _store(tmp_path, "digicert", values)
+    fields = {"product": digicert_fake.PRIVATE_PRODUCT, "organization": str(digicert_fake.VALIDATED_ORG)}
+    ca = digicert_fake.PRIVATE_CA_ID
+
+    def waiting() -> JobMessage:
+        # The key's user may not skip approval here: the order waits for an approver.
+        fake.may_skip_approval = False
+        return enroll_job(ca, "req-approval", fields=fields)
+
+    def approve() -> None:
+        # As an approver in CertCentral would, through the API: PUT /request/{id}/status.
+        for pending in fake.pending_requests():
+            answer = httpx.put(
+                f"{fake.url}/request/{pending.id}/status",
+                json={"status": "approved"},
+                headers={"X-DC-DEVKEY": digicert_fake.API_KEY},
+                trust_env=False,
+            )
+            assert answer.status_code == 204, answer.text
+
+    def wrong_key() -> JobMessage:
+        backend_admin.update_backend(store, BACKEND, {"apikey": "0f0f0f0f-0000-4000-8000-000000000000"})
+        return enroll_job(ca, "req-denied", fields=fields)
+
+    def storm() -> JobMessage:
+        fake.throttle_every = 1
+        return enroll_job(ca, "req-busy", fields=fields)
+
+    def corrupt_state() -> JobMessage:
+        backend_admin.open_backend(store, BACKEND)
+        (store.backend_state_dir(BACKEND) / "digicert.sqlite").write_bytes(b"not a database " * 100)
+        return enroll_job(ca, "req-corrupt", fields=fields)
+
+    def revoke_on_hold() -> JobMessage:
+        return job(JobKind.REVOKE, {"serial": "1f", "reason": "certificateHold", "ca": ca})
+
+    return ContractPeer(
+        type_name="digicert",
+        runner=JobRunner(store, "host.example.test"),
+        ca=ca,
+        can=Capabilities(pend=None, scan=None),
+        stored=lambda: len(fake.placed()),
+        revoked=fake.revoked_serials,
+        provoke={
+            AuthError: wrong_key,
+            ConfigError: corrupt_state,
+            NotSupported: revoke_on_hold,
+            Rejected: lambda: enroll_job(
+                ca, "req-no-product", fields={**fields, "product": "no_such_product"}
+            ),
+            Transient: storm,
+        },
+        enroll_fields=fields,
+        pending=PendingOrder(make=waiting, finish=approve),
     )
 
 

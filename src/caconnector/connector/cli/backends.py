@@ -12,7 +12,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from caconnector.backends.base import CRLPublisher, EnrollRequest, Issued, RevokeRequest
+from caconnector.backends.base import CRLPublisher, EnrollRequest, Issued, RevocationRequested, RevokeRequest
 from caconnector.backends.configs import BackendConfig, option_names
 from caconnector.backends.errors import BackendError
 from caconnector.backends.registry import UnknownBackendType, type_info
@@ -246,7 +246,11 @@ def cmd_backend_enroll(args: argparse.Namespace) -> Any:
 
 def cmd_backend_revoke(args: argparse.Namespace) -> Any:
     opened = backend_admin.open_backend(_store(args), args.name)
-    opened.backend.revoke(RevokeRequest(serial=args.serial, reason=args.reason, ca=args.ca))
+    requested = opened.backend.revoke(RevokeRequest(serial=args.serial, reason=args.reason, ca=args.ca))
+    if isinstance(requested, RevocationRequested):
+        # Not revoked yet (DigiCert): say so rather than claim it, and log no revocation.
+        view = {"serial": args.serial, "reason": args.reason.value, "status": "RevocationRequested"}
+        return view, f"revocation of serial {args.serial} requested: {requested.reason}"
     output.log_event(
         _store(args), "certificate revoked", backend=args.name, serial=args.serial, reason=args.reason.value
     )
