@@ -12,68 +12,32 @@ Every write is one SQLite transaction, so a crash leaves a whole row or none. No
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
-
-from caconnector.backends.errors import ConfigError, Transient
+from caconnector.backends.records import RecordStore
 
 DATABASE_NAME = "digicert.sqlite"
+SCHEMA_VERSION = 1
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS orders (request_id TEXT PRIMARY KEY, order_id TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS certificates (serial TEXT PRIMARY KEY, certificate_id TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS issuers (ca_id TEXT PRIMARY KEY, certificate_pem TEXT NOT NULL)",
 )
-_BUSY_TIMEOUT_SECONDS = 10.0
 
 
-class DigicertStore:
+class DigicertStore(RecordStore):
     """The records of one digicert backend, in `<state_dir>/digicert.sqlite`. A connection per call."""
 
-    def __init__(self, state_dir: Path, backend: str) -> None:
-        self.path = state_dir / DATABASE_NAME
-        self._backend = backend
-        try:
-            state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ConfigError(
-                f"backend {backend!r}: cannot create its state directory {state_dir}: {exc}"
-            ) from None
-        with self._connect() as db:
-            for statement in _SCHEMA:
-                db.execute(statement)
-
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        try:
-            db = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_SECONDS)
-        except sqlite3.Error as exc:
-            raise ConfigError(f"backend {self._backend!r}: cannot open {self.path}: {exc}") from None
-        try:
-            with db:
-                yield db
-        except sqlite3.OperationalError as exc:
-            if "locked" in str(exc) or "busy" in str(exc):
-                raise Transient(f"backend {self._backend!r}: its state file is busy: {exc}") from None
-            raise ConfigError(
-                f"backend {self._backend!r}: its state file {self.path} is unusable: {exc}"
-            ) from None
-        except sqlite3.DatabaseError as exc:
-            raise ConfigError(
-                f"backend {self._backend!r}: its state file {self.path} is unusable: {exc}"
-            ) from None
-        finally:
-            db.close()
+    database_name = DATABASE_NAME
+    schema = _SCHEMA
+    schema_version = SCHEMA_VERSION
 
     def _one(self, query: str, key: str) -> str | None:
-        with self._connect() as db:
+        with self._transaction() as db:
             row = db.execute(query, (key,)).fetchone()
         return None if row is None else str(row[0])
 
     def _put(self, table: str, columns: tuple[str, str], key: str, value: str) -> None:
-        with self._connect() as db:
+        with self._transaction() as db:
             db.execute(
                 f"INSERT OR REPLACE INTO {table} ({columns[0]}, {columns[1]}) VALUES (?, ?)",  # noqa: S608  (fixed names)
                 (key, value),
