@@ -68,6 +68,21 @@ def check_endpoint(url: str | None) -> str | None:
     return url.rstrip("/")
 
 
+def check_certificates(pem: str | None) -> str | None:
+    """PEM text holding at least one certificate (a `-cacert` or `-roots` file's contents)."""
+    if pem is None:
+        return None
+    # Imported here: listing the options of every type must not cost the X.509 code's import.
+    from caconnector.pki.chain import load_certificates  # noqa: PLC0415
+    from caconnector.pki.errors import PKIError  # noqa: PLC0415
+
+    try:
+        load_certificates(pem.encode())
+    except PKIError as exc:
+        raise ValueError(f"is not a PEM file of CA certificates ({exc})") from None
+    return pem
+
+
 class BackendConfig(BaseModel):
     """Base of every backend type's config. Frozen, and unknown fields are refused."""
 

@@ -12,9 +12,7 @@ from typing import ClassVar, Literal
 
 from pydantic import SecretStr, field_validator, model_validator
 
-from caconnector.backends.options import BackendConfig, check_endpoint, option
-from caconnector.pki.chain import load_certificates
-from caconnector.pki.errors import PKIError
+from caconnector.backends.options import BackendConfig, check_certificates, check_endpoint, option
 
 Challenge = Literal["http-01", "dns-01", "none"]
 
@@ -125,15 +123,7 @@ class AcmeConfig(BackendConfig):
             raise ValueError("must be a command")
         return value
 
-    @field_validator("cacert", "roots")
-    @classmethod
-    def _certificates(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                load_certificates(value.encode())
-            except PKIError as exc:
-                raise ValueError(str(exc)) from None
-        return value
+    _certificates = field_validator("cacert", "roots")(classmethod(lambda cls, v: check_certificates(v)))
 
     @field_validator("httpaddress")
     @classmethod

@@ -6,9 +6,7 @@ from typing import ClassVar, Literal
 
 from pydantic import SecretStr, field_validator
 
-from caconnector.backends.options import BackendConfig, check_endpoint, option
-from caconnector.pki.chain import load_certificates
-from caconnector.pki.errors import PKIError
+from caconnector.backends.options import BackendConfig, check_certificates, check_endpoint, option
 
 # The Services API v2 base URL of each CertCentral instance.
 BASE_URLS = {
@@ -38,16 +36,7 @@ class DigicertConfig(BackendConfig):
 
     _endpoint = field_validator("endpoint")(classmethod(lambda cls, v: check_endpoint(v)))
 
-    @field_validator("cacert")
-    @classmethod
-    def _cacert(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        try:
-            load_certificates(value.encode())
-        except PKIError as exc:
-            raise ValueError(f"is not a PEM file of CA certificates ({exc})") from None
-        return value
+    _certificates = field_validator("cacert")(classmethod(lambda cls, v: check_certificates(v)))
 
     @property
     def base_url(self) -> str:

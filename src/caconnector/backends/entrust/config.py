@@ -12,7 +12,7 @@ from typing import ClassVar
 
 from pydantic import SecretStr, field_validator, model_validator
 
-from caconnector.backends.options import BackendConfig, check_endpoint, option
+from caconnector.backends.options import BackendConfig, check_certificates, check_endpoint, option
 from caconnector.pki.chain import load_certificates
 from caconnector.pki.errors import PKIError
 from caconnector.pki.keys import load_private_key, public_keys_equal
@@ -55,16 +55,7 @@ class EntrustConfig(BackendConfig):
             raise ValueError("must be the API user name, without colons or control characters")
         return value
 
-    @field_validator("cacert")
-    @classmethod
-    def _cacert(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        try:
-            load_certificates(value.encode())
-        except PKIError as exc:
-            raise ValueError(str(exc)) from None
-        return value
+    _certificates = field_validator("cacert")(classmethod(lambda cls, v: check_certificates(v)))
 
     @model_validator(mode="after")
     def _cert_matches_key(self) -> EntrustConfig:

@@ -14,7 +14,7 @@ from typing import ClassVar, Literal
 from cryptography import x509
 from pydantic import SecretStr, field_validator, model_validator
 
-from caconnector.backends.options import BackendConfig, check_endpoint, option
+from caconnector.backends.options import BackendConfig, check_certificates, check_endpoint, option
 from caconnector.pki.chain import load_certificates
 from caconnector.pki.errors import PKIError
 from caconnector.pki.keys import load_private_key, public_keys_equal
@@ -75,16 +75,7 @@ class MscaConfig(BackendConfig):
             raise ValueError("must be a host name such as ca01.corp.example (no scheme, no path)")
         return value
 
-    @field_validator("cacert")
-    @classmethod
-    def _cacert(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        try:
-            load_certificates(value.encode())
-        except PKIError as exc:
-            raise ValueError(str(exc)) from None
-        return value
+    _certificates = field_validator("cacert")(classmethod(lambda cls, v: check_certificates(v)))
 
     @model_validator(mode="after")
     def _credentials(self) -> MscaConfig:
