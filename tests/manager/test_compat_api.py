@@ -235,3 +235,56 @@ def test_wrong_credentials_and_bad_input_are_refused_in_that_apis_shape(
     assert session.get(f"{base}/collect/1/der").status_code == 400
     assert int(session.head(base).headers["X-Total-Count"]) == 0
     assert http.get("/api/v1/certificates", headers=admin.headers).json()["items"] == []
+
+
+def test_organizations_are_the_backends_plus_the_default(
+    runtime: Runtime, app: FastAPI, tmp_path: Path, admin: Caller, operator: Caller
+) -> None:
+    organizations = [
+        {"id": "o-1", "name": "Example Corp", "status": "validated"},
+        {"id": "o-2", "name": "Waiting Corp", "status": "pending"},
+    ]
+    with live_server(app) as url, httpx.Client(base_url=url, timeout=30) as http:
+        lab = make_lab(runtime, http, tmp_path, organizations=organizations)
+        create_profile(http, admin, lab)
+        create_profile(http, admin, lab, name="corp", organization="o-1")
+        create_profile(http, admin, lab, name="waiting", organization="Waiting Corp")
+        cm = _client(url, operator)
+        ssl = SSL(cm)
+        found = {o["name"]: o for o in Organization(cm).all()}
+        assert list(found) == ["Default Organization", "Example Corp", "Waiting Corp"]
+        assert found["Default Organization"]["certTypes"] == [ssl.types["web"]["id"]]
+        assert found["Example Corp"]["certTypes"] == [ssl.types["corp"]["id"]]
+        assert found["Example Corp"]["validationStatus"] == "VALIDATED"
+        assert found["Waiting Corp"]["validationStatus"] == "PENDING"
+        # The ids are stable: asked again, the same numbers.
+        assert {o["name"]: o["id"] for o in Organization(cm).all()} == {n: o["id"] for n, o in found.items()}
+        only_corp = cm.get(f"{url}/api/ssl/v1/types", params={"organizationId": found["Example Corp"]["id"]})
+        assert [t["name"] for t in only_corp.json()] == ["corp"]
+
+        csr, _ = make_csr()
+        ssl_id = ssl.enroll(cert_type_name="corp", csr=csr, term=30, org_id=found["Example Corp"]["id"])[
+            "sslId"
+        ]
+        lab.work(http)
+        assert ssl.get(ssl_id)["orgId"] == found["Example Corp"]["id"]
+        assert ssl.count(orgId=found["Example Corp"]["id"]) == 1
+        assert ssl.count(orgId=found["Default Organization"]["id"]) == 0
+        for org, kind, named in (
+            ("Default Organization", "corp", "orgId"),
+            ("Waiting Corp", "waiting", "validated"),
+        ):
+            with pytest.raises(requests.HTTPError) as refused:
+                ssl.enroll(cert_type_name=kind, csr=csr, term=30, org_id=found[org]["id"])
+            assert refused.value.response is not None
+            assert refused.value.response.status_code == 400
+            assert named in refused.value.response.json()["description"]
+
+
+def test_failed_logins_are_throttled_like_the_rest_api(served: Served, operator: Caller) -> None:
+    session = _client(served.url, operator).session
+    stranger = {"login": "nobody", "password": "guess", "customerUri": CUSTOMER_URI}
+    answers = [session.get(f"{served.url}/api/ssl/v1", headers=stranger).status_code for _ in range(11)]
+    assert answers == [401] * 10 + [429]
+    # The address is throttled: even the right password waits.
+    assert session.get(f"{served.url}/api/ssl/v1").status_code == 429
