@@ -5,10 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from cryptography import x509
-from cryptography.x509.oid import NameOID
-
 from caconnector.manager.db.models import Certificate, Profile
+from caconnector.manager.services.certificate_search import common_names
 from caconnector.manager.services.organizations import Organization
 from caconnector.manager.services.states import CertStatus, revocation_in_progress, status_at
 
@@ -62,12 +60,8 @@ def status_word(certificate: Certificate, now: dt.datetime) -> str:
 
 
 def common_name(certificate: Certificate) -> str:
-    try:
-        name = x509.Name.from_rfc4514_string(certificate.subject)
-    except ValueError:
-        return ""
-    values = name.get_attributes_for_oid(NameOID.COMMON_NAME)
-    return str(values[0].value) if values else ""
+    names = common_names(certificate.subject)
+    return names[0] if names else ""
 
 
 def alt_names(certificate: Certificate) -> list[str]:

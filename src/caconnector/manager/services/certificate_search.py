@@ -66,7 +66,7 @@ def _exact_match(filters: Filters) -> Callable[[Certificate], bool] | None:
         return None
 
     def matches(row: Certificate) -> bool:
-        if filters.common_name is not None and filters.common_name not in _common_names(row.subject):
+        if filters.common_name is not None and filters.common_name not in common_names(row.subject):
             return False
         if filters.alt_name is not None:
             names = {str(san).split(":", 1)[-1] for san in row.sans}
@@ -77,7 +77,8 @@ def _exact_match(filters: Filters) -> Callable[[Certificate], bool] | None:
     return matches
 
 
-def _common_names(subject: str) -> list[str]:
+def common_names(subject: str) -> list[str]:
+    """The CN values of a stored subject (RFC 4514 text), none when it does not parse."""
     try:
         name = x509.Name.from_rfc4514_string(subject)
     except ValueError:
