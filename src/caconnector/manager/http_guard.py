@@ -41,7 +41,7 @@ SIGNED_CHANNEL_PATHS = frozenset(
 )
 # The commercial manager's REST API (manager/compat/): throttled and counted like ours, but its password
 # headers are checked by its endpoints, after the (size-limited) body.
-COMPAT_PREFIXES = ("/api/ssl/", "/api/organization/")
+COMPAT_PREFIXES = ("/api/ssl/", "/api/organization/", "/private/api/")
 HSTS = b"max-age=31536000"
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 

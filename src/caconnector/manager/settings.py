@@ -111,6 +111,11 @@ class Settings(BaseModel):
         min_length=1,
         description="the customerUri (the client's login_uri) the compatible REST API accepts",
     )
+    compat_client_ca_file: Path | None = Field(
+        default=None,
+        description="PEM CA certificate(s): `serve` with TLS asks clients for a certificate issued by them, "
+        "and the compatible REST API logs in the user named by its common name (cert_auth=True)",
+    )
     compat_default_organization: str = Field(
         default="Default Organization",
         min_length=1,

@@ -9,9 +9,14 @@ from fastapi import FastAPI
 from caconnector.manager.compat import organization, ssl
 from caconnector.manager.compat.auth import VerifiedPasswords
 
+# That API's clients log in with a certificate under /private/api (the cert_manager client warns
+# otherwise): both roots serve both kinds of login.
+PREFIXES = ("", "/private")
+
 
 def install(app: FastAPI) -> None:
-    """Mount /api/organization/v1 and /api/ssl/v1 on `app`."""
+    """Mount /api/organization/v1 and /api/ssl/v1, under / and /private, on `app`."""
     app.state.compat_passwords = VerifiedPasswords()
-    for router in (organization.router, ssl.router):
-        app.include_router(router)
+    for prefix in PREFIXES:
+        for router in (organization.router, ssl.router):
+            app.include_router(router, prefix=prefix)

@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable
 from typing import Annotated
 
+from cryptography import x509
+from cryptography.x509.oid import NameOID
 from fastapi import Depends, Request
 
 from caconnector.manager.auth import OPERATE, READ, Principal
@@ -51,17 +53,48 @@ class VerifiedPasswords:
 
 
 def authenticate(
-    runtime: Runtime, verified: VerifiedPasswords, login: str, password: str, customer_uri: str
+    runtime: Runtime,
+    verified: VerifiedPasswords,
+    login: str,
+    *,
+    password: str,
+    customer_uri: str,
+    certificate_name: str | None = None,
 ) -> Principal:
-    if not (login and password and customer_uri):
-        raise CompatError(401, Code.UNAUTHENTICATED, "send the login, password and customerUri headers")
+    """By password, or (no password sent) by the client certificate the TLS handshake verified, whose
+    common name must be the `login`."""
+    if not (login and customer_uri and (password or certificate_name)):
+        raise CompatError(
+            401,
+            Code.UNAUTHENTICATED,
+            "send the login, password and customerUri headers (or a client certificate)",
+        )
     if customer_uri != runtime.settings.compat_customer_uri:
         raise CompatError(401, Code.UNAUTHENTICATED, REFUSED)
     with runtime.sessions.begin() as session:
         user = find_user(session, login)
-        if user is None or user.disabled or not verified.check(user, password):
+        if password:
+            accepted = user is not None and verified.check(user, password)
+        else:
+            accepted = certificate_name == login
+        if user is None or user.disabled or not accepted:
             raise CompatError(401, Code.UNAUTHENTICATED, REFUSED)
         return Principal(user.id, user.username, Role(user.role))
+
+
+def client_certificate_name(runtime: Runtime, request: Request) -> str | None:
+    """The common name of the client certificate `serve` verified (manager/tls_client.py), if any. Read
+    only when client CAs are configured: nothing else vouches for the scope's TLS extension."""
+    if runtime.settings.compat_client_ca_file is None:
+        return None
+    tls = (request.scope.get("extensions") or {}).get("tls") or {}
+    chain = tls.get("client_cert_chain") or []
+    if not chain:
+        return None
+    names = x509.load_pem_x509_certificate(str(chain[0]).encode()).subject.get_attributes_for_oid(
+        NameOID.COMMON_NAME
+    )
+    return str(names[0].value) if names else None
 
 
 def require_roles(*roles: Role) -> Callable[[Request], Principal]:
@@ -69,12 +102,14 @@ def require_roles(*roles: Role) -> Callable[[Request], Principal]:
 
     def dependency(request: Request) -> Principal:
         headers = request.headers
+        runtime = runtime_of(request)
         principal = authenticate(
-            runtime_of(request),
+            runtime,
             request.app.state.compat_passwords,
             headers.get("login", ""),
-            headers.get("password", ""),
-            headers.get("customeruri", ""),
+            password=headers.get("password", ""),
+            customer_uri=headers.get("customeruri", ""),
+            certificate_name=client_certificate_name(runtime, request),
         )
         if principal.role not in allowed:
             raise CompatError(
