@@ -3,6 +3,7 @@ from PyPI, against a live manager whose connector answers jobs with the local CA
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,8 +176,9 @@ def test_pending_at_the_ca_is_pending_to_the_client(served: Served, operator: Ca
 
 
 def test_wrong_credentials_and_bad_input_are_refused_in_that_apis_shape(
-    served: Served, admin: Caller, operator: Caller, auditor: Caller
+    served: Served, admin: Caller, operator: Caller, auditor: Caller, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG, logger="caconnector")
     url, http = served.url, served.http
     for client in (
         _client(url, operator, password="not-the-password"),
@@ -235,6 +237,9 @@ def test_wrong_credentials_and_bad_input_are_refused_in_that_apis_shape(
     assert session.get(f"{base}/collect/1/der").status_code == 400
     assert int(session.head(base).headers["X-Total-Count"]) == 0
     assert http.get("/api/v1/certificates", headers=admin.headers).json()["items"] == []
+    # The refusals were logged, without the passwords tried or used.
+    assert "failed compatible API authentication" in caplog.text
+    assert "not-the-password" not in caplog.text and operator.password not in caplog.text
 
 
 def test_organizations_are_the_backends_plus_the_default(
