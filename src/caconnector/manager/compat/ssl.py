@@ -119,13 +119,17 @@ def enroll(body: EnrollIn, request: Request, caller: Operator) -> dict[str, Any]
 
 
 @router.post("/renewById/{renew_ref}")
-def renew_by_id(renew_ref: Annotated[str, Path(max_length=64)], request: Request, caller: Operator) -> Any:
+def renew_by_id(
+    renew_ref: Annotated[str, Path(max_length=64)], request: Request, caller: Operator
+) -> dict[str, int]:
     """By sslId (what the cert_manager client sends) or by renewId: the same key and term again."""
     return _renew(request, caller.actor, renew_ref)
 
 
 @router.post("/renew/{renew_id}")
-def renew(renew_id: Annotated[str, Path(max_length=64)], request: Request, caller: Operator) -> Any:
+def renew(
+    renew_id: Annotated[str, Path(max_length=64)], request: Request, caller: Operator
+) -> dict[str, int]:
     return _renew(request, caller.actor, renew_id)
 
 
