@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from caconnector import __version__
-from caconnector.manager import channel, home
+from caconnector.manager import channel, compat, home
 from caconnector.manager.api import (
     audit_log,
     backends,
@@ -65,6 +65,8 @@ def create_app(settings: Settings, clock: Clock = utcnow, runtime: Runtime | Non
     for module in (connectors, backends, cas, profiles, certificates, jobs, audit_log, users):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(channel.router)
+    # The commercial manager's REST API (/api/ssl/v1, /api/organization/v1), for its clients' scripts.
+    compat.install(app)
     app.include_router(docs_router(f"{API_PREFIX}/openapi.json", "ca-manager"))
     # Authenticates and limits before any body is read; see http_guard for what it does in which order.
     app.add_middleware(HttpGuard, runtime=runtime, router=app.router)

@@ -39,6 +39,9 @@ DOCS_PREFIX = f"{API_PREFIX}/docs"
 SIGNED_CHANNEL_PATHS = frozenset(
     {messages.HELLO_PATH, messages.POLL_PATH, messages.INVENTORY_PATH, messages.GOODBYE_PATH}
 )
+# The commercial manager's REST API (manager/compat/): throttled and counted like ours, but its password
+# headers are checked by its endpoints, after the (size-limited) body.
+COMPAT_PREFIXES = ("/api/ssl/", "/api/organization/", "/private/api/")
 HSTS = b"max-age=31536000"
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 
@@ -47,6 +50,7 @@ class Kind(enum.Enum):
     API = "api"
     CHANNEL = "channel"
     REGISTER = "registration"
+    COMPAT = "compatible API"
     OTHER = "other"  # health check, docs: no credentials, no bodies worth the name
 
 
@@ -64,6 +68,8 @@ def classify(path: str) -> Kind:
         return Kind.CHANNEL
     if path.startswith(API_PREFIX) and not path.startswith(DOCS_PREFIX):
         return Kind.API
+    if path.startswith(COMPAT_PREFIXES):
+        return Kind.COMPAT
     return Kind.OTHER
 
 
@@ -294,6 +300,8 @@ class HttpGuard:
             credential = describe_api_key(authorization)
         elif kind is Kind.CHANNEL:
             credential = describe_connector(authorization)
+        elif kind is Kind.COMPAT:
+            credential = "a login and password"
         else:
             credential = "an installation token"
         self.failures.failed(kind.value, source, credential, "refused")

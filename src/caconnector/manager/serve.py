@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import signal
 import socket
+import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from caconnector.manager.http_protocol import h11_with_header_timeout
 from caconnector.manager.public_url import is_loopback
 from caconnector.manager.runtime import build_runtime
 from caconnector.manager.settings import Settings
+from caconnector.manager.tls_client import with_client_certificates
 
 log = logging.getLogger("caconnector.manager")
 
@@ -133,6 +135,18 @@ def http_options(settings: Settings) -> dict[str, Any]:
     }
 
 
+def client_certificate_options(settings: Settings, listen: Listen) -> dict[str, Any]:
+    """With TLS and `compat_client_ca_file`: ask for a client certificate (optional: connectors and the
+    REST API present none), verify it against those CAs, and hand it to the app (manager/tls_client.py)."""
+    if settings.compat_client_ca_file is None or not listen.tls_cert:
+        return {}
+    return {
+        "ssl_cert_reqs": ssl.CERT_OPTIONAL,
+        "ssl_ca_certs": str(settings.compat_client_ca_file),
+        "http": with_client_certificates(http_options(settings)["http"]),
+    }
+
+
 def serve(settings: Settings, listen: Listen) -> bool:
     """Run until SIGTERM or SIGINT. False when the server could not start (uvicorn has logged why)."""
     runtime = build_runtime(settings)
@@ -150,7 +164,8 @@ def serve(settings: Settings, listen: Listen) -> bool:
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
             server_header=False,
             log_level="info",
-            **http_options(settings),
+            # The client certificate options replace the HTTP protocol with one that passes them on.
+            **{**http_options(settings), **client_certificate_options(settings, listen)},
         )
         if not listen.tls_cert and not is_loopback(listen.host):
             log.warning(

@@ -105,6 +105,23 @@ class Settings(BaseModel):
         description="failed authentications are logged once per address per interval, then summed up",
     )
 
+    # The commercial manager's REST API (manager/compat/): what its clients send and see.
+    compat_customer_uri: str = Field(
+        default="ca-manager",
+        min_length=1,
+        description="the customerUri (the client's login_uri) the compatible REST API accepts",
+    )
+    compat_client_ca_file: Path | None = Field(
+        default=None,
+        description="PEM CA certificate(s): `serve` with TLS asks clients for a certificate issued by them, "
+        "and the compatible REST API logs in the user named by its common name (cert_auth=True)",
+    )
+    compat_default_organization: str = Field(
+        default="Default Organization",
+        min_length=1,
+        description="the name of the organization standing for backends whose CA reports none",
+    )
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Defaults, then CA_MANAGER_<FIELD> environment variables (e.g. CA_MANAGER_POLL_WAIT_SECONDS),

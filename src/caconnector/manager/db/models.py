@@ -266,3 +266,16 @@ class Certificate(Base):
     profile: Mapped[Profile | None] = relationship()
     backend: Mapped[ManagedBackend | None] = relationship()
     ca: Mapped[ManagedCA | None] = relationship()
+
+
+class IntegerId(Base):
+    """A stable integer standing for one of our ids, for faces whose clients only know integers (the
+    commercial manager's REST API: sslId, certificate type and organization ids). `kind` says what
+    `ref` names: "certificate" (a certificate id), "profile" (a profile id), "organization" (a backend
+    id and an organization's id there, or "default")."""
+
+    __tablename__ = "integer_ids"
+    __table_args__ = (UniqueConstraint("kind", "ref"),)
+    number: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    ref: Mapped[str] = mapped_column(String(255))
