@@ -11,7 +11,9 @@ from sqlalchemy import text
 
 from caconnector import __version__
 from caconnector.manager import channel, home
+from caconnector.manager.acme import routes as acme_routes
 from caconnector.manager.api import (
+    acme_bindings,
     audit_log,
     backends,
     cas,
@@ -65,6 +67,9 @@ def create_app(settings: Settings, clock: Clock = utcnow, runtime: Runtime | Non
     for module in (connectors, backends, cas, profiles, certificates, jobs, audit_log, users):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(channel.router)
+    # The ACME server (RFC 8555): /acme/{profile}/directory, for any ACME client (issue 20).
+    acme_routes.install(app)
+    app.include_router(acme_bindings.router, prefix=API_PREFIX)
     app.include_router(docs_router(f"{API_PREFIX}/openapi.json", "ca-manager"))
     # Authenticates and limits before any body is read; see http_guard for what it does in which order.
     app.add_middleware(HttpGuard, runtime=runtime, router=app.router)

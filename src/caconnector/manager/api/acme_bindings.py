@@ -1,0 +1,108 @@
+"""`/api/v1/acme-bindings`: the ACME server's External Account Bindings, and `/api/v1/acme-profiles/{id}`:
+whether a profile's ACME directory validates names outside a binding's domains. Administrators make
+them; anyone may read them. The HMAC key is in the creation's answer only."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from caconnector.manager.api.pagination import DEFAULT_LIMIT, Cursor, Limit, Page
+from caconnector.manager.api.params import NameIn, PathKey
+from caconnector.manager.auth import Admin, Reader
+from caconnector.manager.runtime import runtime_of
+from caconnector.manager.services import acme_bindings as service
+from caconnector.manager.services.profiles import find_profile
+from caconnector.protocol.text import Short
+
+router = APIRouter(tags=["acme"])
+
+
+class BindingIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    profile: NameIn = Field(max_length=128, description="the profile's id or name")
+    domains: list[Short] = Field(
+        min_length=1, max_length=service.MAX_DOMAINS, description="exact names and *.example.com patterns"
+    )
+    comments: str = Field(default="", max_length=1000)
+
+
+class BindingOut(BaseModel):
+    id: str
+    kid: str
+    profile: str = Field(description="the profile's name")
+    domains: list[str]
+    directory_url: str
+    comments: str
+    created_at: dt.datetime
+    revoked_at: dt.datetime | None
+
+    @classmethod
+    def of(cls, view: dict[str, Any]) -> BindingOut:
+        return cls(**view)
+
+
+class NewBindingOut(BindingOut):
+    hmac_key: str = Field(description="base64url; shown once, in this answer only")
+
+
+class AcmeProfileIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    real_validation: bool = Field(description="validate names outside a binding's domains (http-01, dns-01)")
+
+
+class AcmeProfileOut(BaseModel):
+    profile: str
+    real_validation: bool
+
+
+@router.post("/acme-bindings", status_code=201, response_model=NewBindingOut)
+def create_binding(body: BindingIn, request: Request, caller: Admin) -> NewBindingOut:
+    runtime = runtime_of(request)
+    with runtime.sessions.begin() as session:
+        profile = find_profile(session, body.profile)
+        made = service.create_binding(
+            session, profile, list(body.domains), box=runtime.box, now=runtime.now(), actor=caller.actor,
+            comments=body.comments,
+        )  # fmt: skip
+        view = service.binding_view(made.binding, runtime.settings.public_url)
+        return NewBindingOut(**view, hmac_key=made.hmac_key)
+
+
+@router.get("/acme-bindings", response_model=Page[BindingOut])
+def list_bindings(
+    request: Request, _caller: Reader, *, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
+) -> Page[BindingOut]:
+    runtime = runtime_of(request)
+    with runtime.sessions.begin() as session:
+        page = service.list_bindings(session, limit=limit, cursor=cursor)
+        url = runtime.settings.public_url
+        items = [BindingOut.of(service.binding_view(row, url)) for row in page.items]
+        return Page[BindingOut](items=items, next_cursor=page.next_cursor)
+
+
+@router.post("/acme-bindings/{binding_id}/revoke", response_model=BindingOut)
+def revoke_binding(binding_id: PathKey, request: Request, caller: Admin) -> BindingOut:
+    runtime = runtime_of(request)
+    with runtime.sessions.begin() as session:
+        binding = service.find_binding(session, binding_id)
+        service.revoke_binding(session, binding, now=runtime.now(), actor=caller.actor)
+        return BindingOut.of(service.binding_view(binding, runtime.settings.public_url))
+
+
+@router.put("/acme-profiles/{profile_id}", response_model=AcmeProfileOut)
+def set_acme_profile(
+    profile_id: PathKey, body: AcmeProfileIn, request: Request, caller: Admin
+) -> AcmeProfileOut:
+    runtime = runtime_of(request)
+    with runtime.sessions.begin() as session:
+        profile = find_profile(session, profile_id)
+        service.set_real_validation(
+            session, profile, body.real_validation, now=runtime.now(), actor=caller.actor
+        )
+        return AcmeProfileOut(profile=profile.name, real_validation=body.real_validation)
