@@ -86,14 +86,18 @@ def test_certonly_renew_revoke(lab: Lab, tmp_path: Path) -> None:
 
 def test_a_name_outside_the_allowed_domains_is_rejected(lab: Lab, tmp_path: Path) -> None:
     before = len(lab.certificates())
+    home = tmp_path / "certbot"
     done = lab.certbot(
-        tmp_path / "certbot", "certonly", "--standalone", "--http-01-port", str(lab.http01_port),
+        home, "certonly", "--standalone", "--http-01-port", str(lab.http01_port),
         *lab.register_args(lab.bindings["web"]), "-d", "www.example.test", "-d", "www.elsewhere.test",
     )  # fmt: skip
     assert done.returncode != 0
     output = done.stdout + done.stderr
-    assert "rejectedIdentifier" in output, output
+    assert "not within this account's allowed domains" in output, output
     assert "www.elsewhere.test" in output
+    # certbot prints the problem's detail; its debug log has the whole document, type included.
+    log = (home / "logs" / "letsencrypt.log").read_text()
+    assert "urn:ietf:params:acme:error:rejectedIdentifier" in log
     assert len(lab.certificates()) == before
 
 
