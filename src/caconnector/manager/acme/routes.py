@@ -108,7 +108,7 @@ def _urls(request: Request, profile_name: str) -> Urls:
 def _profile(session: Session, name: str) -> Profile:
     try:
         return find_profile(session, name)
-    except NotFound:
+    except Invalid:  # find_profile's refusal for a name that is in a body; here it is in the path
         raise malformed(f"no ACME directory here for profile {name!r}", 404) from None
 
 
