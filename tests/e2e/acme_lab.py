@@ -107,7 +107,16 @@ def acme_lab(tmp: Path) -> Iterator[Lab]:
     manager_bin = str(BIN / "ca-manager")
     assert run([manager_bin, "admin", "create", "-username", "admin"], env).returncode == 0
     key = json.loads(run([manager_bin, "apikey", "create", "-username", "admin", "-json"], env).stdout)
-    argv = [manager_bin, "serve", "-port", str(port), "-tls-cert", str(tls.cert_pem), "-tls-key", str(tls.key_pem)]
+    argv = [
+        manager_bin,
+        "serve",
+        "-port",
+        str(port),
+        "-tls-cert",
+        str(tls.cert_pem),
+        "-tls-key",
+        str(tls.key_pem),
+    ]
     process = Process("manager", argv, tmp / "manager.log", env).start()
     site: Site | None = None
     try:

@@ -5,19 +5,23 @@ retried, revocation by the certificate's key, key change, renewal information.""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
 import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import josepy as jose
 import pytest
 from acme import client, crypto_util, errors, messages
 from acme import jws as acme_jws
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from josepy.b64 import b64decode, b64encode
+from josepy.jwa import ES256, RS256, JWASignature
+from josepy.jwk import JWK, JWKEC, JWKRSA
 from tests.e2e.acme_lab import Binding, Lab, acme_lab
 
 pytestmark = pytest.mark.slow
@@ -31,18 +35,20 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         yield made
 
 
-def _ec_jwk() -> jose.JWKEC:
-    return jose.JWKEC(key=ec.generate_private_key(ec.SECP256R1()))
+def _ec_jwk() -> JWKEC:
+    return JWKEC(key=ec.generate_private_key(ec.SECP256R1()))
 
 
 def _network(
-    lab: Lab, key: jose.JWK, account: messages.RegistrationResource | None = None
+    lab: Lab, key: JWK, account: messages.RegistrationResource | None = None
 ) -> client.ClientNetwork:
-    alg: jose.JWASignature = jose.ES256 if isinstance(key, jose.JWKEC) else jose.RS256
-    return client.ClientNetwork(key, account=account, alg=alg, verify_ssl=str(lab.manager.tls.ca_pem))
+    alg: JWASignature = ES256 if isinstance(key, JWKEC) else RS256
+    # verify_ssl goes to requests' `verify`, which takes a CA bundle's path as well as a bool.
+    ca_bundle: Any = str(lab.manager.tls.ca_pem)
+    return client.ClientNetwork(key, account=account, alg=alg, verify_ssl=ca_bundle)
 
 
-def _client(lab: Lab, binding: Binding, key: jose.JWK | None = None) -> client.ClientV2:
+def _client(lab: Lab, binding: Binding, key: JWK | None = None) -> client.ClientV2:
     net = _network(lab, key or _ec_jwk())
     return client.ClientV2(client.ClientV2.get_directory(binding.directory, net), net)
 
@@ -50,6 +56,7 @@ def _client(lab: Lab, binding: Binding, key: jose.JWK | None = None) -> client.C
 def _register(
     acme: client.ClientV2, binding: Binding, hmac_key: str | None = None
 ) -> messages.RegistrationResource:
+    assert acme.net.key is not None
     eab = messages.ExternalAccountBinding.from_data(
         account_public_key=acme.net.key.public_key(), kid=binding.kid, hmac_key=hmac_key or binding.hmac_key,
         directory=acme.directory,
@@ -102,7 +109,7 @@ def test_eab_is_required_and_checked(lab: Lab) -> None:
         acme.new_account(messages.NewRegistration.from_data(terms_of_service_agreed=True))
     assert _problem(missing) == "urn:ietf:params:acme:error:externalAccountRequired"
 
-    wrong = jose.b64encode(b"\x01" * 32).decode()
+    wrong = b64encode(b"\x01" * 32).decode()
     with pytest.raises(messages.Error) as refused:
         _register(acme, binding, hmac_key=wrong)
     assert _problem(refused) == "urn:ietf:params:acme:error:unauthorized"
@@ -128,7 +135,7 @@ def test_eab_is_required_and_checked(lab: Lab) -> None:
 def test_rs256_and_eddsa_account_keys(lab: Lab, kind: str) -> None:
     binding = lab.bindings["web"]
     if kind == "rsa":
-        acme = _client(lab, binding, jose.JWKRSA(key=rsa.generate_private_key(65537, 2048)))
+        acme = _client(lab, binding, JWKRSA(key=rsa.generate_private_key(65537, 2048)))
         _register(acme, binding)
         order, _ = _issue(acme, [f"{kind}.example.test"])
         assert order.fullchain_pem
@@ -136,18 +143,20 @@ def test_rs256_and_eddsa_account_keys(lab: Lab, kind: str) -> None:
     # josepy signs no EdDSA: the JWS is built here, the protocol is the same.
     key = ed25519.Ed25519PrivateKey.generate()
     raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    jwk = {"kty": "OKP", "crv": "Ed25519", "x": jose.b64encode(raw).decode()}
-    with _raw(lab) as raw_client:
+    jwk = {"kty": "OKP", "crv": "Ed25519", "x": b64encode(raw).decode()}
+    with RawSession(lab) as raw_client:
         directory = raw_client.get(binding.directory).json()
         response = raw_client.post_jws(
             directory["newAccount"], key, {"jwk": jwk}, _eab_payload(binding, jwk, directory["newAccount"])
         )
         assert response.status_code == 201, response.text
         account_url = response.headers["Location"]
-        order = raw_client.post_jws(directory["newOrder"], key, {"kid": account_url},
-                                    {"identifiers": [{"type": "dns", "value": "eddsa.example.test"}]})  # fmt: skip
-        assert order.status_code == 201, order.text
-        assert order.json()["status"] == "ready"
+        identifiers = [{"type": "dns", "value": "eddsa.example.test"}]
+        placed = raw_client.post_jws(
+            directory["newOrder"], key, {"kid": account_url}, {"identifiers": identifiers}
+        )
+        assert placed.status_code == 201, placed.text
+        assert placed.json()["status"] == "ready"
 
 
 class _RawClient:
@@ -173,27 +182,24 @@ class _RawClient:
 
 
 def _flattened(protected: dict[str, Any], payload: Any, sign: Any) -> dict[str, str]:
-    protected_b64 = jose.b64encode(json.dumps(protected).encode()).decode()
-    payload_b64 = "" if payload == "" else jose.b64encode(json.dumps(payload).encode()).decode()
+    protected_b64 = b64encode(json.dumps(protected).encode()).decode()
+    payload_b64 = "" if payload == "" else b64encode(json.dumps(payload).encode()).decode()
     signature = sign(f"{protected_b64}.{payload_b64}".encode())
     return {
         "protected": protected_b64,
         "payload": payload_b64,
-        "signature": jose.b64encode(signature).decode(),
+        "signature": b64encode(signature).decode(),
     }
 
 
 def _eab_payload(binding: Binding, jwk: dict[str, Any], url: str) -> dict[str, Any]:
-    import hashlib
-    import hmac
-
-    key = jose.b64decode(binding.hmac_key)
+    key = b64decode(binding.hmac_key)
     eab = _flattened({"alg": "HS256", "kid": binding.kid, "url": url}, jwk,
                      lambda data: hmac.new(key, data, hashlib.sha256).digest())  # fmt: skip
     return {"termsOfServiceAgreed": True, "externalAccountBinding": eab}
 
 
-class _raw:
+class RawSession:
     def __init__(self, lab: Lab) -> None:
         self.http = httpx.Client(verify=lab.verify_context(), trust_env=False, timeout=30)
 
@@ -213,18 +219,20 @@ def test_bad_nonce_replay_and_every_answer_carries_a_nonce(lab: Lab) -> None:
         identifiers=[messages.Identifier(typ=messages.IDENTIFIER_FQDN, value="n.example.test")]
     )
     net._nonces.clear()
-    net._nonces.add(b"not a nonce this server gave")  # the client keeps nonces decoded
+    bogus: Any = b"not a nonce this server gave"  # the client keeps nonces decoded, as bytes
+    net._nonces.add(bogus)
     with pytest.raises(messages.Error) as bad:
         net._post_once(new_order, order, new_nonce_url=acme.directory["newNonce"])
     assert _problem(bad) == "urn:ietf:params:acme:error:badNonce"
     # The client's own recovery: badNonce, then the request again with a fresh nonce.
-    net._nonces.add(b"not a nonce this server gave either")
+    net._nonces.add(bogus + b" either")
     assert net.post(new_order, order, new_nonce_url=acme.directory["newNonce"]).status_code == 201
 
     # The very same JWS sent twice: the second is a replay, refused, and creates nothing.
-    with _raw(lab) as raw:
+    with RawSession(lab) as raw:
         nonce = raw.nonce(new_order)
-        signed = net._wrap_in_jws(order, jose.b64decode(nonce), new_order)  # type: ignore[arg-type]
+        decoded: Any = b64decode(nonce)  # as the client keeps it
+        signed = net._wrap_in_jws(order, decoded, new_order)
         headers = {"Content-Type": "application/jose+json"}
         first = raw.http.post(new_order, content=signed, headers=headers)
         assert first.status_code == 201, first.text
@@ -262,6 +270,7 @@ def test_wrong_key_and_unknown_account(lab: Lab) -> None:
     missing = messages.RegistrationResource(
         body=account.body, uri=account.uri.rsplit("/", 1)[0] + "/" + "0" * 32
     )
+    assert acme.net.key is not None
     stranger = client.ClientV2(acme.directory, _network(lab, acme.net.key, missing))
     with pytest.raises(messages.Error) as unknown:
         stranger.new_order(csr)
@@ -313,7 +322,7 @@ def test_revoke_by_certificate_key_renewal_info_and_key_change(lab: Lab) -> None
     # Anyone holding the certificate's key may revoke it (a jwk request, no account).
     private = serialization.load_pem_private_key(key_pem, None)
     assert isinstance(private, ec.EllipticCurvePrivateKey)
-    by_key = client.ClientV2(acme.directory, _network(lab, jose.JWKEC(key=private)))
+    by_key = client.ClientV2(acme.directory, _network(lab, JWKEC(key=private)))
     by_key.revoke(leaf, 1)
     with pytest.raises(messages.Error) as twice:
         by_key.revoke(leaf, 1)
@@ -324,9 +333,11 @@ def test_revoke_by_certificate_key_renewal_info_and_key_change(lab: Lab) -> None
     assert account is not None
     new_key = _ec_jwk()
     url = acme.directory["keyChange"]
+    assert acme.net.key is not None
+    old_key = acme.net.key.public_key().to_partial_json()
     inner = acme_jws.JWS.sign(
-        json.dumps({"account": account.uri, "oldKey": acme.net.key.public_key().to_partial_json()}).encode(),
-        key=new_key, alg=jose.ES256, nonce=None, url=url,
+        json.dumps({"account": account.uri, "oldKey": old_key}).encode(),
+        key=new_key, alg=ES256, nonce=None, url=url,
     )  # fmt: skip
     assert acme._post(url, inner).status_code == 200
     _, csr = _csr(["kc.example.test"])
