@@ -5,18 +5,20 @@ them; anyone may read them. The HMAC key is in the creation's answer only."""
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from caconnector.manager.api.pagination import DEFAULT_LIMIT, Cursor, Limit, Page
-from caconnector.manager.api.params import NameIn, PathKey
+from caconnector.manager.api.params import CommentsIn, NameIn, PathKey
 from caconnector.manager.auth import Admin, Reader
 from caconnector.manager.runtime import runtime_of
 from caconnector.manager.services import acme_bindings as service
 from caconnector.manager.services.profiles import find_profile
-from caconnector.protocol.text import Short
+from caconnector.protocol.text import line
+
+DNS_NAME_MAX = 253
 
 router = APIRouter(tags=["acme"])
 
@@ -25,10 +27,10 @@ class BindingIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     profile: NameIn = Field(max_length=128, description="the profile's id or name")
-    domains: list[Short] = Field(
+    domains: list[Annotated[str, line(DNS_NAME_MAX, min_length=1)]] = Field(
         min_length=1, max_length=service.MAX_DOMAINS, description="exact names and *.example.com patterns"
     )
-    comments: str = Field(default="", max_length=1000)
+    comments: CommentsIn = Field(default="", description="free text for the administrators")
 
 
 class BindingOut(BaseModel):
