@@ -21,6 +21,7 @@ from sqlalchemy import select
 from tests.manager.conftest import Caller, FakeClock, make_caller
 from tests.manager.lifecycle_support import API, Lab, create_profile, error, make_lab
 
+from caconnector.manager.cli import main
 from caconnector.manager.db.models import AcmeBinding
 from caconnector.manager.roles import Role
 from caconnector.manager.runtime import Runtime
@@ -218,3 +219,49 @@ def test_an_order_follows_its_certificate(client: TestClient, admin: Caller, lab
     failed = account.post(order_url, "").json()
     assert failed["status"] == "invalid"
     assert "the CA refuses this name" in failed["error"]["detail"]
+
+
+def test_the_cli_binding_commands(
+    client: TestClient, runtime: Runtime, lab: Lab, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    settings = runtime.settings
+    monkeypatch.delenv("CA_MANAGER_PUBLIC_URL", raising=False)
+    monkeypatch.delenv("CA_MANAGER_KEY_FILE", raising=False)
+    where = ["-datadir", str(settings.datadir), "-database", settings.effective_database_url]
+
+    def cli(*args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = main([*where, *args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    domains = "example.test,*.example.test"
+    code, out, err = cli("acme", "binding", "add", "-profile", "web", "-domains", domains, "-json")
+    assert code == 0, err
+    made = json.loads(out)
+    assert made["domains"] == ["example.test", "*.example.test"]
+    assert made["directory_url"].endswith("/acme/web/directory")
+    # The key the CLI sealed opens in the server (the same data directory, the same sealing key).
+    account = _account(client, made)
+    assert account.order("www.example.test").status_code == 201
+
+    code, out, _ = cli("acme", "binding", "add", "-profile", "web", "-domains", "a.example.test")
+    assert code == 0
+    assert "hmac_key:" in out and "shown once" in out and "--eab-kid" in out
+    code, out, _ = cli("acme", "binding", "list", "-json")
+    listed = json.loads(out)
+    assert len(listed) == 2 and made["kid"] in {b["kid"] for b in listed}
+    assert made["hmac_key"] not in out
+
+    code, out, _ = cli("acme", "validation", "-profile", "web", "-real-validation", "on", "-json")
+    assert (code, json.loads(out)) == (0, {"profile": "web", "real_validation": True})
+
+    code, _, err = cli("acme", "binding", "add", "-profile", "nope", "-domains", "x.test")
+    assert code == 1 and "no profile 'nope'" in err
+    code, _, err = cli("acme", "binding", "add", "-profile", "web", "-domains", "a.*.test")
+    assert code == 1 and "is not a DNS name" in err
+    assert cli("acme", "binding", "revoke", "-kid", made["kid"])[0] == 0
+    code, out, _ = cli("acme", "binding", "revoke", "-kid", made["kid"], "-json")
+    assert code == 1 and json.loads(out)["error"]["code"] == "conflict"
+    _problem(account.order("www.example.test"), "unauthorized", 403)
