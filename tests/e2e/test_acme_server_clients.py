@@ -1,16 +1,17 @@
-"""Issue 20's acceptance with certbot itself: certonly with EAB through the manager's ACME directory,
+"""Issue 20's acceptance with real ACME clients, certbot itself (and Debian's lego): certonly with EAB through the manager's ACME directory,
 renew --force-renewal, revoke (the serial then in the CA's CRL), a name outside the binding's domains
 refused with rejectedIdentifier, and real http-01 validation of certbot's standalone server."""
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 from tests.e2e.acme_lab import Lab, acme_lab
-from tests.e2e.processes import wait_until
+from tests.e2e.processes import clean_env, wait_until
 from tests.e2e.test_lifecycle import _verify
 
 from caconnector.pki.serial import canonical_serial
@@ -123,6 +124,36 @@ def test_real_http01_validation_of_certbot_standalone(lab: Lab, tmp_path: Path) 
     assert failed.returncode != 0
     assert "nowhere.validated.test" in failed.stdout + failed.stderr
     assert len(lab.certificates()) == before
+
+
+def test_lego_obtains_and_revokes(lab: Lab, tmp_path: Path) -> None:
+    """lego (Debian's), a client of another lineage than certbot, through the same directory."""
+    binding = lab.bindings["web"]
+    common = [
+        "lego", "--server", binding.directory, "--eab", "--kid", binding.kid, "--hmac", binding.hmac_key,
+        "--email", "admin@example.test", "--accept-tos", "--domains", "lego.example.test",
+        "--path", str(tmp_path / "lego"), "--http", "--http.port", f"127.0.0.1:{lab.http01_port}",
+    ]  # fmt: skip
+    env = clean_env(LEGO_CA_CERTIFICATES=str(lab.manager.tls.ca_pem))
+    done = subprocess.run([*common, "run"], capture_output=True, text=True, env=env, timeout=180, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    bundle = (tmp_path / "lego" / "certificates" / "lego.example.test.crt").read_bytes()
+    verified = _verify(tmp_path, bundle, "lego")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    leaf = x509.load_pem_x509_certificates(bundle)[0]
+    revoked = subprocess.run(
+        [*common, "revoke"], capture_output=True, text=True, env=env, timeout=120, check=False
+    )
+    assert revoked.returncode == 0, revoked.stdout + revoked.stderr
+    with lab.api() as api:
+        serial = canonical_serial(leaf.serial_number)
+
+        def is_revoked() -> bool:
+            return bool(
+                api.get("/certificates", params={"serial": serial}).json()["items"][0]["status"] == "Revoked"
+            )
+
+        wait_until(is_revoked, 30, what="lego's certificate Revoked")
 
 
 def test_no_hmac_key_in_the_manager_log(lab: Lab) -> None:
