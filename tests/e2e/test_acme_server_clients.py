@@ -1,6 +1,7 @@
-"""Issue 20's acceptance with real ACME clients, certbot itself (and Debian's lego): certonly with EAB through the manager's ACME directory,
-renew --force-renewal, revoke (the serial then in the CA's CRL), a name outside the binding's domains
-refused with rejectedIdentifier, and real http-01 validation of certbot's standalone server."""
+"""Issue 20's acceptance with real ACME clients, certbot itself (and Debian's lego): certonly with EAB
+through the manager's ACME directory, renew --force-renewal, revoke (the serial then in the CA's CRL), a
+name outside the binding's domains refused with rejectedIdentifier, and real http-01 validation of
+certbot's standalone server."""
 
 from __future__ import annotations
 
