@@ -359,6 +359,10 @@ def test_orders_and_accounts_are_shown_with_the_account_in_the_api(lab: Lab, tmp
         assert [c["sans"] for c in found] == [["DNS:*.example.test"]]
         events = api.get("/audit", params={"actor": f"acme:{account.uri.rsplit('/', 1)[1]}"}).json()["items"]
         assert {e["action"] for e in events} >= {"acme_account.create", "certificate.enroll"}
+        placed = api.get("/acme-orders", params={"certificate": found[0]["id"]}).json()["items"]
+        assert [(o["account"], o["status"], o["identifiers"]) for o in placed] == [
+            (account.uri.rsplit("/", 1)[1], "valid", ["*.example.test"])
+        ]
         listed = api.get("/acme-bindings").json()["items"]
         assert {b["kid"] for b in listed} >= {lab.bindings["web"].kid}
         assert all("hmac" not in json.dumps(b) for b in listed)

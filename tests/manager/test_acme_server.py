@@ -210,6 +210,15 @@ def test_an_order_follows_its_certificate(client: TestClient, admin: Caller, lab
     assert leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
         x509.DNSName
     ) == ["good.example.test"]
+    # Shown in the REST API: the certificate, and the order with its account.
+    with_order = client.get(f"{API}/acme-orders", headers=admin.headers).json()["items"]
+    assert [(o["status"], o["identifiers"], o["account"]) for o in with_order] == [
+        ("valid", ["good.example.test"], account.url.rsplit("/", 1)[1] if account.url else None)
+    ]
+    certificate = client.get(
+        f"{API}/certificates/{with_order[0]['certificate']}", headers=admin.headers
+    ).json()
+    assert (certificate["status"], certificate["sans"]) == ("Issued", ["DNS:good.example.test"])
     # Another account may not download it.
     other = _account(client, _binding(client, admin, ["*.example.test"]))
     _problem(other.post(order["certificate"], ""), "unauthorized", 403)

@@ -24,6 +24,7 @@ from caconnector.manager.acme.problems import AcmeError, malformed, unauthorized
 from caconnector.manager.db.models import AcmeAccount, AcmeAuthorization, AcmeOrder, Certificate, Profile
 from caconnector.manager.services import acme_bindings, enrollment
 from caconnector.manager.services.errors import Conflict, Invalid
+from caconnector.manager.services.pagination import Rows, paginate
 from caconnector.manager.services.states import CertStatus
 from caconnector.manager.settings import Settings
 from caconnector.pki.serial import canonical_serial
@@ -338,7 +339,10 @@ def certificate_for_cert_id(session: Session, cert_id: object) -> Certificate | 
     aki, serial_bytes = b64decode(aki_b64, "the identifier's key id"), b64decode(serial_b64, "its serial")
     if not serial_bytes:
         raise malformed("the certificate identifier's serial is empty")
-    serial = canonical_serial(int.from_bytes(serial_bytes, "big", signed=True))
+    try:
+        serial = canonical_serial(int.from_bytes(serial_bytes, "big"))
+    except ValueError:
+        raise malformed("the certificate identifier's serial is not a certificate serial") from None
     for row in session.scalars(select(Certificate).where(Certificate.serial == serial)):
         if row.certificate_pem is None:
             continue
@@ -388,3 +392,24 @@ def renewal_window(certificate: Certificate, now: dt.datetime) -> dict[str, str]
 
 def unauthorized_for(account: AcmeAccount) -> AcmeError:
     return unauthorized(f"account {account.id} did not order this certificate")
+
+
+def list_orders(
+    session: Session,
+    now: dt.datetime,
+    *,
+    certificate_id: str | None = None,
+    account_id: str | None = None,
+    limit: int | None = None,
+    cursor: str | None = None,
+) -> Rows[AcmeOrder]:
+    """Newest first, each brought up to date with its certificate: what the REST API shows."""
+    query = select(AcmeOrder)
+    if certificate_id is not None:
+        query = query.where(AcmeOrder.certificate_id == certificate_id)
+    if account_id is not None:
+        query = query.where(AcmeOrder.account_id == account_id)
+    page = paginate(session, query, [AcmeOrder.created_at, AcmeOrder.id], limit, cursor, descending=True)
+    for order in page.items:
+        refresh(order, now)
+    return page

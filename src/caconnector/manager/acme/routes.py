@@ -220,8 +220,8 @@ async def directory(profile_name: str, request: Request) -> Response:
     def work() -> Response:
         try:
             with runtime.sessions.begin() as session:
-                profile = _profile(session, profile_name)
-                reply = Reply(body=views.directory(urls, profile.name))
+                _profile(session, profile_name)
+                reply = Reply(body=views.directory(urls))
         except AcmeError as error:
             reply = _problem(error)
         return _render(runtime, urls, reply)

@@ -17,7 +17,7 @@ def when(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def directory(urls: Urls, profile_name: str) -> dict[str, Any]:
+def directory(urls: Urls) -> dict[str, Any]:
     return {
         "newNonce": urls.new_nonce,
         "newAccount": urls.new_account,
@@ -28,7 +28,6 @@ def directory(urls: Urls, profile_name: str) -> dict[str, Any]:
         "meta": {
             "externalAccountRequired": True,
             "website": urls.base.rsplit("/acme/", 1)[0] + "/",
-            "profiles": {profile_name: f"the manager's certificate profile {profile_name}"},
         },
     }
 

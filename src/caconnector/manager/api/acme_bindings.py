@@ -1,4 +1,5 @@
-"""`/api/v1/acme-bindings`: the ACME server's External Account Bindings, and `/api/v1/acme-profiles/{id}`:
+"""`/api/v1/acme-bindings`: the ACME server's External Account Bindings; `/api/v1/acme-orders`: the orders
+ACME clients placed, each with its account and certificate; and `/api/v1/acme-profiles/{id}`:
 whether a profile's ACME directory validates names outside a binding's domains. Administrators make
 them; anyone may read them. The HMAC key is in the creation's answer only."""
 
@@ -7,16 +8,18 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from caconnector.manager.acme import orders
 from caconnector.manager.api.pagination import DEFAULT_LIMIT, Cursor, Limit, Page
 from caconnector.manager.api.params import CommentsIn, NameIn, PathKey
 from caconnector.manager.auth import Admin, Reader
+from caconnector.manager.db.models import AcmeOrder
 from caconnector.manager.runtime import runtime_of
 from caconnector.manager.services import acme_bindings as service
 from caconnector.manager.services.profiles import find_profile
-from caconnector.protocol.text import line
+from caconnector.protocol.text import LINE_PATTERN, line
 
 DNS_NAME_MAX = 253
 
@@ -61,6 +64,56 @@ class AcmeProfileIn(BaseModel):
 class AcmeProfileOut(BaseModel):
     profile: str
     real_validation: bool
+
+
+class AcmeOrderOut(BaseModel):
+    id: str
+    account: str = Field(description="the ACME account's id (the audit log's actor acme:<id>)")
+    binding: str = Field(description="the kid of the account's binding")
+    profile: str
+    status: str = Field(description="pending | ready | processing | valid | invalid")
+    identifiers: list[str]
+    certificate: str | None = Field(description="the certificate's id, once finalized")
+    error: dict[str, Any] | None
+    created_at: dt.datetime
+    expires_at: dt.datetime
+
+    @classmethod
+    def of(cls, order: AcmeOrder) -> AcmeOrderOut:
+        binding = order.account.binding
+        return cls(
+            id=order.id,
+            account=order.account_id,
+            binding=binding.kid,
+            profile=binding.profile.name,
+            status=order.status,
+            identifiers=[str(i["value"]) for i in order.identifiers],
+            certificate=order.certificate_id,
+            error=order.error,
+            created_at=order.created_at,
+            expires_at=order.expires_at,
+        )
+
+
+@router.get("/acme-orders", response_model=Page[AcmeOrderOut])
+def list_acme_orders(
+    request: Request,
+    _caller: Reader,
+    *,
+    certificate: Annotated[str | None, Query(max_length=64, pattern=LINE_PATTERN)] = None,
+    account: Annotated[str | None, Query(max_length=64, pattern=LINE_PATTERN)] = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> Page[AcmeOrderOut]:
+    """The orders ACME clients placed, with the account and the certificate each made."""
+    runtime = runtime_of(request)
+    with runtime.sessions.begin() as session:
+        page = orders.list_orders(
+            session, runtime.now(), certificate_id=certificate, account_id=account, limit=limit, cursor=cursor
+        )
+        return Page[AcmeOrderOut](
+            items=[AcmeOrderOut.of(o) for o in page.items], next_cursor=page.next_cursor
+        )
 
 
 @router.post("/acme-bindings", status_code=201, response_model=NewBindingOut)
