@@ -21,6 +21,7 @@ from sqlalchemy import select
 from tests.manager.conftest import Caller, FakeClock, make_caller
 from tests.manager.lifecycle_support import API, Lab, create_profile, error, make_lab
 
+from caconnector.manager.acme.orders import cert_id
 from caconnector.manager.cli import main
 from caconnector.manager.db.models import AcmeBinding
 from caconnector.manager.roles import Role
@@ -219,6 +220,25 @@ def test_an_order_follows_its_certificate(client: TestClient, admin: Caller, lab
         f"{API}/certificates/{with_order[0]['certificate']}", headers=admin.headers
     ).json()
     assert (certificate["status"], certificate["sans"]) == ("Issued", ["DNS:good.example.test"])
+    # RFC 9773: a renewal names the certificate it replaces; the new request is linked to it.
+    renewal = account.post(account.directory["newOrder"], {
+        "identifiers": [{"type": "dns", "value": "good.example.test"}], "replaces": cert_id(leaf),
+    })  # fmt: skip
+    assert renewal.status_code == 201, renewal.text
+    account.post(renewal.json()["finalize"], {"csr": _csr_der(["good.example.test"])})
+    assert lab.work(client)
+    renewed = account.post(renewal.headers["Location"], "").json()
+    assert renewed["status"] == "valid"
+    renewed_id = renewed["certificate"].rsplit("/", 1)[1]
+    linked = client.get(f"{API}/certificates/{renewed_id}", headers=admin.headers).json()
+    assert linked["renewed_from"] == with_order[0]["certificate"]
+    window = client.get(f"{account.directory['renewalInfo']}/{cert_id(leaf)}")
+    assert window.status_code == 200 and window.headers["Retry-After"]
+    assert set(window.json()["suggestedWindow"]) == {"start", "end"}
+    unknown = account.post(account.directory["newOrder"], {
+        "identifiers": [{"type": "dns", "value": "good.example.test"}], "replaces": "AAAA.AQ",
+    })  # fmt: skip
+    _problem(unknown, "malformed", 400)
     # Another account may not download it.
     other = _account(client, _binding(client, admin, ["*.example.test"]))
     _problem(other.post(order["certificate"], ""), "unauthorized", 403)
