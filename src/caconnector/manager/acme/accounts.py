@@ -7,6 +7,7 @@ import datetime as dt
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from caconnector.manager import audit
@@ -64,8 +65,15 @@ def new_account(
         contact=_contacts(payload.get("contact", [])),
         created_at=now,
     )
-    session.add(account)
-    session.flush()
+    try:
+        with session.begin_nested():  # a savepoint: losing a race for the key undoes only this insert
+            session.add(account)
+            session.flush()
+    except IntegrityError:
+        winner = by_thumbprint(session, thumbprint)
+        if winner is None:
+            raise
+        return winner, False  # the same key registered at the same moment by another request
     audit.record(
         session, now, actor(account), "acme_account.create", target(account), binding=binding.kid,
         profile=profile.name,
