@@ -11,7 +11,9 @@ from sqlalchemy import text
 
 from caconnector import __version__
 from caconnector.manager import channel, compat, home
+from caconnector.manager.acme import routes as acme_routes
 from caconnector.manager.api import (
+    acme_bindings,
     audit_log,
     backends,
     cas,
@@ -67,6 +69,9 @@ def create_app(settings: Settings, clock: Clock = utcnow, runtime: Runtime | Non
     app.include_router(channel.router)
     # The commercial manager's REST API (/api/ssl/v1, /api/organization/v1), for its clients' scripts.
     compat.install(app)
+    # The ACME server (RFC 8555): /acme/{profile}/directory, for any ACME client (issue 20).
+    acme_routes.install(app)
+    app.include_router(acme_bindings.router, prefix=API_PREFIX)
     app.include_router(docs_router(f"{API_PREFIX}/openapi.json", "ca-manager"))
     # Authenticates and limits before any body is read; see http_guard for what it does in which order.
     app.add_middleware(HttpGuard, runtime=runtime, router=app.router)

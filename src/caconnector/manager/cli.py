@@ -173,6 +173,7 @@ def build_parser() -> Parser:
     opt(revoke, "prefix", metavar="P", help="or its prefix (apikey list; the hex after cak_ in the key)")
 
     _connector_commands(commands)
+    _acme_commands(commands)
     return root
 
 
@@ -193,6 +194,35 @@ def _connector_commands(commands: Any) -> None:
     delete = _command(group, "delete", "delete a connector; its key is refused from then on")
     for parser in (show, edit, restore, delete):
         opt(parser, "name", required=True, metavar="N", help="the connector's name (or id)")
+
+
+def _acme_commands(commands: Any) -> None:
+    acme = commands.add_parser("acme", help="the ACME server: account bindings (EAB), validation per profile")
+    group = _subcommands(acme, "acme_command")
+    binding = group.add_parser("binding", help="External Account Bindings (add, list, revoke)")
+    bindings = _subcommands(binding, "acme_binding_command")
+    add = _command(
+        bindings, "add", "add an ACME account binding; prints the directory URL, kid and HMAC key (once)",
+        public_url=True,
+    )  # fmt: skip
+    opt(add, "profile", required=True, metavar="P", help="the profile ACME orders enroll with (name or id)")
+    opt(
+        add, "domains", required=True, metavar="LIST",
+        help="allowed domains, comma-separated: exact names and *.example.com patterns (pre-validated)",
+    )  # fmt: skip
+    opt(add, "comments", metavar="C", default="", help="free text for the administrators")
+    listed = _command(bindings, "list", "list the bindings (never their keys)", public_url=True)
+    opt(listed, "profile", metavar="P", help="only this profile's")
+    revoke = _command(bindings, "revoke", "revoke a binding: its accounts are refused from now on")
+    opt(revoke, "kid", required=True, metavar="K", help="the binding's kid (or id)")
+    validation = _command(
+        group, "validation", "names outside a binding's domains: refused (off) or validated (on)"
+    )
+    opt(validation, "profile", required=True, metavar="P", help="the profile (name or id)")
+    opt(
+        validation, "real-validation", required=True, choices=("on", "off"),
+        help="on: the manager validates http-01 and dns-01 challenges itself",
+    )  # fmt: skip
 
 
 # ---- context ----------------------------------------------------------------------------------------
@@ -576,6 +606,74 @@ def cmd_connector_delete(args: argparse.Namespace) -> View:
     return view, f"connector {view['name']!r} deleted; its key is refused from now on"
 
 
+def cmd_acme_binding_add(args: argparse.Namespace) -> View:
+    from caconnector.manager.services import acme_bindings
+    from caconnector.manager.services.profiles import find_profile
+
+    with _database(args) as runtime, runtime.sessions.begin() as session:
+        profile = find_profile(session, args.profile)
+        made = acme_bindings.create_binding(
+            session, profile, args.domains, box=runtime.box, now=runtime.now(), actor=_actor(),
+            comments=args.comments,
+        )  # fmt: skip
+        view = {**acme_bindings.binding_view(made.binding, runtime.settings.public_url)}
+        view["hmac_key"] = made.hmac_key
+    return view, (
+        f"ACME binding for profile {view['profile']!r}, domains {', '.join(view['domains'])}\n"
+        f"directory: {view['directory_url']}\nkid:       {view['kid']}\n"
+        f"hmac_key:  {made.hmac_key}  (shown once, store it now)\n"
+        f"certbot: --server {view['directory_url']} --eab-kid {view['kid']} --eab-hmac-key <hmac_key>"
+    )
+
+
+def cmd_acme_binding_list(args: argparse.Namespace) -> View:
+    from caconnector.manager.services import acme_bindings
+    from caconnector.manager.services.profiles import find_profile
+
+    with _database(args) as runtime, runtime.sessions.begin() as session:
+        profile = find_profile(session, args.profile) if args.profile else None
+        rows = [
+            acme_bindings.binding_view(b, runtime.settings.public_url)
+            for b in acme_bindings.list_bindings(session, profile=profile).items
+        ]
+    if not rows:
+        return rows, f"no ACME binding; add one with: {PROG} acme binding add -profile P -domains D"
+    table = [
+        [
+            r["kid"],
+            r["profile"],
+            ",".join(r["domains"]),
+            "revoked" if r["revoked_at"] else "",
+            r["directory_url"],
+        ]
+        for r in rows
+    ]
+    return rows, _table(["KID", "PROFILE", "DOMAINS", "STATE", "DIRECTORY"], table)
+
+
+def cmd_acme_binding_revoke(args: argparse.Namespace) -> View:
+    from caconnector.manager.services import acme_bindings
+
+    with _database(args) as runtime, runtime.sessions.begin() as session:
+        binding = acme_bindings.find_binding(session, args.kid)
+        acme_bindings.revoke_binding(session, binding, now=runtime.now(), actor=_actor())
+        view = acme_bindings.binding_view(binding, runtime.settings.public_url)
+    return view, f"ACME binding {binding.kid} revoked; its accounts are refused from now on"
+
+
+def cmd_acme_validation(args: argparse.Namespace) -> View:
+    from caconnector.manager.services import acme_bindings
+    from caconnector.manager.services.profiles import find_profile
+
+    enabled = args.real_validation == "on"
+    with _database(args) as runtime, runtime.sessions.begin() as session:
+        profile = find_profile(session, args.profile)
+        acme_bindings.set_real_validation(session, profile, enabled, now=runtime.now(), actor=_actor())
+        view = {"profile": profile.name, "real_validation": enabled}
+    what = "validated by http-01/dns-01" if enabled else "refused (rejectedIdentifier)"
+    return view, f"profile {profile.name!r}: names outside a binding's domains are {what}"
+
+
 @contextmanager
 def _connector(args: argparse.Namespace) -> Iterator[tuple[Runtime, Session, Connector]]:
     from caconnector.manager.services import connectors
@@ -631,8 +729,15 @@ HANDLERS: dict[tuple[str, ...], Callable[[argparse.Namespace], View]] = {
     ("connector", "edit"): cmd_connector_edit,
     ("connector", "restore"): cmd_connector_restore,
     ("connector", "delete"): cmd_connector_delete,
+    ("acme", "binding", "add"): cmd_acme_binding_add,
+    ("acme", "binding", "list"): cmd_acme_binding_list,
+    ("acme", "binding", "revoke"): cmd_acme_binding_revoke,
+    ("acme", "validation"): cmd_acme_validation,
 }
-SUBCOMMAND_DESTS = ("db_command", "admin_command", "apikey_command", "connector_command")
+SUBCOMMAND_DESTS = (
+    "db_command", "admin_command", "apikey_command", "connector_command", "acme_command",
+    "acme_binding_command",
+)  # fmt: skip
 
 
 def _run(parser: Parser, argv: list[str]) -> tuple[argparse.Namespace, View | None]:

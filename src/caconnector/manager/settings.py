@@ -122,6 +122,30 @@ class Settings(BaseModel):
         description="the name of the organization standing for backends whose CA reports none",
     )
 
+    # The ACME server (manager/acme/): nonces, per-account limits, and how it reaches the names it validates.
+    acme_nonce_ttl_seconds: float = Field(default=3600.0, gt=0, description="an unused ACME nonce expires")
+    acme_order_ttl_seconds: float = Field(
+        default=7 * 24 * 3600.0, gt=0, description="an ACME order and its authorizations expire after this"
+    )
+    acme_orders_per_hour: int = Field(
+        default=300, ge=1, description="new orders an ACME account may place per hour; more are rateLimited"
+    )
+    acme_http01_port: int = Field(
+        default=80, ge=1, le=65535, description="the port http-01 challenges are fetched from"
+    )
+    acme_dns_resolver: str | None = Field(
+        default=None,
+        description="the DNS server (ADDRESS or ADDRESS:PORT) dns-01 and http-01 look names up with; "
+        "default the system's",
+    )
+    acme_hosts: str = Field(
+        default="",
+        description="NAME=ADDRESS pairs, comma-separated, that http-01 uses instead of DNS (a test host map)",
+    )
+    acme_validation_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="how long one http-01 fetch or dns-01 lookup may take"
+    )
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Defaults, then CA_MANAGER_<FIELD> environment variables (e.g. CA_MANAGER_POLL_WAIT_SECONDS),

@@ -279,3 +279,101 @@ class IntegerId(Base):
     number: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     kind: Mapped[str] = mapped_column(String(16))
     ref: Mapped[str] = mapped_column(String(255))
+
+
+# ---- the ACME server (manager/acme/) ------------------------------------------------------------------
+
+
+class AcmeBinding(Base):
+    """An External Account Binding an administrator made: a key id and HMAC key (shown once), bound to a
+    profile and to the domains its accounts may order without validation."""
+
+    __tablename__ = "acme_bindings"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    kid: Mapped[str] = mapped_column(String(64), unique=True)
+    # Sealed with the manager's key, not hashed: verifying the EAB's HMAC needs the key itself.
+    hmac_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    profile_id: Mapped[str] = mapped_column(ForeignKey("profiles.id", ondelete="CASCADE"), index=True)
+    domains: Mapped[list[Any]] = mapped_column(default=list)  # exact names and `*.example.com` patterns
+    comments: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime]
+    revoked_at: Mapped[dt.datetime | None]
+
+    profile: Mapped[Profile] = relationship()
+
+
+class AcmeProfileSettings(Base):
+    """Per profile: whether names outside a binding's domains may be validated by http-01 / dns-01."""
+
+    __tablename__ = "acme_profile_settings"
+
+    profile_id: Mapped[str] = mapped_column(ForeignKey("profiles.id", ondelete="CASCADE"), primary_key=True)
+    real_validation: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[dt.datetime]
+
+
+class AcmeAccount(Base):
+    __tablename__ = "acme_accounts"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    binding_id: Mapped[str] = mapped_column(ForeignKey("acme_bindings.id", ondelete="CASCADE"), index=True)
+    thumbprint: Mapped[str] = mapped_column(String(64), unique=True)  # RFC 7638, of the account key
+    jwk: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(16))  # valid | deactivated | revoked
+    contact: Mapped[list[Any]] = mapped_column(default=list)
+    created_at: Mapped[dt.datetime]
+
+    binding: Mapped[AcmeBinding] = relationship()
+
+
+class AcmeOrder(Base):
+    __tablename__ = "acme_orders"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    account_id: Mapped[str] = mapped_column(ForeignKey("acme_accounts.id", ondelete="CASCADE"), index=True)
+    identifiers: Mapped[list[Any]] = mapped_column(default=list)  # [{type, value}]
+    # pending | ready | processing | valid | invalid; processing and after follow the certificate.
+    status: Mapped[str] = mapped_column(String(16))
+    expires_at: Mapped[dt.datetime]
+    error: Mapped[dict[str, Any] | None]
+    replaces: Mapped[str | None] = mapped_column(String(32))  # the certificate id it renews (RFC 9773)
+    # The normal request finalize made (once): the order follows it from then on.
+    certificate_id: Mapped[str | None] = mapped_column(
+        ForeignKey("certificates.id", ondelete="SET NULL"), index=True
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(index=True)
+
+    account: Mapped[AcmeAccount] = relationship()
+    certificate: Mapped[Certificate | None] = relationship()
+    authorizations: Mapped[list[AcmeAuthorization]] = relationship(
+        back_populates="order", cascade="all, delete-orphan", order_by="AcmeAuthorization.position"
+    )
+
+
+class AcmeAuthorization(Base):
+    __tablename__ = "acme_authorizations"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    order_id: Mapped[str] = mapped_column(ForeignKey("acme_orders.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    identifier: Mapped[str] = mapped_column(String(255))  # the DNS name, without `*.` for a wildcard
+    wildcard: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(16))  # pending | valid | invalid
+    prevalidated: Mapped[bool] = mapped_column(Boolean, default=False)  # inside the binding's domains
+    token: Mapped[str] = mapped_column(String(64))
+    # [{type, status, validated, error}]: one per challenge type offered, all sharing the token.
+    challenges: Mapped[list[Any]] = mapped_column(default=list)
+    expires_at: Mapped[dt.datetime]
+
+    order: Mapped[AcmeOrder] = relationship(back_populates="authorizations")
+
+
+class AcmeNonce(Base):
+    """Replay-Nonce values handed out and not yet used, in the database so every manager process
+    sharing it accepts a nonce any of them gave."""
+
+    __tablename__ = "acme_nonces"
+
+    value: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[dt.datetime] = mapped_column(index=True)
