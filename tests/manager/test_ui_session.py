@@ -1,0 +1,123 @@
+"""The web UI's session and form guards, through the app in process (the browser tests in tests/ui/
+cover the pages end to end): sign-in, the cookie's flags, CSRF, roles, the idle timeout, sign-out."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from fastapi.testclient import TestClient
+from tests.manager.conftest import Caller, FakeClock
+
+from caconnector.manager.ui.session import COOKIE
+
+PAGES = ("/ui/connectors", "/ui/backends", "/ui/cas", "/ui/profiles", "/ui/certificates",
+         "/ui/certificates?status=Issued&expiring_days=30", "/ui/audit", "/ui/about")  # fmt: skip
+
+
+def _csrf(html: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert found, html
+    return found.group(1)
+
+
+def sign_in(client: TestClient, caller: Caller) -> str:
+    """Signs `caller` in; returns the CSRF token of the signed-in session."""
+    page = client.get("/ui/signin")
+    assert page.status_code == 200
+    answer = client.post(
+        "/ui/signin",
+        data={"csrf_token": _csrf(page.text), "username": caller.username, "password": caller.password,
+              "next": "/connectors"},
+        follow_redirects=False,
+    )  # fmt: skip
+    assert answer.status_code == 303, answer.text
+    assert answer.headers["location"] == "/ui/connectors"
+    return _csrf(client.get("/ui/connectors").text)
+
+
+def test_pages_need_a_session_and_sign_in_works(client: TestClient, admin: Caller) -> None:
+    first = client.get("/ui/certificates", follow_redirects=False)
+    assert first.status_code == 303
+    assert first.headers["location"] == "/ui/signin?next=/certificates"
+    sign_in(client, admin)
+    for path in PAGES:
+        response = client.get(path)
+        assert response.status_code == 200, (path, response.text)
+        assert "Sign out" in response.text
+        assert response.headers["cache-control"] == "no-store"
+        assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+
+
+def test_the_cookie_is_httponly_strict_and_scoped(client: TestClient, admin: Caller) -> None:
+    response = client.get("/ui/signin")
+    cookie = response.headers["set-cookie"]
+    assert cookie.startswith(f"{COOKIE}=")
+    for flag in ("HttpOnly", "SameSite=strict", "Path=/ui"):
+        assert flag.lower() in cookie.lower(), cookie
+    assert "secure" not in cookie.lower()  # plain HTTP here; Secure on HTTPS (the browser tests)
+
+
+def test_a_wrong_password_is_refused_without_saying_which(client: TestClient, admin: Caller) -> None:
+    page = client.get("/ui/signin")
+    for username, password in ((admin.username, "wrong"), ("nobody", admin.password)):
+        answer = client.post("/ui/signin", data={"csrf_token": _csrf(page.text), "username": username,
+                                                 "password": password})  # fmt: skip
+        assert answer.status_code == 401
+        assert "The username or password is not right." in answer.text
+        assert admin.password not in answer.text
+    assert client.get("/ui/connectors", follow_redirects=False).status_code == 303
+
+
+def test_sign_in_without_the_forms_token_is_refused(client: TestClient, admin: Caller) -> None:
+    answer = client.post("/ui/signin", data={"username": admin.username, "password": admin.password})
+    assert answer.status_code == 403
+    assert client.get("/ui/connectors", follow_redirects=False).status_code == 303
+
+
+def test_posts_need_the_csrf_token_and_the_role(client: TestClient, admin: Caller, auditor: Caller) -> None:
+    token = sign_in(client, admin)
+    assert client.post("/ui/connectors/add", data={"name": "no-token"}).status_code == 403
+    assert client.post("/ui/connectors/add", data={"name": "bad", "csrf_token": "x" * 43}).status_code == 403
+    added = client.post(
+        "/ui/connectors/add", data={"name": "dc1", "csrf_token": token}, follow_redirects=False
+    )
+    assert added.status_code == 303
+    rows = client.get("/ui/connectors/rows").text
+    assert "dc1" in rows and "Pending" in rows and "no-token" not in rows
+    # A service refusal is shown next to the form, readable.
+    again = client.post("/ui/connectors/add", data={"name": "dc1", "csrf_token": token})
+    assert again.status_code == 422
+    assert "a connector named &#39;dc1&#39; already exists" in again.text
+    client.cookies.clear()
+    auditor_token = sign_in(client, auditor)
+    page = client.get("/ui/connectors").text
+    assert "dc1" in page
+    assert not re.search(r">\s*(Add|Edit|Restore|Delete|Revoke)\b", page)
+    refused = client.post("/ui/connectors/add", data={"name": "dc2", "csrf_token": auditor_token})
+    assert refused.status_code == 403
+    assert "may not do this" in refused.text
+
+
+def test_an_idle_session_ends_and_sign_out_ends_it(
+    client: TestClient, admin: Caller, clock: FakeClock
+) -> None:
+    sign_in(client, admin)
+    clock.advance(minutes=29)
+    assert client.get("/ui/about").status_code == 200
+    clock.advance(minutes=29)  # 29 minutes after the last request: still in
+    assert client.get("/ui/about").status_code == 200
+    # Polling a table does not count as use.
+    clock.advance(minutes=20)
+    assert client.get("/ui/connectors/rows", headers={"X-UI-Poll": "1"}).status_code == 200
+    clock.advance(minutes=11)
+    assert client.get("/ui/about", follow_redirects=False).status_code == 303
+    token = sign_in(client, admin)
+    assert client.post("/ui/signout", data={"csrf_token": token}, follow_redirects=False).status_code == 303
+    assert client.get("/ui/about", follow_redirects=False).status_code == 303
+
+
+@pytest.mark.parametrize("value", ["garbage", "", "eyJub25jZSI6ICIifQ=="])
+def test_a_forged_cookie_is_no_session(client: TestClient, value: str) -> None:
+    client.cookies.set(COOKIE, value, path="/ui")
+    assert client.get("/ui/connectors", follow_redirects=False).status_code == 303
