@@ -184,8 +184,14 @@ def _one(runtime: Runtime, certificate_id: str) -> dict[str, Any]:
 
 def _detail(request: Request, certificate_id: str, status: int = 200, **context: Any) -> Response:
     runtime = runtime_of(request)
-    return page(request, "certificate.html", status, cert=_one(runtime, certificate_id), formats=FORMATS,
-                reasons=[r.value for r in RevocationReason], **context)  # fmt: skip
+    return page(
+        request, "certificate.html", status, cert=_one(runtime, certificate_id), **_actions(), **context
+    )
+
+
+def _actions() -> dict[str, Any]:
+    """What the detail page's status block offers: the download formats and the revocation reasons."""
+    return {"formats": FORMATS, "reasons": [r.value for r in RevocationReason]}
 
 
 @router.get("/{certificate_id}")
@@ -196,7 +202,9 @@ def detail(certificate_id: str, request: Request, _user: Viewer, notice: str | N
 @router.get("/{certificate_id}/status")
 def status_fragment(certificate_id: str, request: Request, _user: Viewer) -> Response:
     """The detail page's status block alone: what the page polls while the certificate is in flight."""
-    return page(request, "certificate_status.html", cert=_one(runtime_of(request), certificate_id))
+    return page(
+        request, "certificate_status.html", cert=_one(runtime_of(request), certificate_id), **_actions()
+    )
 
 
 @router.get("/{certificate_id}/download")

@@ -70,6 +70,7 @@ def page(request: Request, template: str, status: int = 200, **context: Any) -> 
         "error": None,
         "notice": None,
         "dialog": None,
+        "error_inline": False,
     }
     values.update(context)
     html = _env.get_template(template).render(values)

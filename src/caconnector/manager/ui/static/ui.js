@@ -6,8 +6,9 @@ const POLL_MS = 2000;
 
 function openDialogs() {
   for (const dialog of document.querySelectorAll("dialog[data-modal]")) {
-    // Rendered open (so it shows without script); made modal here so focus stays inside it.
-    dialog.close();
+    // Rendered open (so it shows without script); made modal here so focus stays inside it. Removing
+    // the attribute, unlike close(), fires no close event (which would leave the page).
+    dialog.removeAttribute("open");
     dialog.showModal();
     dialog.addEventListener("close", () => { window.location.assign(dialog.dataset.close); });
   }
