@@ -121,3 +121,17 @@ def test_an_idle_session_ends_and_sign_out_ends_it(
 def test_a_forged_cookie_is_no_session(client: TestClient, value: str) -> None:
     client.cookies.set(COOKIE, value, path="/ui")
     assert client.get("/ui/connectors", follow_redirects=False).status_code == 303
+
+
+def test_failed_sign_ins_are_throttled(client: TestClient, admin: Caller) -> None:
+    page = client.get("/ui/signin")
+    fields = {"csrf_token": _csrf(page.text), "username": admin.username, "password": "wrong"}
+    answers = []
+    while len(answers) < 20 and 429 not in answers:  # an attempt comes back every 6 s: argon2 takes time
+        answers.append(client.post("/ui/signin", data=fields).status_code)
+    assert answers[:10] == [401] * 10
+    assert answers[-1] == 429
+    # The right password is refused too until the address has earned another attempt.
+    refused = client.post("/ui/signin", data={**fields, "password": admin.password})
+    assert refused.status_code == 429
+    assert "Too many failed sign-ins" in refused.text

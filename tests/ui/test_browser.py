@@ -298,6 +298,10 @@ def test_an_administrator_follows_the_reference_document(
     page.goto(f"{live.url}/ui/certificates")
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
     context.close()
+    # Neither the password nor a token reached the manager's log.
+    log = live.process.log()
+    for secret in (live.passwords["admin"], token, new_token):
+        assert secret not in log
 
 
 CHANGING = re.compile(r"^(Add|Edit|Restore|Delete|Revoke|Renew|Enroll|Refresh|Scan)\b")
