@@ -126,7 +126,7 @@ def test_a_forged_cookie_is_no_session(client: TestClient, value: str) -> None:
 def test_failed_sign_ins_are_throttled(client: TestClient, admin: Caller) -> None:
     page = client.get("/ui/signin")
     fields = {"csrf_token": _csrf(page.text), "username": admin.username, "password": "wrong"}
-    answers = []
+    answers: list[int] = []
     while len(answers) < 20 and 429 not in answers:  # an attempt comes back every 6 s: argon2 takes time
         answers.append(client.post("/ui/signin", data=fields).status_code)
     assert answers[:10] == [401] * 10
