@@ -211,10 +211,23 @@ def test_an_administrator_follows_the_reference_document(
     page.get_by_role("button", name="Save").click()
     expect(_row(page, "web")).to_contain_text("server")
     capture(page, "profiles")
+    # Delete asks first.
+    page.get_by_role("button", name="Add", exact=True).click()
+    page.get_by_label("Name").fill("short-lived")
+    page.get_by_label("CA backend").select_option(label="LocalCA (dc1)")
+    page.get_by_role("button", name="Save").click()
+    _row(page, "short-lived").get_by_role("link", name="Delete").click()
+    page.get_by_role("dialog", name="Delete Certificate Profile").get_by_role("button", name="Delete").click()
+    expect(page.get_by_role("rowheader", name="short-lived")).to_have_count(0)
+    expect(_row(page, "web")).to_be_visible()
 
     # Certificates → Enroll with a pasted CSR; the detail page follows it to Issued by itself.
     page.get_by_role("link", name="Certificates", exact=True).click()
     page.get_by_role("button", name="Enroll").click()
+    _choose_profile(page, "web")
+    page.get_by_label("CSR (PEM)").fill("not a certificate request")
+    page.get_by_role("button", name="Enroll").click()
+    expect(page.get_by_role("alert")).to_contain_text("not a PEM or DER certificate request")
     _choose_profile(page, "web")
     page.get_by_label("CSR (PEM)").fill(make_csr_pem("shop.example.test"))
     capture(page, "enroll")
