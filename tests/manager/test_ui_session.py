@@ -135,3 +135,58 @@ def test_failed_sign_ins_are_throttled(client: TestClient, admin: Caller) -> Non
     refused = client.post("/ui/signin", data={**fields, "password": admin.password})
     assert refused.status_code == 429
     assert "Too many failed sign-ins" in refused.text
+
+
+def test_refusals_are_readable_pages(client: TestClient, admin: Caller) -> None:
+    """Unknown ids, bad filters and refused actions: a page saying what is wrong, never a traceback."""
+    token = sign_in(client, admin)
+    cases = [
+        ("get", "/ui/connectors/nope/edit", 404, "no connector with id &#39;nope&#39;"),
+        ("get", "/ui/certificates/nope", 404, "no certificate with id &#39;nope&#39;"),
+        ("get", "/ui/certificates/nope/download?format=pem", 409, "no certificate with id"),
+        ("get", "/ui/certificates/nope/download?format=zip", 404, "no download format &#39;zip&#39;"),
+        ("get", "/ui/backends/nope/scans/nope", 404, "no scan"),
+        ("get", "/ui/cas/nope/certificate", 404, "no certificate is known for CA"),
+        ("get", "/ui/profiles/nope/edit", 404, "no profile with id"),
+        ("get", "/ui/certificates?status=Bogus", 422, "Not a filter this page knows"),
+        ("get", "/ui/certificates?expiring_days=soon", 422, "Expiring within: a whole number of days"),
+        ("get", "/ui/certificates?serial=xyz", 422, "serial:"),
+        ("get", "/ui/certificates?cursor=garbage", 422, ""),
+        ("get", "/ui/audit?since=yesterday", 422, "Since: a date as YYYY-MM-DD"),
+        ("post", "/ui/connectors/nope/restore", 422, "no connector with id"),
+        ("post", "/ui/connectors/nope/delete", 422, "no connector with id"),
+        ("post", "/ui/certificates/nope/revoke", 404, "no certificate with id"),
+        ("post", "/ui/certificates/nope/renew", 404, "no certificate with id"),
+        ("post", "/ui/backends/nope/scan", 422, "no backend with id"),
+        ("post", "/ui/profiles/new", 422, "Terms: give at least one term"),
+        ("post", "/ui/certificates/enroll", 422, "CSR: paste the certificate request"),
+    ]
+    for method, path, status, text in cases:
+        if method == "get":
+            answer = client.get(path)
+        else:
+            answer = client.post(path, data={"csrf_token": token, "terms": "", "cert_type": "server"})
+        assert answer.status_code == status, (path, answer.text)
+        assert answer.headers["content-type"].startswith("text/html"), path
+        assert text in answer.text, (path, answer.text)
+        assert "Traceback" not in answer.text
+
+
+def test_an_expired_token_is_not_shown(client: TestClient, admin: Caller, clock: FakeClock) -> None:
+    token = sign_in(client, admin)
+    added = client.post(
+        "/ui/connectors/add", data={"name": "late", "csrf_token": token}, follow_redirects=False
+    )
+    path = added.headers["location"]
+    shown = client.get(path).text
+    installation_token = re.search(r'id="token" readonly value="([^"]+)"', shown)
+    assert installation_token, shown
+    assert (
+        f"ca-connector install -token {installation_token.group(1)} -manager http://127.0.0.1:8443" in shown
+    )
+    clock.advance(hours=25)
+    sign_in(client, admin)  # the session has been idle for a day
+    later = client.get(path).text
+    assert installation_token.group(1) not in later
+    assert "No unused installation token" in later
+    assert installation_token.group(1) not in client.get(path.replace("/token", "/edit")).text

@@ -38,7 +38,9 @@ def _one(runtime: Runtime, connector_id: str, *, with_token: bool) -> dict[str, 
             connector = service.get_connector(session, connector_id)
         except ManagerError as exc:
             raise Refused(404, exc.message) from None
-        return service.connector_view(connector, now, runtime.settings, runtime.box, with_token=with_token)
+        view = service.connector_view(connector, now, runtime.settings, runtime.box, with_token=with_token)
+    # The view leaves the token out once it is used or expired; the dialogs then say so.
+    return {"token": None, "install_command": None, **view}
 
 
 def _page(request: Request, status: int = 200, **context: Any) -> Response:
