@@ -4,10 +4,14 @@ cover the pages end to end): sign-in, the cookie's flags, CSRF, roles, the idle 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from tests.manager.conftest import Caller, FakeClock
+from tests.manager.lifecycle_support import make_lab
+
+from caconnector.manager.runtime import Runtime
 
 from caconnector.manager.ui.session import COOKIE
 
@@ -190,3 +194,22 @@ def test_an_expired_token_is_not_shown(client: TestClient, admin: Caller, clock:
     assert installation_token.group(1) not in later
     assert "No unused installation token" in later
     assert installation_token.group(1) not in client.get(path.replace("/token", "/edit")).text
+
+
+def test_ca_backends_show_organizations_and_products(
+    runtime: Runtime, client: TestClient, admin: Caller, tmp_path: Path
+) -> None:
+    lab = make_lab(runtime, client, tmp_path)
+    lab.report(
+        client,
+        organizations=[
+            {"id": "112233", "name": "Example Corp", "status": "validated"},
+            {"id": "445566", "name": "Other Ltd", "status": "pending"},
+        ],
+        products=[{"id": "ssl_plus", "name": "Standard SSL", "type": "ssl_certificate", "ca_ids": []}],
+    )
+    sign_in(client, admin)
+    rows = client.get("/ui/backends/rows")
+    assert rows.status_code == 200, rows.text
+    for shown in ("Example Corp: validated", "Other Ltd: pending", "Standard SSL", "server"):
+        assert shown in rows.text
