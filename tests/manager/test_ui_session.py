@@ -12,7 +12,6 @@ from tests.manager.conftest import Caller, FakeClock
 from tests.manager.lifecycle_support import make_lab
 
 from caconnector.manager.runtime import Runtime
-
 from caconnector.manager.ui.session import COOKIE
 
 PAGES = ("/ui/connectors", "/ui/backends", "/ui/cas", "/ui/profiles", "/ui/certificates",
