@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from caconnector import __version__
-from caconnector.manager import channel, compat, home
+from caconnector.manager import channel, compat, home, ui
 from caconnector.manager.acme import routes as acme_routes
 from caconnector.manager.api import (
     acme_bindings,
@@ -73,6 +73,8 @@ def create_app(settings: Settings, clock: Clock = utcnow, runtime: Runtime | Non
     acme_routes.install(app)
     app.include_router(acme_bindings.router, prefix=API_PREFIX)
     app.include_router(docs_router(f"{API_PREFIX}/openapi.json", "ca-manager"))
+    # The web UI under /ui (manager/ui/): pages over the same services, its own session cookie and CSRF.
+    ui.install(app)
     # Authenticates and limits before any body is read; see http_guard for what it does in which order.
     app.add_middleware(HttpGuard, runtime=runtime, router=app.router)
     install_openapi(app)

@@ -1,5 +1,5 @@
-"""`/`: what a browser pointed at the manager finds until the web UI lands: what this is, and links to
-the API's docs, its OpenAPI document and its index. Static text, no key needed, nothing from the database."""
+"""`/`: what a browser pointed at the manager finds: what this is, and links to the web UI, the API's
+docs, its OpenAPI document and its index. Static text, no key needed, nothing from the database."""
 
 from __future__ import annotations
 
@@ -19,9 +19,10 @@ _PAGE = """<!doctype html>
 <head><meta charset="utf-8"><title>ca-manager</title></head>
 <body>
 <h1>ca-manager {version}</h1>
-<p>The certificate manager's central service: a REST API for certificates, profiles, connectors and
-their CA backends. The web UI is not part of this version; use the API:</p>
+<p>The certificate manager's central service: a web UI and a REST API for certificates, profiles,
+connectors and their CA backends.</p>
 <ul>
+<li><a href="{ui}">Web UI</a> (sign in with a manager user)</li>
 <li><a href="{docs}">API documentation</a></li>
 <li><a href="{openapi}">OpenAPI document</a></li>
 <li><a href="{index}">API index</a> (the resource collections)</li>
@@ -42,5 +43,6 @@ def home(request: Request) -> HTMLResponse:
             docs=html.escape(DOCS_PATH),
             openapi=html.escape(app.openapi_url or PREFIX),
             index=PREFIX,
+            ui=html.escape(request.scope.get("root_path", "") + "/ui/"),
         )
     )

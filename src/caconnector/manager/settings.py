@@ -146,6 +146,11 @@ class Settings(BaseModel):
         default=10.0, gt=0, description="how long one http-01 fetch or dns-01 lookup may take"
     )
 
+    # The web UI (manager/ui/): a signed-in browser session ends after this long without a request.
+    ui_session_idle_seconds: float = Field(
+        default=30 * 60, gt=0, description="a web UI session unused for this long must sign in again"
+    )
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Defaults, then CA_MANAGER_<FIELD> environment variables (e.g. CA_MANAGER_POLL_WAIT_SECONDS),

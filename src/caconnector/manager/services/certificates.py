@@ -103,10 +103,12 @@ def list_certificates(
     profile_id: str | None = None,
     backend_id: str | None = None,
     serial: str | None = None,
+    expiring_before: dt.datetime | None = None,
     limit: int | None = None,
     cursor: str | None = None,
 ) -> Rows[Certificate]:
-    """Newest first; `serial` in any spelling (Invalid when it is not a serial)."""
+    """Newest first; `serial` in any spelling (Invalid when it is not a serial); `expiring_before`: only
+    certificates whose validity ends by then (the web UI's "expiring within N days")."""
     query = (
         select(Certificate)
         # reason_of names a Requested certificate's connector: loaded with the page, not row by row.
@@ -123,5 +125,7 @@ def list_certificates(
             query = query.where(Certificate.serial == canonical_serial(serial))
         except ValueError as exc:
             raise Invalid(f"serial: {exc}") from None
+    if expiring_before is not None:
+        query = query.where(Certificate.not_after.is_not(None), Certificate.not_after <= expiring_before)
     order = [Certificate.created_at, Certificate.id]
     return paginate(session, query, order, limit, cursor, descending=True)
