@@ -64,6 +64,11 @@ class ConnectorOut(BaseModel):
     comments: str
     status: ConnectorStatus
     version: str | None
+    outdated: bool | None = Field(
+        default=None,
+        description="older than the newest connector package this manager serves (/downloads); null: "
+        "unknown (never registered, or no package served)",
+    )
     hostname: str | None
     last_seen: dt.datetime | None
     registered_at: dt.datetime | None
