@@ -58,7 +58,8 @@ class DaemonStatus:
         }
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie does not: an init that reaps slowly leaves them)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -106,14 +107,14 @@ class Supervisor:
 
     def status(self) -> DaemonStatus:
         record = self._record()
-        if record is None or not _alive(record["pid"]):
+        if record is None or not alive(record["pid"]):
             return DaemonStatus(running=False)
         agent_pid = record.get("agent_pid")
         since = record.get("since")
         return DaemonStatus(
             running=True,
             pid=record["pid"],
-            agent_pid=agent_pid if isinstance(agent_pid, int) and _alive(agent_pid) else None,
+            agent_pid=agent_pid if isinstance(agent_pid, int) and alive(agent_pid) else None,
             since=dt.datetime.fromisoformat(since) if isinstance(since, str) else None,
             restarts=int(record.get("restarts", 0)),
         )
@@ -167,7 +168,7 @@ class Supervisor:
             ) from None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not _alive(status.pid):
+            if not alive(status.pid):
                 self.pid_file.unlink(missing_ok=True)
                 return True
             time.sleep(0.05)

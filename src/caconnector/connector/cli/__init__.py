@@ -245,6 +245,13 @@ def _link_commands(commands: Any) -> None:
     opt(install, "proxy", metavar="0|1", choices=["0", "1"], help="1: use the proxy given; 0: no proxy")
     _proxy_options(install, required=False)
     opt(install, "cacert", metavar="FILE", help="CA certificates (PEM) to trust for the manager's TLS")
+    opt(
+        install,
+        "noservice",
+        action="store_true",
+        help="register only: the agent is started by other means (a container's entry point: "
+        "ca-connector run)",
+    )
 
     register = commands.add_parser(
         "register",

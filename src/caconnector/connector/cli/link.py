@@ -149,7 +149,11 @@ def cmd_install(args: argparse.Namespace) -> Any:
     output.log_event(store, "registered", manager=registration.manager_url, connector=registration.name)
     datadir = datadir_of(args)
     try:
-        service_view, service_text = _start_service(datadir)
+        if args.noservice:
+            service_view = {"installed": False, "reason": "-noservice"}
+            service_text = f"-noservice: start the agent with: ca-connector run -datadir {datadir}"
+        else:
+            service_view, service_text = _start_service(datadir)
     except ServiceError as exc:
         # The token is spent: undo the registration here so the next install starts clean.
         with store.transaction() as txn:
