@@ -4,6 +4,8 @@ the password masked everywhere, and `uninstall -purge`."""
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -108,3 +110,14 @@ def test_uninstall_without_purge_keeps_the_data(cli: Run, datadir: Path) -> None
     assert result.code == 0
     assert "the supervised daemon was not running" in result.out
     assert (datadir / "config.toml").exists()
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed here")
+def test_the_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+    unit = tmp_path / "ca-connector.service"
+    unit.write_text(render_unit(tmp_path / "data", user="root"))
+    done = subprocess.run(
+        ["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, check=False, timeout=60
+    )
+    problems = [line for line in done.stderr.splitlines() if "ca-connector.service" in line]
+    assert done.returncode == 0 and not problems, done.stderr
