@@ -2,7 +2,8 @@
 build it (scripts/build-deb), `dpkg -i`, `ca-connector install -silent` against a live manager, the
 connector Connected while the supervised daemon runs the agent, the agent killed and started again,
 `service stop` / `status` / `start`, `ca-connector update` to the newer package the manager serves with
-the backends and the registration kept, and `dpkg -P` leaving nothing behind.
+the backends and the registration kept, `dpkg -r` keeping the data directory, and `dpkg -P` leaving
+nothing behind.
 
 It installs into the real system (/opt/ca-connector, /usr/bin/ca-connector, /var/lib/ca-connector, the
 `ca-connector` user), so it runs only as root, and purges the package whatever happens.
@@ -193,7 +194,19 @@ def test_install_run_supervise_update_and_purge(debs: Debs, manager: Manager, in
     for secret in (token, manager.api_key):
         assert secret.encode() not in logs
 
-    # 7. Purge: no program, no process, no pid file, no data directory, no user.
+    # 7. Remove: the program and the service go, the data directory stays; installing again finds it.
+    supervisor_pid = connector("service", "status")["supervisor_pid"]
+    done = subprocess.run(["dpkg", "-r", "ca-connector"], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert not Path(PROGRAM).exists() and not Path("/opt/ca-connector").exists()
+    assert not alive(supervisor_pid)
+    assert (DATADIR / "config.toml").exists() and pwd.getpwnam(ACCOUNT)
+    _dpkg_install(debs.new)
+    assert connector("status")["connector_id"] == connector_id
+    assert connector("service", "start")["running"] is True
+    wait_until(lambda: connector("service", "status")["agent_state"] == "connected", 30, what="connected")
+
+    # 8. Purge: no program, no process, no pid file, no data directory, no user.
     supervisor_pid = connector("service", "status")["supervisor_pid"]
     done = subprocess.run(["dpkg", "-P", "ca-connector"], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr

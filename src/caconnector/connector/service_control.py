@@ -14,6 +14,7 @@ from typing import Any
 from caconnector.connector.agent_state import read_state
 from caconnector.connector.service import UNIT_NAME, ServiceError, SystemdService
 from caconnector.connector.supervisor import Supervisor, SupervisorError
+from caconnector.connector.windows_service import WindowsService, WindowsServiceError
 
 
 @dataclass
@@ -28,10 +29,15 @@ class ConnectorService:
 
     @property
     def kind(self) -> str:
+        if WindowsService.available():
+            return "windows"
         return "systemd" if self.systemd.available() else "daemon"
 
     def install(self) -> tuple[dict[str, Any], str]:
         """Install and start: the unit enabled at boot, or the daemon started now."""
+        if self.kind == "windows":
+            name = self._windows(lambda: WindowsService().install(self.datadir))
+            return {"service": "windows", "name": name}, f"Windows service {name} installed and started"
         if self.kind == "systemd":
             unit = self._systemd(lambda: self.systemd.install(self.datadir))
             return {"service": "systemd", "unit": str(unit)}, f"{UNIT_NAME} installed and started ({unit})"
@@ -42,6 +48,9 @@ class ConnectorService:
         )
 
     def uninstall(self) -> tuple[dict[str, Any], str]:
+        if self.kind == "windows":
+            removed = self._windows(WindowsService().uninstall)
+            return {"service": "windows", "removed": removed}, "removed" if removed else "not installed"
         if self.kind == "systemd":
             removed = self._systemd(self.systemd.uninstall)
             text = f"{UNIT_NAME} stopped and removed" if removed else f"{UNIT_NAME} was not installed"
@@ -52,7 +61,9 @@ class ConnectorService:
 
     def control(self, action: str) -> tuple[dict[str, Any], str]:
         """start, stop or restart."""
-        if self.kind == "systemd":
+        if self.kind == "windows":
+            self._windows(lambda: WindowsService().control(action))
+        elif self.kind == "systemd":
             self._systemd(lambda: self.systemd.control(action))
         elif action == "stop":
             self._daemon(self.daemon.stop)
@@ -69,7 +80,10 @@ class ConnectorService:
     def status(self) -> dict[str, Any]:
         agent = read_state(self.datadir)
         view: dict[str, Any] = {"service": self.kind}
-        if self.kind == "systemd":
+        if self.kind == "windows":
+            windows = self._windows(WindowsService().status)
+            view.update(running=windows.running, state=windows.state, pid=windows.pid, since=None)
+        elif self.kind == "systemd":
             view.update(self._systemd_status())
         else:
             daemon = self.daemon.status()
@@ -105,6 +119,13 @@ class ConnectorService:
         except ServiceError:
             raise
         except OSError as exc:
+            raise ServiceError(str(exc)) from None
+
+    @staticmethod
+    def _windows(call: Any) -> Any:
+        try:
+            return call()
+        except WindowsServiceError as exc:
             raise ServiceError(str(exc)) from None
 
     @staticmethod
