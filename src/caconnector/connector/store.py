@@ -85,6 +85,8 @@ def default_datadir() -> Path:
     home = os.environ.get(HOME_ENV)
     if home:
         return Path(home).expanduser()
+    if os.name == "nt":  # where the Windows service keeps it, as the reference product does
+        return Path(os.environ.get("PROGRAMDATA", r"C:\ProgramData")) / "ca-connector"
     if os.geteuid() == 0:
         return Path("/var/lib/ca-connector")
     return Path.home() / ".local" / "share" / "ca-connector"

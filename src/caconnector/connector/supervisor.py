@@ -33,6 +33,8 @@ MAX_DELAY = 30.0
 HEALTHY_RUN = 60.0  # a child that ran this long was not crash-looping: the back-off starts over
 STOP_TIMEOUT = 70.0  # the agent waits up to 30 s for jobs, then reports and says goodbye
 START_TIMEOUT = 10.0
+SUPERVISED_ENV = "CA_CONNECTOR_SUPERVISED"
+SUPERVISOR_LOG_MAX = 5_000_000  # supervisor.log is moved to supervisor.log.1 past this, at start
 
 
 class SupervisorError(Exception):
@@ -190,6 +192,9 @@ class Supervisor:
         logs.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.umask(0o077)
         os.chdir("/")
+        log = logs / SUPERVISOR_LOG
+        if log.exists() and log.stat().st_size > SUPERVISOR_LOG_MAX:
+            log.replace(log.with_name(f"{SUPERVISOR_LOG}.1"))
         null = os.open(os.devnull, os.O_RDONLY)
         out = os.open(logs / SUPERVISOR_LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         os.dup2(null, 0)
@@ -249,7 +254,9 @@ class _Loop:
                     user=ids[0] if ids else None,
                     group=ids[1] if ids else None,
                     extra_groups=[] if ids else None,
-                    env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                    # The agent's log lines go to its rotating file only; what still reaches stderr
+                    # (a crash's traceback) lands in supervisor.log.
+                    env={**os.environ, "PYTHONUNBUFFERED": "1", SUPERVISED_ENV: "1"},
                 )
                 self.record["agent_pid"] = self.child.pid
                 self.supervisor.write_record(self.record)

@@ -21,6 +21,7 @@ from caconnector.connector.cli.common import CommandError, UsageError, datadir_o
 from caconnector.connector.service import ServiceError
 from caconnector.connector.settings import read_proxy, read_registration
 from caconnector.connector.store import KEY_FILE_ENV
+from caconnector.connector.supervisor import SUPERVISED_ENV
 
 
 @contextlib.contextmanager
@@ -41,7 +42,13 @@ def _stop_on_signals(agent: Agent) -> Iterator[None]:
 
 
 def cmd_run(args: argparse.Namespace) -> Any:
-    options = AgentOptions(workers=args.workers, once=args.once, poll_wait=args.pollwait)
+    options = AgentOptions(
+        workers=args.workers,
+        once=args.once,
+        poll_wait=args.pollwait,
+        # Under the supervised daemon stderr is a file: the log file has every line already.
+        log_to_stderr=os.environ.get(SUPERVISED_ENV) != "1",
+    )
     agent = Agent(store_of(args), options)
     with _stop_on_signals(agent):
         code = agent.run()

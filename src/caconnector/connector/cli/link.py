@@ -156,6 +156,9 @@ def cmd_install(args: argparse.Namespace) -> Any:
             service_view, service_text = _start_service(datadir)
     except ServiceError as exc:
         # The token is spent: undo the registration here so the next install starts clean.
+        from caconnector.connector.service_control import stop_quietly  # noqa: PLC0415
+
+        stop_quietly(datadir)  # a daemon that started too slowly must not keep running
         with store.transaction() as txn:
             txn.set_section(MANAGER_SECTION, {})
         _restore_proxy(store, previous, proxy_given)
