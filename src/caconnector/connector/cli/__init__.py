@@ -471,8 +471,13 @@ def _command(args_list: list[str], json_output: bool) -> cliexit.Outcome:
     return view, text
 
 
+READ_ONLY_COMMANDS = frozenset({"version", "status", "test-connection"})
+
+
 def _hand_over(args: argparse.Namespace) -> None:
     """As root, give what the command wrote to the data directory's owner (the service's user)."""
+    if args.command in READ_ONLY_COMMANDS:
+        return  # nothing written (and `version` stays fast: the store's imports are not needed)
     from caconnector.connector.cli.common import datadir_of  # noqa: PLC0415  (lazy: fast -h)
     from caconnector.connector.ownership import hand_over  # noqa: PLC0415  (lazy: fast -h)
 
