@@ -15,7 +15,14 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from caconnector.connector import output
 from caconnector.connector.cli import secrets as cli_secrets
-from caconnector.connector.cli.common import CommandError, CommandFailed, UsageError, datadir_of, store_of
+from caconnector.connector.cli.common import (
+    CommandError,
+    CommandFailed,
+    UsageError,
+    datadir_of,
+    error_code,
+    store_of,
+)
 from caconnector.connector.link import Identity, LinkError, LinkSettings, Refused
 from caconnector.connector.link_diagnostics import ConnectionTest
 from caconnector.connector.registration import RegistrationError, register
@@ -145,7 +152,10 @@ def cmd_install(args: argparse.Namespace) -> Any:
         registration = _register(args, token, manager, force=False)
     except (CommandError, LinkError) as exc:
         _restore_proxy(store, previous, proxy_given)
-        raise CommandError(f"{_message(exc)}{_token_hint(exc)}") from None
+        raise CommandError(f"{_message(exc)}{_token_hint(exc)}", code=error_code(exc)) from None
+    except BaseException:
+        _restore_proxy(store, previous, proxy_given)
+        raise
     output.log_event(store, "registered", manager=registration.manager_url, connector=registration.name)
     datadir = datadir_of(args)
     try:
