@@ -77,3 +77,15 @@ def test_readyz_is_ready_at_the_head_and_not_before(client: TestClient, runtime:
     finally:
         with runtime.engine.begin() as connection:
             connection.execute(text("UPDATE alembic_version SET version_num = :head"), {"head": head})
+
+
+def test_the_add_dialog_links_the_package_when_one_is_served(
+    client: TestClient, runtime: Runtime, admin: Caller
+) -> None:
+    first = client.post("/api/v1/connectors", json={"name": "dc-a"}, headers=admin.headers).json()
+    assert first["package_url"] is None
+    _offer(runtime, "ca-connector_0.2.0_amd64.deb")
+    added = client.post("/api/v1/connectors", json={"name": "dc-b"}, headers=admin.headers).json()
+    assert added["package_url"] == f"{runtime.settings.public_url}/downloads/ca-connector.deb"
+    shown = client.get(f"/api/v1/connectors/{added['id']}", headers=admin.headers).json()
+    assert shown["package_url"] == added["package_url"] and shown["token"] == added["token"]

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from caconnector.manager import audit, tokens
 from caconnector.manager.db.models import Connector, new_id
-from caconnector.manager.services.downloads import is_outdated
+from caconnector.manager.services.downloads import is_outdated, package_url
 from caconnector.manager.services.errors import Conflict, Invalid, NotFound
 from caconnector.manager.services.pagination import Rows, paginate
 from caconnector.manager.services.status import ConnectorStatus, connector_status
@@ -275,6 +275,8 @@ def connector_view(
     if token is not None:
         view["token"] = token
         view["install_command"] = token_command(connector, token, settings)
+        # The reference document's Add dialog links the installation package next to the token.
+        view["package_url"] = package_url(settings)
     return view
 
 

@@ -86,3 +86,10 @@ def is_outdated(connector_version: str | None, settings: Settings) -> bool | Non
     if served is None or reported is None:
         return None
     return reported < served
+
+
+def package_url(settings: Settings) -> str | None:
+    """Where connectors download the package from this manager, when it serves one."""
+    if newest(settings, "deb") is None:
+        return None
+    return f"{settings.public_url.rstrip('/')}/downloads/ca-connector.deb"
