@@ -130,7 +130,13 @@ def test_install_run_supervise_update_and_purge(debs: Debs, manager: Manager, in
     assert connector("version")["version"] == debs.old_version
     account = pwd.getpwnam(ACCOUNT)
     assert DATADIR.stat().st_uid == account.pw_uid and (DATADIR / "logs").is_dir()
-    assert Path("/lib/systemd/system/ca-connector.service").exists()
+    unit = Path("/lib/systemd/system/ca-connector.service")
+    assert "User=ca-connector\n" in unit.read_text()
+    if shutil.which("systemd-analyze"):  # installed (not running) here: the packaged unit is valid
+        verified = subprocess.run(
+            ["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, check=False
+        )
+        assert verified.returncode == 0 and "ca-connector.service" not in verified.stderr, verified.stderr
 
     # 2. The silent install: registered, the service started, where configuration and logs live.
     added = manager.cli("connector", "add", "-name", "debhost")

@@ -35,8 +35,19 @@ def _quote(argument: str) -> str:
     return escaped
 
 
+UNIT_HEADER = "# Written by `ca-connector service install`; `ca-connector service uninstall` removes it."
+PACKAGE_UNIT_HEADER = (
+    "# Installed by the ca-connector package; `ca-connector service install` enables a copy in "
+    "/etc/systemd/system."
+)
+
+
 def render_unit(
-    datadir: Path, python: str | None = None, user: str | None = None, key_file: Path | None = None
+    datadir: Path,
+    python: str | None = None,
+    user: str | None = None,
+    key_file: Path | None = None,
+    header: str = UNIT_HEADER,
 ) -> str:
     """The unit file text: the agent for `datadir`, restarted on failure, stopped with SIGTERM.
 
@@ -44,7 +55,7 @@ def render_unit(
     """
     command = [python or sys.executable, "-m", "caconnector.connector.cli", "run", "-datadir", str(datadir)]
     lines = [
-        "# Written by `ca-connector service install`; `ca-connector service uninstall` removes it.",
+        header,
         "[Unit]",
         "Description=ca-connector: runs certificate jobs from ca-manager against local CA backends",
         "Wants=network-online.target",
