@@ -86,3 +86,30 @@ def test_uninstall_purge_stops_the_daemon_first(datadir: Path) -> None:
     assert done == {"service_removed": True, "purged": True}
     assert not datadir.exists()
     assert not alive(started["supervisor_pid"])
+
+
+def _hook(action: str, datadir: Path) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "caconnector.connector.package_hooks", action, str(datadir)],
+        capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_an_upgrade_stops_the_service_and_starts_it_again(datadir: Path) -> None:
+    first = _cli(datadir, "service", "start")
+    assert "stopped for the upgrade" in _hook("before-upgrade", datadir)
+    assert not alive(first["supervisor_pid"]) and (datadir / ".restart-after-upgrade").exists()
+    assert "started again" in _hook("configure", datadir)
+    again = _cli(datadir, "service", "status")
+    assert again["running"] and again["supervisor_pid"] != first["supervisor_pid"]
+    assert not (datadir / ".restart-after-upgrade").exists()
+    assert (
+        "stopped and removed" in _hook("before-remove", datadir)
+        or not _cli(datadir, "service", "status")["running"]
+    )
+    assert _cli(datadir, "service", "status")["running"] is False
+    # Not running before the upgrade: not started after it.
+    assert "not running" in _hook("before-upgrade", datadir)
+    assert "started again" not in _hook("configure", datadir)
