@@ -86,7 +86,7 @@ def test_run_once_reports_inventory_runs_an_enroll_job_and_says_goodbye(
     state = read_state(datadir)
     assert state is not None and state.state is AgentStatus.STOPPED and state.last_contact is not None
     log = (datadir / "logs" / "ca-connector.log").read_text()
-    assert f"job {job_id} kind=enroll backend=LocalCA outcome=ok duration=" in log
+    assert f"job {job_id} kind=enroll backend=LocalCA request=req-1 outcome=ok duration=" in log
 
 
 def test_run_once_without_registration_exits_1(cli: Run) -> None:
@@ -213,7 +213,7 @@ def test_status_shows_registration_agent_and_service(
     assert view["manager_url"] == registered.url
     assert view["backends"] == [{"name": "LocalCA", "type": "local"}]
     assert view["agent"]["state"] == "stopped" and view["agent"]["last_contact"]
-    assert view["service"]["systemd"] is False
+    assert view["service"]["running"] is False  # no service runs it here: `run` did
     text = cli("status").out
     assert "edge-1" in text and "stopped" in text
 

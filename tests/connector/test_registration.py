@@ -207,13 +207,13 @@ def test_install_saves_the_proxy_registers_through_it_and_says_how_to_run(
     assert proxy.credentials is not None
     user, password = proxy.credentials
     result = cli(
-        "install", "-silent", "-token", manager.add_token("edge-9"), "-manager", manager.url,
+        "install", "-silent", "-noservice", "-token", manager.add_token("edge-9"), "-manager", manager.url,
         "-proxy", "1", "-proxyhost", "127.0.0.1", "-proxyport", str(proxy.port),
         "-proxyuser", user, "-proxypassword", password,
     )  # fmt: skip
     assert result.code == 0, result.err
     assert "registered with" in result.out and "edge-9" in result.out
-    # No systemd in the test environment: the operator is told how to run the agent instead.
+    # -noservice: the operator is told how to run the agent.
     assert "ca-connector run -datadir" in result.out
     assert any(line.startswith("POST http://127.0.0.1") for line in proxy.request_lines)
     assert proxy.seen_auth[-1] == f"{user}:{password}"

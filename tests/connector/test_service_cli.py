@@ -4,6 +4,8 @@ the password masked everywhere, and `uninstall -purge`."""
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -35,16 +37,23 @@ def test_the_unit_quotes_awkward_paths() -> None:
     assert 'Environment="CA_CONNECTOR_KEY_FILE=/k/e y"\n' in unit
 
 
-def test_service_commands_say_systemd_is_not_running(cli: Run, tmp_path: Path) -> None:
+def test_systemd_service_says_systemd_is_not_running(tmp_path: Path) -> None:
     assert not SystemdService(runtime_dir=tmp_path / "no-systemd").available()
     with pytest.raises(ServiceError, match="systemd is not running"):
         SystemdService(runtime_dir=tmp_path / "no-systemd").install(tmp_path)
-    if SystemdService().available():
-        pytest.skip("this host runs systemd")
-    for action in ("install", "uninstall", "start", "stop", "restart", "status"):
-        result = cli("service", action)
-        assert result.code == 1, action
-        assert "systemd is not running on this host" in result.err
+
+
+def test_the_unit_is_hardened_and_runs_as_the_data_directory_user() -> None:
+    unit = render_unit(Path("/var/lib/ca-connector"), user="ca-connector")
+    for line in (
+        "ProtectSystem=strict",
+        "NoNewPrivileges=yes",
+        "ReadWritePaths=/var/lib/ca-connector",
+        "User=ca-connector",
+        "Group=ca-connector",
+        "Restart=on-failure",
+    ):
+        assert f"{line}\n" in unit
 
 
 def test_proxy_set_show_clear_mask_the_password_everywhere(cli: Run, datadir: Path) -> None:
@@ -99,5 +108,16 @@ def test_uninstall_without_purge_keeps_the_data(cli: Run, datadir: Path) -> None
     assert cli("backend", "add", "-name", "LocalCA", "-type", "local").code == 0
     result = cli("uninstall")
     assert result.code == 0
-    assert "no service to remove" in result.out
+    assert "the supervised daemon was not running" in result.out
     assert (datadir / "config.toml").exists()
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed here")
+def test_the_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+    unit = tmp_path / "ca-connector.service"
+    unit.write_text(render_unit(tmp_path / "data", user="root"))
+    done = subprocess.run(
+        ["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, check=False, timeout=60
+    )
+    problems = [line for line in done.stderr.splitlines() if "ca-connector.service" in line]
+    assert done.returncode == 0 and not problems, done.stderr

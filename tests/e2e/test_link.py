@@ -182,7 +182,7 @@ def test_through_a_proxy_with_basic_authentication(manager: Manager, tmp_path: P
     port = manager.url.rsplit(":", 1)[1]
     with tinyproxy(tmp_path / "proxy") as proxy:
         installed = _cc(
-            home, "install", "-silent", "-token", added["token"], "-manager", manager.url,
+            home, "install", "-silent", "-noservice", "-token", added["token"], "-manager", manager.url,
             "-proxy", "1", "-proxyhost", "127.0.0.1", "-proxyport", str(proxy.port),
             "-proxyuser", proxy.user, "-proxypassword", proxy.password, "-cacert", str(manager.tls.ca_pem),
         )  # fmt: skip

@@ -36,7 +36,7 @@ from caconnector.connector.backoff import CAP, Backoff
 from caconnector.connector.jobs import JobRunner
 from caconnector.connector.journal import JOURNAL_FILE, Journal, JournalError
 from caconnector.connector.link import LinkError, Refused
-from caconnector.connector.logs import Scrubber, agent_logging
+from caconnector.connector.logs import LOG_SECTION, LogContext, LogSettings, Scrubber, agent_logging
 from caconnector.connector.poller import Poller
 from caconnector.connector.store import ConnectorStore, StoreError
 from caconnector.connector.watcher import Connection, Watcher
@@ -99,6 +99,7 @@ class Agent:
         self._run_id = uuid.uuid4().hex
         self._scrubber = Scrubber()
         self._watcher = Watcher(store, self._scrubber)
+        self._log_context = LogContext()
         # What was sent.
         self._inventory_fp: str | None = None
         self._inventory_at = 0.0
@@ -138,9 +139,16 @@ class Agent:
                 f"another ca-connector run is already using data directory {datadir}; "
                 "stop it first (ca-connector service stop), or give this one another -datadir"
             ) from None
+        log_settings, log_problems = self._log_settings()
         try:
             with (
-                agent_logging(datadir, self._scrubber, stderr=self.options.log_to_stderr),
+                agent_logging(
+                    datadir,
+                    self._scrubber,
+                    stderr=self.options.log_to_stderr,
+                    settings=log_settings,
+                    context=self._log_context,
+                ),
                 self._open_journal(datadir) as journal,
             ):
                 workers = Workers(self.options.workers, self._runner, journal, self._wake, self._monotonic)
@@ -152,6 +160,8 @@ class Agent:
                     stop=self._stop,
                     on_contact=self._contact,
                 )
+                for problem in log_problems:
+                    log.warning("config.toml: %s; using the default", problem)
                 try:
                     return self._main(journal, workers, poller)
                 finally:
@@ -159,6 +169,12 @@ class Agent:
                     self._watcher.close()
         finally:
             lock.release()
+
+    def _log_settings(self) -> tuple[LogSettings, list[str]]:
+        try:
+            return LogSettings.from_section(self.store.read().section(LOG_SECTION))
+        except StoreError as exc:
+            return LogSettings(), [str(exc)]
 
     def _open_journal(self, datadir: Path) -> Journal:
         path = datadir / JOURNAL_FILE
@@ -271,6 +287,8 @@ class Agent:
     def _contact(self) -> None:
         self._last_trouble = None
         registration = self._watcher.registration
+        if registration is not None:
+            self._log_context.connector = registration.name
         if self._state.state is not AgentStatus.CONNECTED and registration is not None:
             log.info("connected to %s as %s", registration.manager_url, registration.name)
         self._contact_ok = True

@@ -3,7 +3,7 @@ directory. (The reference product's `sc start|stop|query SectigoCBCS` become `ca
 
 `render_unit` is pure, so the unit text is tested without installing it. Everything else calls
 `systemctl`, and first checks that systemd is what runs this host (a container usually has no systemd:
-then the operator runs `ca-connector run` under their own supervisor).
+then `service_control` runs the supervised daemon of `supervisor` instead).
 """
 
 from __future__ import annotations
@@ -35,8 +35,19 @@ def _quote(argument: str) -> str:
     return escaped
 
 
+UNIT_HEADER = "# Written by `ca-connector service install`; `ca-connector service uninstall` removes it."
+PACKAGE_UNIT_HEADER = (
+    "# Installed by the ca-connector package; `ca-connector service install` enables a copy in "
+    "/etc/systemd/system."
+)
+
+
 def render_unit(
-    datadir: Path, python: str | None = None, user: str | None = None, key_file: Path | None = None
+    datadir: Path,
+    python: str | None = None,
+    user: str | None = None,
+    key_file: Path | None = None,
+    header: str = UNIT_HEADER,
 ) -> str:
     """The unit file text: the agent for `datadir`, restarted on failure, stopped with SIGTERM.
 
@@ -44,7 +55,7 @@ def render_unit(
     """
     command = [python or sys.executable, "-m", "caconnector.connector.cli", "run", "-datadir", str(datadir)]
     lines = [
-        "# Written by `ca-connector service install`; `ca-connector service uninstall` removes it.",
+        header,
         "[Unit]",
         "Description=ca-connector: runs certificate jobs from ca-manager against local CA backends",
         "Wants=network-online.target",
@@ -60,16 +71,35 @@ def render_unit(
         "RestartSec=10",
         "Environment=PYTHONUNBUFFERED=1",
         "UMask=0077",
+        # Hardening: the agent needs its data directory and the network, nothing else of the system.
         "NoNewPrivileges=yes",
         "PrivateTmp=yes",
-        "ProtectSystem=full",
+        "PrivateDevices=yes",
+        "ProtectSystem=strict",
+        f"ReadWritePaths={_quote(str(datadir))}",
+        "ProtectKernelTunables=yes",
+        "ProtectKernelModules=yes",
+        "ProtectControlGroups=yes",
+        "RestrictSUIDSGID=yes",
+        "LockPersonality=yes",
     ]
     if key_file is not None:
         lines.append(f"Environment={_quote(f'{KEY_FILE_ENV}={key_file}')}")
     if user:
-        lines.append(f"User={user}")
+        lines += [f"User={user}", f"Group={user}"]
     lines += ["", "[Install]", "WantedBy=multi-user.target", ""]
     return "\n".join(lines)
+
+
+def _owner_name(datadir: Path) -> str | None:
+    """The user owning the data directory, unless root (the package makes it `ca-connector`'s)."""
+    import pwd  # noqa: PLC0415  (POSIX only; this module is imported on Windows too)
+
+    try:
+        uid = datadir.stat().st_uid
+        return None if uid == 0 else pwd.getpwuid(uid).pw_name
+    except (OSError, KeyError):
+        return None
 
 
 @dataclass(frozen=True)
@@ -120,10 +150,14 @@ class SystemdService:
         return done
 
     def install(self, datadir: Path) -> Path:
-        """Write the unit, enable it and (re)start it."""
+        """Write the unit, enable it and (re)start it. The agent runs as the data directory's owner."""
         self.require(root=True)
         key_file = os.environ.get(KEY_FILE_ENV)
-        text = render_unit(datadir.absolute(), key_file=Path(key_file).absolute() if key_file else None)
+        text = render_unit(
+            datadir.absolute(),
+            key_file=Path(key_file).absolute() if key_file else None,
+            user=_owner_name(datadir),
+        )
         try:
             self.unit_dir.mkdir(parents=True, exist_ok=True)
             tmp = self.unit_path.with_suffix(".tmp")
@@ -165,3 +199,9 @@ class SystemdService:
         return ServiceStatus(
             available=True, installed=self.unit_path.exists(), active=active, enabled=enabled
         )
+
+    def show(self, *properties: str) -> dict[str, str]:
+        """`systemctl show` of the unit's properties (MainPID, ActiveEnterTimestamp, ...)."""
+        done = self._systemctl("show", UNIT_NAME, *(f"--property={p}" for p in properties), check=False)
+        pairs = (line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
+        return {key: value for key, value in pairs}  # noqa: C416 - pairs of a split

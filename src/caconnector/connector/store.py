@@ -85,6 +85,8 @@ def default_datadir() -> Path:
     home = os.environ.get(HOME_ENV)
     if home:
         return Path(home).expanduser()
+    if os.name == "nt":  # where the Windows service keeps it, as the reference product does
+        return Path(os.environ.get("PROGRAMDATA", r"C:\ProgramData")) / "ca-connector"
     if os.geteuid() == 0:
         return Path("/var/lib/ca-connector")
     return Path.home() / ".local" / "share" / "ca-connector"
@@ -530,6 +532,7 @@ class ConnectorStore:
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
             try:
+                _owned_like_directory(fd, path.parent)
                 os.write(fd, key)
                 os.fsync(fd)
             finally:
@@ -664,6 +667,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     tmp = Path(tmp_name)
     try:
+        _owned_like_directory(fd, path.parent)
         with os.fdopen(fd, "wb") as tmp_file:
             tmp_file.write(data)
             tmp_file.flush()
@@ -675,6 +679,16 @@ def _write_atomic(path: Path, data: bytes) -> None:
         raise
     # The rename is durable only once the directory entry is on disk.
     _fsync_dir(path.parent)
+
+
+def _owned_like_directory(fd: int, directory: Path) -> None:
+    """Root writing into a directory another user owns (the package's service user) gives the new file
+    to that user before it takes its name, so the agent never meets a file it cannot read."""
+    if os.name == "nt" or os.geteuid() != 0:
+        return
+    info = directory.stat()
+    if info.st_uid != 0:
+        os.fchown(fd, info.st_uid, info.st_gid)
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -132,13 +132,26 @@ class Workers:
         outcome = result.outcome.value
         if result.outcome is JobOutcome.ERROR and result.error is not None:
             outcome = f"error code={result.error.code} message={result.error.message!r}"
+        duration = round(self._monotonic() - started, 3)
+        request = job.payload.get("request_id")
+        fields = {
+            "backend": job.backend or "-",
+            "job": job.id,
+            "kind": job.kind.value,
+            "request": request if isinstance(request, str) else "-",
+            "outcome": result.outcome.value,
+            "duration": duration,
+        }
+        # One line per job: connector (added by the log context), backend, job, request, outcome, duration.
         log.info(
-            "job %s kind=%s backend=%s outcome=%s duration=%.3fs",
+            "job %s kind=%s backend=%s request=%s outcome=%s duration=%.3fs",
             job.id,
             job.kind.value,
-            job.backend or "-",
+            fields["backend"],
+            fields["request"],
             outcome,
-            self._monotonic() - started,
+            duration,
+            extra=fields,
         )
 
     def abandon_queued(self) -> None:

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from caconnector import __version__
-from caconnector.manager import channel, compat, home, ui
+from caconnector.manager import channel, compat, downloads, home, ui
 from caconnector.manager.acme import routes as acme_routes
 from caconnector.manager.api import (
     acme_bindings,
@@ -72,6 +72,7 @@ def create_app(settings: Settings, clock: Clock = utcnow, runtime: Runtime | Non
     # The ACME server (RFC 8555): /acme/{profile}/directory, for any ACME client (issue 20).
     acme_routes.install(app)
     app.include_router(acme_bindings.router, prefix=API_PREFIX)
+    app.include_router(downloads.router)  # the connector packages (issue 17)
     app.include_router(docs_router(f"{API_PREFIX}/openapi.json", "ca-manager"))
     # The web UI under /ui (manager/ui/): pages over the same services, its own session cookie and CSRF.
     ui.install(app)
@@ -87,5 +88,23 @@ def create_app(settings: Settings, clock: Clock = utcnow, runtime: Runtime | Non
         except Exception as exc:  # noqa: BLE001  (any database failure means "not healthy")
             return JSONResponse({"status": "unavailable", "detail": type(exc).__name__}, status_code=503)
         return JSONResponse({"status": "ok", "version": __version__})
+
+    @app.get("/readyz", include_in_schema=False)
+    def readyz() -> JSONResponse:
+        """Ready for traffic: the database answers and its schema is at this version's migration head
+        (a load balancer keeps a manager whose database is not upgraded yet out of rotation)."""
+        from caconnector.manager.db.migrate import current_revision, head_revision  # noqa: PLC0415
+
+        head = head_revision()
+        try:
+            current = current_revision(runtime.engine)
+        except Exception as exc:  # noqa: BLE001  (any database failure means "not ready")
+            return JSONResponse({"status": "unavailable", "detail": type(exc).__name__}, status_code=503)
+        if current != head:
+            detail = (
+                f"the database schema is at {current}, this version needs {head}: run ca-manager db upgrade"
+            )
+            return JSONResponse({"status": "not ready", "detail": detail}, status_code=503)
+        return JSONResponse({"status": "ready", "version": __version__, "schema": current})
 
     return app

@@ -141,6 +141,12 @@ def build_parser() -> Parser:
     opt(serve, "port", metavar="P", type=_port, default=8443, help="the port to listen on (default 8443)")
     opt(serve, "tls-cert", metavar="FILE", help="serve HTTPS with this certificate chain (PEM)")
     opt(serve, "tls-key", metavar="FILE", help="the private key of -tls-cert (PEM)")
+    opt(
+        serve,
+        "downloads",
+        metavar="DIR",
+        help="the connector packages to serve (default <datadir>/downloads)",
+    )
     serve.defer(_serve_limit_options)
 
     db = commands.add_parser("db", help="database migrations")
@@ -340,6 +346,8 @@ def cmd_serve(args: argparse.Namespace) -> View:
     if getattr(args, "public_url", None) is None and "CA_MANAGER_PUBLIC_URL" not in os.environ:
         settings = settings.model_copy(update={"public_url": fallback})
     settings = _with_limits(settings, args)
+    if args.downloads:
+        settings = settings.model_copy(update={"downloads_dir": Path(args.downloads).absolute()})
     # Recorded for the CLI commands that print install commands (connector add, restore) on this host.
     stored_url.record(settings.datadir, settings.public_url)
     if not logging.getLogger().handlers:

@@ -26,6 +26,8 @@ connectors and their CA backends.</p>
 <li><a href="{docs}">API documentation</a></li>
 <li><a href="{openapi}">OpenAPI document</a></li>
 <li><a href="{index}">API index</a> (the resource collections)</li>
+<li><a href="/downloads/ca-connector.deb">Download the CA connector</a> (Debian package; install it with
+<code>dpkg -i</code>, then <code>ca-connector install -silent -token T -manager URL</code>)</li>
 </ul>
 <p>Send <code>Authorization: Bearer &lt;API key&gt;</code>; create a key with
 <code>ca-manager apikey create -username NAME</code>.</p>

@@ -26,6 +26,10 @@ class Settings(BaseModel):
         default_factory=lambda: os.environ.get("CA_MANAGER_DATABASE_URL"),
         description="SQLAlchemy URL; SQLite in the data directory when unset",
     )
+    downloads_dir: Path | None = Field(
+        default=None,
+        description="where the connector packages served at /downloads are (default <datadir>/downloads)",
+    )
     public_url: str = Field(default="http://127.0.0.1:8443", description="how connectors reach this manager")
     token_ttl_seconds: float = Field(default=24 * 3600, description="installation tokens expire after this")
     poll_wait_seconds: float = Field(default=30.0, description="how long a long poll waits for a job")

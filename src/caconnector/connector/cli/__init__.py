@@ -245,6 +245,13 @@ def _link_commands(commands: Any) -> None:
     opt(install, "proxy", metavar="0|1", choices=["0", "1"], help="1: use the proxy given; 0: no proxy")
     _proxy_options(install, required=False)
     opt(install, "cacert", metavar="FILE", help="CA certificates (PEM) to trust for the manager's TLS")
+    opt(
+        install,
+        "noservice",
+        action="store_true",
+        help="register only: the agent is started by other means (a container's entry point: "
+        "ca-connector run)",
+    )
 
     register = commands.add_parser(
         "register",
@@ -313,6 +320,16 @@ def _agent_commands(commands: Any) -> None:
         ("status", "show whether the service is installed, enabled and active"),
     ):
         _common(service_commands.add_parser(name, help=text))
+
+    update = commands.add_parser(
+        "update",
+        help="install the newer package the manager offers, then restart the service (root)",
+        description="Fetch the package the manager serves (/downloads/ca-connector.deb), install it with "
+        "dpkg when it is newer than this version, and restart the service.",
+    )
+    _common(update)
+    opt(update, "check", action="store_true", help="only say whether a newer version is offered")
+    opt(update, "file", metavar="FILE", help="install this .deb instead of the manager's")
 
     uninstall = commands.add_parser("uninstall", help="stop and remove the service; -purge deletes the data")
     _common(uninstall)
@@ -391,6 +408,7 @@ HANDLERS: dict[tuple[str, ...], str] = {
     ("service", "restart"): "cli.agent:cmd_service",
     ("service", "status"): "cli.agent:cmd_service",
     ("uninstall",): "cli.agent:cmd_uninstall",
+    ("update",): "cli.update:cmd_update",
 }
 
 
@@ -443,12 +461,27 @@ def _command(args_list: list[str], json_output: bool) -> cliexit.Outcome:
     try:
         view, text = handler(args)
     except Exception as exc:
+        _hand_over(args)
         # Reported here, where the backend's name is still at hand.
         if is_one_of(exc, INVALID_OPTIONS):
             _report_invalid_options(getattr(exc, "problems", []), getattr(args, "name", "?"), json_output)
             return 2
         raise
+    _hand_over(args)
     return view, text
+
+
+READ_ONLY_COMMANDS = frozenset({"version", "status", "test-connection"})
+
+
+def _hand_over(args: argparse.Namespace) -> None:
+    """As root, give what the command wrote to the data directory's owner (the service's user)."""
+    if args.command in READ_ONLY_COMMANDS:
+        return  # nothing written (and `version` stays fast: the store's imports are not needed)
+    from caconnector.connector.cli.common import datadir_of  # noqa: PLC0415  (lazy: fast -h)
+    from caconnector.connector.ownership import hand_over  # noqa: PLC0415  (lazy: fast -h)
+
+    hand_over(datadir_of(args))
 
 
 INVALID_OPTIONS = (("caconnector.connector.backend_admin", "InvalidOptions"),)

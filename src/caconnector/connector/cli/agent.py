@@ -9,18 +9,19 @@ import shutil
 import signal
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import filelock
 
-from caconnector.connector import output
 from caconnector.connector.agent import AGENT_LOCK, Agent, AgentOptions
 from caconnector.connector.agent_state import read_state
 from caconnector.connector.cli.common import CommandError, UsageError, datadir_of, store_of
-from caconnector.connector.service import UNIT_NAME, ServiceError, SystemdService
+from caconnector.connector.service import ServiceError
 from caconnector.connector.settings import read_proxy, read_registration
 from caconnector.connector.store import KEY_FILE_ENV
+from caconnector.connector.supervisor import SUPERVISED_ENV
 
 
 @contextlib.contextmanager
@@ -41,7 +42,13 @@ def _stop_on_signals(agent: Agent) -> Iterator[None]:
 
 
 def cmd_run(args: argparse.Namespace) -> Any:
-    options = AgentOptions(workers=args.workers, once=args.once, poll_wait=args.pollwait)
+    options = AgentOptions(
+        workers=args.workers,
+        once=args.once,
+        poll_wait=args.pollwait,
+        # Under the supervised daemon stderr is a file: the log file has every line already.
+        log_to_stderr=os.environ.get(SUPERVISED_ENV) != "1",
+    )
     agent = Agent(store_of(args), options)
     with _stop_on_signals(agent):
         code = agent.run()
@@ -51,11 +58,13 @@ def cmd_run(args: argparse.Namespace) -> Any:
     return state.view(), ""
 
 
-def _service_view(service: SystemdService) -> dict[str, Any]:
+def _service_view(datadir: Path) -> dict[str, Any]:
+    from caconnector.connector.service_control import ConnectorService  # noqa: PLC0415
+
     try:
-        return service.status().view()
+        return ConnectorService.for_datadir(datadir).status()
     except (OSError, ServiceError) as exc:
-        return {"systemd": service.available(), "error": str(exc)}
+        return {"running": False, "error": str(exc)}
 
 
 def cmd_status(args: argparse.Namespace) -> Any:
@@ -79,7 +88,7 @@ def cmd_status(args: argparse.Namespace) -> Any:
         "proxy": proxy.display() if proxy else None,
         "backends": [{"name": b.name, "type": b.type} for b in snapshot.backends.values()],
         "agent": agent_view,
-        "service": _service_view(SystemdService()),
+        "service": _service_view(datadir),
     }
     return view, _status_text(view)
 
@@ -106,34 +115,31 @@ def _status_text(view: dict[str, Any]) -> str:
         if agent["last_error"]:
             lines.append(f"last error:     {agent['last_error']}")
     service = view["service"]
-    if not service.get("systemd"):
-        lines.append("service:        systemd is not running on this host")
-    elif "error" in service:
+    if "error" in service:
         lines.append(f"service:        unknown ({service['error']})")
     else:
-        installed = "installed" if service["installed"] else "not installed"
-        lines.append(f"service:        {UNIT_NAME} {installed}, {service['active']}, {service['enabled']}")
+        state = (
+            f"running, pid {service['pid']}, since {service['since']}" if service["running"] else "stopped"
+        )
+        lines.append(f"service:        {state} ({service['service']})")
     return "\n".join(lines)
 
 
 def _service_call(action: str, args: argparse.Namespace) -> Any:
-    service = SystemdService()
+    from caconnector.connector.service_control import ConnectorService, status_text  # noqa: PLC0415
+
+    service = ConnectorService.for_datadir(datadir_of(args))
     try:
         if action == "install":
-            unit = service.install(datadir_of(args))
-            return {"installed": True, "unit": str(unit)}, f"{UNIT_NAME} installed and started ({unit})"
+            return service.install()
         if action == "uninstall":
-            removed = service.uninstall()
-            text = f"{UNIT_NAME} stopped and removed" if removed else f"{UNIT_NAME} was not installed"
-            return {"removed": removed}, text
+            return service.uninstall()
         if action == "status":
-            service.require()
-            status = service.status()
-            return status.view(), output.describe(status.view())
-        service.control(action)
+            view = service.status()
+            return view, status_text(view)
+        return service.control(action)
     except ServiceError as exc:
         raise CommandError(str(exc)) from None
-    return {"action": action, "done": True}, f"{UNIT_NAME}: {action} done"
 
 
 def cmd_service(args: argparse.Namespace) -> Any:
@@ -157,17 +163,15 @@ def cmd_uninstall(args: argparse.Namespace) -> Any:
     datadir = datadir_of(args)
     if args.purge:
         _confirm_purge(args, datadir)
-    service = SystemdService()
+    from caconnector.connector.service_control import ConnectorService  # noqa: PLC0415
+
     lines: list[str] = []
-    removed = False
-    if service.available():
-        try:
-            removed = service.uninstall()
-        except ServiceError as exc:
-            raise CommandError(str(exc)) from None
-        lines.append(f"{UNIT_NAME} stopped and removed" if removed else f"{UNIT_NAME} was not installed")
-    else:
-        lines.append("systemd is not running on this host: no service to remove")
+    try:
+        view, text = ConnectorService.for_datadir(datadir).uninstall()
+    except ServiceError as exc:
+        raise CommandError(str(exc)) from None
+    removed = bool(view["removed"])
+    lines.append(text)
     purged = False
     if args.purge and datadir.exists():
         # An agent still running (not under systemd) would write into the directory being deleted.

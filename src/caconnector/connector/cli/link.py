@@ -15,12 +15,20 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from caconnector.connector import output
 from caconnector.connector.cli import secrets as cli_secrets
-from caconnector.connector.cli.common import CommandError, CommandFailed, UsageError, datadir_of, store_of
-from caconnector.connector.link import Identity, LinkSettings
+from caconnector.connector.cli.common import (
+    CommandError,
+    CommandFailed,
+    UsageError,
+    datadir_of,
+    error_code,
+    store_of,
+)
+from caconnector.connector.link import Identity, LinkError, LinkSettings, Refused
 from caconnector.connector.link_diagnostics import ConnectionTest
 from caconnector.connector.registration import RegistrationError, register
-from caconnector.connector.service import ServiceError, SystemdService
+from caconnector.connector.service import ServiceError
 from caconnector.connector.settings import (
+    MANAGER_SECTION,
     InvalidSetting,
     ProxySettings,
     Registration,
@@ -30,6 +38,7 @@ from caconnector.connector.settings import (
     read_registration,
     save_proxy,
 )
+from caconnector.connector.store import ConnectorStore, StoreSnapshot
 
 
 def _interactive(args: argparse.Namespace) -> bool:
@@ -135,33 +144,84 @@ def cmd_install(args: argparse.Namespace) -> Any:
             "to restore it, run ca-connector register -token T -force"
         )
     # The proxy is saved first: registration goes through it, and test-connection can use it should
-    # registration fail.
+    # registration fail. A failed install puts back what was there, so nothing is left half-done.
+    previous = store.read()
     if proxy_given:
         save_proxy(store, proxy)
-    registration = _register(args, token, manager, force=False)
+    try:
+        registration = _register(args, token, manager, force=False)
+    except (CommandError, LinkError) as exc:
+        _restore_proxy(store, previous, proxy_given)
+        raise CommandError(f"{_message(exc)}{_token_hint(exc)}", code=error_code(exc)) from None
+    except BaseException:
+        _restore_proxy(store, previous, proxy_given)
+        raise
     output.log_event(store, "registered", manager=registration.manager_url, connector=registration.name)
-
-    lines = [_registered_text(registration)]
-    service = SystemdService()
-    service_view: dict[str, Any] = {"installed": False}
     datadir = datadir_of(args)
-    if service.available() and os.geteuid() == 0:
-        try:
-            unit = service.install(datadir)
-        except ServiceError as exc:
-            raise CommandError(f"registered, but the service could not be installed: {exc}") from None
-        service_view = {"installed": True, "unit": str(unit)}
-        lines.append(f"service ca-connector.service installed and started ({unit})")
-    else:
-        why = "systemd is not running on this host" if not service.available() else "not running as root"
-        service_view["reason"] = why
-        lines.append(f"{why}: start the agent with: ca-connector run -datadir {datadir}")
+    try:
+        if args.noservice:
+            service_view = {"installed": False, "reason": "-noservice"}
+            service_text = f"-noservice: start the agent with: ca-connector run -datadir {datadir}"
+        else:
+            service_view, service_text = _start_service(datadir)
+    except ServiceError as exc:
+        # The token is spent: undo the registration here so the next install starts clean.
+        from caconnector.connector.service_control import stop_quietly  # noqa: PLC0415
+
+        stop_quietly(datadir)  # a daemon that started too slowly must not keep running
+        with store.transaction() as txn:
+            txn.set_section(MANAGER_SECTION, {})
+        _restore_proxy(store, previous, proxy_given)
+        raise CommandError(
+            f"registered, but the service could not start ({exc}); nothing was kept. The installation "
+            "token has been used: create a new one in the manager (Restore), then run install again"
+        ) from None
+    lines = [
+        _registered_text(registration),
+        service_text,
+        f"configuration: {store.config_path} (secrets encrypted in {store.secrets_path})",
+        f"logs:          {datadir / 'logs'}",
+    ]
     view = {
         "registration": _registration_view(registration),
         "proxy": proxy.view() if proxy else None,
         "service": service_view,
+        "config": str(store.config_path),
+        "logs": str(datadir / "logs"),
     }
     return view, "\n".join(lines)
+
+
+def _message(exc: Exception) -> str:
+    return getattr(exc, "message", None) or str(exc)
+
+
+def _token_hint(exc: Exception) -> str:
+    """A refusal of the token means it is unusable (used, expired, unknown): only a new one helps."""
+    if isinstance(exc, Refused) and exc.status in (401, 403, 409, 410):
+        return (
+            "; if the token was used before (an earlier attempt), it cannot be used again: create a new "
+            "one in the manager (Restore, or connector add) and run install with it"
+        )
+    return ""
+
+
+def _restore_proxy(store: ConnectorStore, previous: StoreSnapshot, proxy_given: bool) -> None:
+    if proxy_given:
+        save_proxy(store, read_proxy(previous))
+
+
+def _start_service(datadir: Path) -> tuple[dict[str, Any], str]:
+    """The unit (systemd, as root) or the supervised daemon (no systemd); where systemd runs but this
+    is not root, the operator installs the unit with sudo later."""
+    from caconnector.connector.service_control import ConnectorService  # noqa: PLC0415
+
+    service = ConnectorService.for_datadir(datadir)
+    if service.kind == "systemd" and os.geteuid() != 0:
+        why = "not running as root, so the service was not installed"
+        return {"installed": False, "reason": why}, f"{why}: run sudo ca-connector service install"
+    view, text = service.install()
+    return {"installed": True, **view}, text
 
 
 def cmd_register(args: argparse.Namespace) -> Any:

@@ -24,6 +24,7 @@ from caconnector.manager.db.models import Connector
 from caconnector.manager.roles import Role
 from caconnector.manager.runtime import runtime_of
 from caconnector.manager.services import connectors as service
+from caconnector.manager.services.downloads import package_url
 from caconnector.manager.services.status import ConnectorStatus
 
 router = APIRouter(prefix="/connectors", tags=["connectors"])
@@ -50,6 +51,9 @@ class ConnectorCreated(BaseModel):
     token: str = Field(description="the installation token: single use, shown to administrators only")
     token_expires_at: dt.datetime | None
     install_command: str = Field(description="what to run on the connector's host")
+    package_url: str | None = Field(
+        default=None, description="where to download the connector package (/downloads), when served"
+    )
 
 
 class ConnectorToken(BaseModel):
@@ -64,6 +68,11 @@ class ConnectorOut(BaseModel):
     comments: str
     status: ConnectorStatus
     version: str | None
+    outdated: bool | None = Field(
+        default=None,
+        description="older than the newest connector package this manager serves (/downloads); null: "
+        "unknown (never registered, or no package served)",
+    )
     hostname: str | None
     last_seen: dt.datetime | None
     registered_at: dt.datetime | None
@@ -72,6 +81,9 @@ class ConnectorOut(BaseModel):
     # Only while the token can still be used, and only for administrators; left out otherwise.
     token: str | None = None
     install_command: str | None = None
+    package_url: str | None = Field(
+        default=None, description="with the token: where to download the connector package (/downloads)"
+    )
 
 
 @router.post("", status_code=201, response_model=ConnectorCreated)
@@ -95,6 +107,7 @@ def add_connector(body: ConnectorCreate, request: Request, caller: Admin) -> Con
             token=token,
             token_expires_at=connector.token_expires_at,
             install_command=service.install_command(token, runtime.settings),
+            package_url=package_url(runtime.settings),
         )
 
 

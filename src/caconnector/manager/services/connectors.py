@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from caconnector.manager import audit, tokens
 from caconnector.manager.db.models import Connector, new_id
+from caconnector.manager.services.downloads import is_outdated, package_url
 from caconnector.manager.services.errors import Conflict, Invalid, NotFound
 from caconnector.manager.services.pagination import Rows, paginate
 from caconnector.manager.services.status import ConnectorStatus, connector_status
@@ -262,6 +263,8 @@ def connector_view(
         "comments": connector.comments,
         "status": connector_status(connector, now, settings).value,
         "version": connector.version,
+        # Older than the newest package this manager serves (None: unknown, or nothing served).
+        "outdated": is_outdated(connector.version, settings),
         "hostname": connector.hostname,
         "last_seen": connector.last_seen,
         "registered_at": connector.registered_at,
@@ -272,6 +275,8 @@ def connector_view(
     if token is not None:
         view["token"] = token
         view["install_command"] = token_command(connector, token, settings)
+        # The reference document's Add dialog links the installation package next to the token.
+        view["package_url"] = package_url(settings)
     return view
 
 
