@@ -4,7 +4,7 @@ connector's key (see `protocol.signing`), as a FastAPI dependency.
 Checked in order: the token names a connector that exists and is registered; its signature, lifetime
 and method/path binding verify with that connector's key; the connector is not Expired; its `jti` was
 never seen (remembered in `seen_requests`, whose primary key turns a replay into an IntegrityError).
-Then the request counts as contact: `last_seen` moves to now.
+Then the request counts as contact: `last_seen` moves to now (to within LAST_SEEN_RESOLUTION).
 """
 
 from __future__ import annotations
@@ -36,6 +36,10 @@ from caconnector.protocol.signing import (
 # Expired request ids are purged on about one request in this many: often enough to keep the table
 # at a few minutes of traffic, rarely enough to cost nothing per request.
 PURGE_ONE_IN = 100
+
+# `last_seen` only decides expiry (30 days by default) and is shown to the second: written at most this
+# often, an agent's stream of polls does not update the connector's row for every request.
+LAST_SEEN_RESOLUTION = dt.timedelta(seconds=1)
 
 
 @dataclass(frozen=True)
@@ -148,7 +152,8 @@ def authenticate_connector(runtime: Runtime, authorization: str, method: str, pa
         except TooLong as exc:
             raise refused(401, ChannelError.SIGNATURE_INVALID, str(exc)) from None
         _remember(session, connector.id, verified.jti, verified.expires_at, now)
-        connector.last_seen = now
+        if connector.last_seen is None or now - connector.last_seen >= LAST_SEEN_RESOLUTION:
+            connector.last_seen = now
         return ConnectorCaller(connector.id, connector.name, status, connector.public_key_pem)
 
 
