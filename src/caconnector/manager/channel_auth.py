@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy import delete
+from sqlalchemy import delete, insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -161,9 +161,13 @@ def _remember(
     session: Session, connector_id: str, jti: str, expires_at: dt.datetime, now: dt.datetime
 ) -> None:
     # Kept until the signed request could no longer verify anyway (its expiry plus the clock leeway).
-    session.add(SeenRequest(jti=jti, connector_id=connector_id, expires_at=expires_at + CLOCK_LEEWAY))
+    # A Core INSERT, not session.add: the unit of work's bookkeeping cost more than the row itself.
     try:
-        session.flush()
+        session.execute(
+            insert(SeenRequest).values(
+                jti=jti, connector_id=connector_id, expires_at=expires_at + CLOCK_LEEWAY
+            )
+        )
     except IntegrityError:
         raise refused(
             401, ChannelError.REPLAYED, "this signed request was seen before; sign each request anew"

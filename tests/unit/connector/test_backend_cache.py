@@ -5,6 +5,7 @@ looked up once per process until `registry.clear_cache()`."""
 from __future__ import annotations
 
 import datetime as dt
+import importlib.metadata
 import threading
 from pathlib import Path
 
@@ -93,7 +94,7 @@ def test_the_runner_issues_with_a_cached_backend_and_exactly_once(tmp_path: Path
 def test_backend_types_are_looked_up_once_until_cleared(monkeypatch: pytest.MonkeyPatch) -> None:
     registry.clear_cache()
     calls: list[str] = []
-    real = registry.entry_points
+    real = importlib.metadata.entry_points
 
     def counting(**kwargs: str) -> object:
         calls.append(kwargs["group"])
