@@ -404,6 +404,18 @@ def ours(workdir: Path, database: str | None, workers: int) -> Iterator[Ours]:
         manager.stop()
 
 
+def signed_requests(workdir: Path, database: str | None) -> int:
+    """How many signed requests the connector made so far: each leaves its id in seen_requests."""
+    from sqlalchemy import create_engine, text  # noqa: PLC0415
+
+    url = database or f"sqlite:///{workdir / 'manager' / 'manager.db'}"
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    with engine.connect() as connection:
+        count = int(connection.execute(text("SELECT count(*) FROM seen_requests")).scalar_one())
+    engine.dispose()
+    return count
+
+
 def ours_target(setup: Ours) -> Target:
     profile = setup.profile_id
     return Target(
@@ -484,10 +496,16 @@ def main() -> None:
                 target = ours_target(setup)
                 drive(label, target, 2, 1.0, pids)  # warm up: imports, first connections
                 for clients in counts:
+                    before = signed_requests(where, database)
                     with profiled(args.py_spy, label, clients, pids, args.seconds):
                         row = drive(label, target, clients, args.seconds, pids)
                     rows.append(row)
                     print(row.line(cfssl_rates.get(clients), raw.rate), flush=True)
+                    per_cert = (signed_requests(where, database) - before) / max(row.count, 1)
+                    print(
+                        f"{'':<28} {per_cert:.2f} signed connector requests (polls) per certificate",
+                        flush=True,
+                    )
     print("\nratios (same run):", flush=True)
     for row in rows[1:]:
         if row.system.startswith("ours"):
