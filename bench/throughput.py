@@ -9,7 +9,7 @@ each server process (from /proc/<pid>/stat before and after) and of the clients,
 CFSSL and to the raw limit measured in this same run. The machine is shared: compare ratios, not
 figures from different runs. A figure, not a pass/fail:
 
-    .venv/bin/python -m bench.throughput [--seconds S] [--clients 1,8,32]
+    .venv/bin/python -m bench.throughput [--seconds S] [--clients 1,8,32] [--baseline CHECKOUT]
         [--database postgresql+psycopg://127.0.0.1/scratch_db]
 
 --database takes a scratch PostgreSQL database (trust auth): its schema is dropped and migrated anew.
@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import itertools
 import json
 import multiprocessing as mp
 import os
@@ -355,11 +356,13 @@ def _reset_postgres(url: str) -> None:
 
 
 @contextlib.contextmanager
-def ours(workdir: Path, database: str | None, workers: int) -> Iterator[Ours]:
+def ours(workdir: Path, database: str | None, workers: int, source: Path | None) -> Iterator[Ours]:
     manager_bin, connector_bin = str(BIN / "ca-manager"), str(BIN / "ca-connector")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = clean_env(CA_MANAGER_HOME=str(workdir / "manager"), CA_MANAGER_PUBLIC_URL=url)
+    # --baseline: the same entry points, importing another checkout's code first.
+    code = {"PYTHONPATH": str(source / "src")} if source is not None else {}
+    env = clean_env(CA_MANAGER_HOME=str(workdir / "manager"), CA_MANAGER_PUBLIC_URL=url, **code)
     if database:
         _reset_postgres(database)
         env["CA_MANAGER_DATABASE_URL"] = database
@@ -369,7 +372,7 @@ def ours(workdir: Path, database: str | None, workers: int) -> Iterator[Ours]:
     manager = Process(
         "manager", [manager_bin, "serve", "-port", str(port)], workdir / "manager.log", env
     ).start()
-    connector_env = clean_env(CA_CONNECTOR_HOME=str(workdir / "connector"))
+    connector_env = clean_env(CA_CONNECTOR_HOME=str(workdir / "connector"), **code)
     agent: Process | None = None
     try:
         wait_until(
@@ -436,7 +439,7 @@ def profiled(
         return
     where.mkdir(parents=True, exist_ok=True)
     spy = str(BIN / "py-spy")
-    tag = label.rsplit(maxsplit=1)[-1].lower()
+    tag = label.replace(", ", "-").lower()
     recorders = [
         subprocess.Popen([spy, "record", "--gil", "-f", "raw", "-r", "200", "-d", str(int(seconds + 1)),
                           "-p", str(pid),
@@ -460,6 +463,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0, help="measured time per row")
     parser.add_argument("--clients", default="1,8,32", help="client counts, comma separated")
     parser.add_argument("--database", help="a scratch PostgreSQL URL: also measure ours on PostgreSQL")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="another checkout (e.g. `git worktree add /tmp/base main`): measure its code too, same run",
+    )
     parser.add_argument("--workers", type=int, default=8, help="ca-connector run -workers")
     parser.add_argument(
         "--py-spy", type=Path, help="record py-spy profiles (collapsed stacks) of our processes here"
@@ -485,13 +493,17 @@ def main() -> None:
                 cfssl_rates[clients] = row.rate
                 rows.append(row)
                 print(row.line(None, raw.rate), flush=True)
-        databases: list[tuple[str, str | None]] = [("ours, SQLite", None)]
+        databases: list[tuple[str, str | None]] = [("SQLite", None)]
         if args.database:
-            databases.append(("ours, PostgreSQL", args.database))
-        for label, database in databases:
-            where = workdir / label.split()[-1].lower()
+            databases.append(("PostgreSQL", args.database))
+        sources: list[tuple[str, Path | None]] = [("ours", None)]
+        if args.baseline:
+            sources.insert(0, ("baseline", args.baseline))
+        for (name, source), (kind, database) in itertools.product(sources, databases):
+            label = f"{name}, {kind}"
+            where = workdir / f"{name}-{kind.lower()}"
             where.mkdir()
-            with ours(where, database, args.workers) as setup:
+            with ours(where, database, args.workers, source) as setup:
                 pids = {"manager": setup.manager_pid, "connector": setup.connector_pid}
                 target = ours_target(setup)
                 drive(label, target, 2, 1.0, pids)  # warm up: imports, first connections
@@ -508,7 +520,7 @@ def main() -> None:
                     )
     print("\nratios (same run):", flush=True)
     for row in rows[1:]:
-        if row.system.startswith("ours"):
+        if row.system.startswith(("ours", "baseline")):
             cfssl = cfssl_rates.get(row.clients)
             server_cpu = row.cpu_ms.get("manager", 0) + row.cpu_ms.get("connector", 0)
             print(
