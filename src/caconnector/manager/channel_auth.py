@@ -68,7 +68,7 @@ def connector_unknown() -> Problem:
     )
 
 
-def check_standing(session: Session, caller: ConnectorCaller) -> None:
+def check_standing(session: Session, caller: ConnectorCaller) -> Connector:
     """Raise the refusal a new request from `caller` would get now, if its access ended since it was
     verified: the connector was deleted, or `register -force` replaced the key it signed with. A long
     poll calls this whenever it wakes, so revoking access cuts off a parked poll at once."""
@@ -82,6 +82,7 @@ def check_standing(session: Session, caller: ConnectorCaller) -> None:
             "the request signature does not verify: this connector's key was replaced (a restore token "
             "was used with ca-connector register -force); the new registration's agent takes over",
         )
+    return connector
 
 
 def _bearer(authorization: str) -> str:
