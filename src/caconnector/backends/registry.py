@@ -2,11 +2,18 @@
 
 Implementations are loaded lazily, so a backend whose SDK is not installed only disables that type,
 with a message naming the extra to install (certbot's plugin discovery works the same way).
+
+Entry points and loaded factories are looked up once per process: `importlib.metadata.entry_points()`
+reads every installed distribution's metadata (milliseconds, and hundreds of failing `openat` calls),
+which the agent would otherwise pay for every job. Installing a plug-in takes a restart, as with
+certbot; `clear_cache()` forgets what was found (tests that change the entry points call it).
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
+from functools import cache
 from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, cast
 
@@ -35,6 +42,19 @@ class BackendTypeInfo:
     entry_point: EntryPoint | None
 
 
+_factories: dict[str, BackendType] = {}
+_factories_lock = threading.Lock()
+
+
+def clear_cache() -> None:
+    """Forget the entry points and factories found so far: the next lookup reads the metadata again."""
+    _entry_points.cache_clear()
+    _known_types.cache_clear()
+    with _factories_lock:
+        _factories.clear()
+
+
+@cache
 def _entry_points() -> dict[str, EntryPoint]:
     found: dict[str, EntryPoint] = {}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
@@ -57,6 +77,11 @@ def availability() -> dict[str, bool]:
 
 def known_types() -> dict[str, BackendTypeInfo]:
     """Every backend type name this installation knows, built-in or from a plug-in distribution."""
+    return dict(_known_types())
+
+
+@cache
+def _known_types() -> dict[str, BackendTypeInfo]:
     from caconnector.backends.configs import BUILTIN_CONFIGS  # noqa: PLC0415  (pydantic: only when needed)
 
     points = _entry_points()
@@ -69,7 +94,7 @@ def known_types() -> dict[str, BackendTypeInfo]:
 
 
 def type_info(type_name: str) -> BackendTypeInfo:
-    infos = known_types()
+    infos = _known_types()
     info = infos.get(type_name)
     if info is None:
         raise UnknownBackendType(f"unknown backend type {type_name!r}; use one of: {', '.join(infos)}")
@@ -84,7 +109,15 @@ def load_type(type_name: str) -> BackendType:
             f"backend type {type_name!r} is not available in this version of ca-connector; "
             f"available types: {', '.join(n for n, i in known_types().items() if i.entry_point)}"
         )
-    return _load(info.entry_point)
+    with _factories_lock:
+        factory = _factories.get(type_name)
+    if factory is None:
+        # Loaded outside the lock (an SDK import can take a while): two threads racing load it twice,
+        # harmlessly, and keep the first.
+        factory = _load(info.entry_point)
+        with _factories_lock:
+            factory = _factories.setdefault(type_name, factory)
+    return factory
 
 
 def _load(ep: EntryPoint) -> BackendType:

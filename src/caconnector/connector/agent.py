@@ -51,6 +51,9 @@ NOT_REGISTERED_RETRY = 10.0  # only reads local files: cheap, and `register` tak
 MIN_POLL_INTERVAL = 1.0  # at most one empty poll a second
 PRUNE_EVERY = 3600.0
 RELOG_EVERY = 600.0
+# The state file (`ca-connector status`) is rewritten on contact at most this often while Connected:
+# writing it (atomically, with fsync) on every poll cost more than the poll itself.
+CONTACT_RESOLUTION = dt.timedelta(seconds=1)
 MAX_POLL_WAIT = 60.0  # PollRequest.wait_seconds allows at most this
 
 
@@ -292,6 +295,13 @@ class Agent:
         if self._state.state is not AgentStatus.CONNECTED and registration is not None:
             log.info("connected to %s as %s", registration.manager_url, registration.name)
         self._contact_ok = True
+        last = self._state.last_contact
+        if (
+            self._state.state is AgentStatus.CONNECTED
+            and last is not None
+            and self._now() - last < CONTACT_RESOLUTION
+        ):
+            return  # `status` shows the last contact to the second: no file rewrite per poll
         self._set_state(AgentStatus.CONNECTED, contact=True)
 
     def _set_state(self, status: AgentStatus, *, error: str | None = None, contact: bool = False) -> None:

@@ -189,7 +189,12 @@ def get_backend(store: ConnectorStore, name: str) -> StoredBackend:
 
 
 def open_backend(store: ConnectorStore, name: str) -> OpenedBackend:
-    stored = get_backend(store, name)
+    return open_stored(store, get_backend(store, name))
+
+
+def open_stored(store: ConnectorStore, stored: StoredBackend) -> OpenedBackend:
+    """Open a backend from its stored entry (read by the caller, as the agent's BackendCache does)."""
+    name = stored.name
     config = config_of(stored)
     backend = load_type(stored.type).open(config, _context(store, name))
     return OpenedBackend(stored, config, backend)

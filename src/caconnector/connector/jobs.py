@@ -29,7 +29,7 @@ from caconnector.backends.base import (
     Scanner,
 )
 from caconnector.backends.errors import BackendError, NotSupported, Transient
-from caconnector.connector import backend_admin
+from caconnector.connector.backend_cache import BackendCache
 from caconnector.connector.store import ConnectorStore, StoreError
 from caconnector.pki.csr import load_csr
 from caconnector.pki.errors import PKIError
@@ -136,12 +136,14 @@ def error_body(exc: BaseException) -> ErrorBody:
 
 
 class JobRunner:
-    """Runs jobs against the backends configured in a data directory (opened afresh for each job, so a
-    `backend update` in another process applies to the next job)."""
+    """Runs jobs against the backends configured in a data directory. Opened backends are kept while
+    their stored configuration is unchanged (`BackendCache`), so a `backend update` in another process
+    still applies to the next job."""
 
     def __init__(self, store: ConnectorStore, hostname: str) -> None:
         self.store = store
         self.hostname = hostname
+        self.backends = BackendCache(store)
 
     # ---- inventory ----------------------------------------------------------------------------------
 
@@ -149,9 +151,9 @@ class JobRunner:
         """Check one backend. A backend that fails its check is reported Offline, with the reason."""
         type_name = "unknown"
         try:
-            stored = backend_admin.get_backend(self.store, name)
+            stored = self.backends.stored(name)
             type_name = stored.type
-            backend = backend_admin.open_backend(self.store, name).backend
+            backend = self.backends.open(name).backend
             check = backend.check()
             cas = [ca_report(ca, _crl_b64(backend, ca.id)) for ca in check.cas]
         except BackendError as exc:
@@ -176,7 +178,7 @@ class JobRunner:
         )
 
     def inventory(self) -> InventoryReport:
-        names = list(self.store.read().backends)
+        names = list(self.backends.backends())
         return InventoryReport(
             hostname=self.hostname,
             version=__version__,
@@ -205,7 +207,7 @@ class JobRunner:
             return self.inventory()
         if isinstance(job, CheckJob):
             return self.backend_report(job.backend)
-        backend = backend_admin.open_backend(self.store, job.backend).backend
+        backend = self.backends.open(job.backend).backend
         if isinstance(job, EnrollJob):
             return self._enroll(backend, job.payload)
         if isinstance(job, CollectJob):

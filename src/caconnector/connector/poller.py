@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 
@@ -26,6 +27,7 @@ log = logging.getLogger("caconnector.connector.agent")
 
 LEASE_REFRESH = 15.0  # with every worker busy, report this often so running leases are extended
 MAX_CAPACITY = 64  # PollRequest.capacity allows at most this
+REPORT_GATHER = 0.01  # a result waits at most this long for the other running jobs' to share its report
 
 
 class Poller:
@@ -97,6 +99,8 @@ class Poller:
                 return None
             fresh = [r.job_id for r in self._journal.unacknowledged() if r.job_id not in reported]
             if fresh and not future.done():
+                self._gather()
+                fresh = [r.job_id for r in self._journal.unacknowledged() if r.job_id not in reported]
                 try:
                     # Not the results the long poll carries: the manager acknowledges those when it answers.
                     self.report(link, skip=reported)
@@ -105,6 +109,18 @@ class Poller:
                     log.debug("could not report results early: %s", exc.message)
                 reported.update(fresh)
         return future.result()
+
+    def _gather(self) -> None:
+        """With other jobs still running, give them a moment to finish, so that one report carries
+        several results: the manager stores a report's results in one transaction (one commit), and
+        each request costs it a signature check and a replay record of its own."""
+        deadline = time.monotonic() + REPORT_GATHER
+        while self._workers.running_ids() and not self._stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._wake.wait(left)
+            self._wake.clear()
 
     def report(self, link: Link, skip: set[str] | frozenset[str] = frozenset()) -> None:
         """A short poll that only delivers results and extends the running jobs' leases."""

@@ -158,7 +158,9 @@ def _open(runtime: Runtime, caller: ConnectorCaller, body: messages.PollRequest,
     window = now + dt.timedelta(seconds=wait) + grace
     with runtime.sessions.begin() as session:
         liveness.extend_connected_until(session, connector_id, now + grace)
-        check_standing(session, caller)
+        # Held for the transaction: the session keeps only weak references to unchanged rows, and the
+        # results' audit events name the connector (lifecycle finds it here instead of querying again).
+        _connector = check_standing(session, caller)
         acknowledged = dispatch.store_results(session, connector_id, body.results, now, runtime.retry)
         dispatch.extend_leases(session, connector_id, body.running, now, lease)
         dispatch.give_up_undeliverable(session, connector_id, now, settings.max_deliveries, runtime.retry)

@@ -4,7 +4,7 @@ connector's key (see `protocol.signing`), as a FastAPI dependency.
 Checked in order: the token names a connector that exists and is registered; its signature, lifetime
 and method/path binding verify with that connector's key; the connector is not Expired; its `jti` was
 never seen (remembered in `seen_requests`, whose primary key turns a replay into an IntegrityError).
-Then the request counts as contact: `last_seen` moves to now.
+Then the request counts as contact: `last_seen` moves to now (to within LAST_SEEN_RESOLUTION).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy import delete
+from sqlalchemy import delete, insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -36,6 +36,10 @@ from caconnector.protocol.signing import (
 # Expired request ids are purged on about one request in this many: often enough to keep the table
 # at a few minutes of traffic, rarely enough to cost nothing per request.
 PURGE_ONE_IN = 100
+
+# `last_seen` only decides expiry (30 days by default) and is shown to the second: written at most this
+# often, an agent's stream of polls does not update the connector's row for every request.
+LAST_SEEN_RESOLUTION = dt.timedelta(seconds=1)
 
 
 @dataclass(frozen=True)
@@ -64,7 +68,7 @@ def connector_unknown() -> Problem:
     )
 
 
-def check_standing(session: Session, caller: ConnectorCaller) -> None:
+def check_standing(session: Session, caller: ConnectorCaller) -> Connector:
     """Raise the refusal a new request from `caller` would get now, if its access ended since it was
     verified: the connector was deleted, or `register -force` replaced the key it signed with. A long
     poll calls this whenever it wakes, so revoking access cuts off a parked poll at once."""
@@ -78,6 +82,7 @@ def check_standing(session: Session, caller: ConnectorCaller) -> None:
             "the request signature does not verify: this connector's key was replaced (a restore token "
             "was used with ca-connector register -force); the new registration's agent takes over",
         )
+    return connector
 
 
 def _bearer(authorization: str) -> str:
@@ -148,7 +153,8 @@ def authenticate_connector(runtime: Runtime, authorization: str, method: str, pa
         except TooLong as exc:
             raise refused(401, ChannelError.SIGNATURE_INVALID, str(exc)) from None
         _remember(session, connector.id, verified.jti, verified.expires_at, now)
-        connector.last_seen = now
+        if connector.last_seen is None or now - connector.last_seen >= LAST_SEEN_RESOLUTION:
+            connector.last_seen = now
         return ConnectorCaller(connector.id, connector.name, status, connector.public_key_pem)
 
 
@@ -156,9 +162,13 @@ def _remember(
     session: Session, connector_id: str, jti: str, expires_at: dt.datetime, now: dt.datetime
 ) -> None:
     # Kept until the signed request could no longer verify anyway (its expiry plus the clock leeway).
-    session.add(SeenRequest(jti=jti, connector_id=connector_id, expires_at=expires_at + CLOCK_LEEWAY))
+    # A Core INSERT, not session.add: the unit of work's bookkeeping cost more than the row itself.
     try:
-        session.flush()
+        session.execute(
+            insert(SeenRequest).values(
+                jti=jti, connector_id=connector_id, expires_at=expires_at + CLOCK_LEEWAY
+            )
+        )
     except IntegrityError:
         raise refused(
             401, ChannelError.REPLAYED, "this signed request was seen before; sign each request anew"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -51,6 +51,13 @@ class Settings(BaseModel):
     )
     retry_max_attempts: int = Field(
         default=10, ge=1, description="a request fails after this many retryable errors in a row"
+    )
+    # Throughput (issue 18): what a commit waits for; docs/architecture.md, section 5, says what each loses.
+    durability: Literal["normal", "full"] = Field(
+        default="normal",
+        description="normal: a commit is safe from a manager crash, and a power cut can undo the last "
+        "moments' commits (SQLite synchronous=NORMAL in WAL, PostgreSQL synchronous_commit=off); full: "
+        "every commit is flushed to disk before it returns",
     )
     max_deliveries: int = Field(
         default=5,

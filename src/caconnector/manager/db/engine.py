@@ -41,11 +41,17 @@ def make_engine(settings: Settings) -> Engine:
         _create_private_file(url)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
+        # What `durability` costs and loses: docs/architecture.md, section 5 (Storage).
+        synchronous = "FULL" if settings.durability == "full" else "NORMAL"
+
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
             # WAL lets readers (the UI, the API) work while a poll writes; foreign keys for cascades.
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL: a commit is written to the WAL but not fsync'd; the WAL is synced at each
+            # checkpoint. A crash of the process loses nothing; a power cut can undo the last commits.
+            cursor.execute(f"PRAGMA synchronous={synchronous}")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
@@ -53,7 +59,11 @@ def make_engine(settings: Settings) -> Engine:
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    # synchronous_commit=off: PostgreSQL answers a commit before its WAL record is flushed (the WAL writer
+    # flushes within 3 x wal_writer_delay, 600 ms by default). A server crash can lose those commits,
+    # never half of one; other sessions see a commit at once, so claims and NOTIFY are unaffected.
+    options = {"options": "-c synchronous_commit=off"} if settings.durability == "normal" else {}
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, connect_args=options)
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

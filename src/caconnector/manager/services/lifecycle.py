@@ -16,10 +16,10 @@ import logging
 from cryptography import x509
 from pydantic import ValidationError
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from caconnector.manager import audit
-from caconnector.manager.db.models import Certificate, Job
+from caconnector.manager.db.models import Certificate, Connector, Job
 from caconnector.manager.services import scan_import
 from caconnector.manager.services.crls import apply_crl
 from caconnector.manager.services.issued import CAIndex, InvalidIssued, read_issued
@@ -299,4 +299,9 @@ def _error(error: ErrorBody | None, *, retryable: bool) -> dict[str, object]:
 
 
 def _actor(job: Job) -> str:
-    return f"connector:{job.connector.name}"
+    # The poll storing this result has the connector's row in its session already: get() finds it
+    # there, where job.connector would query again (the job was loaded with populate_existing, which
+    # its lazy loads inherit).
+    session = object_session(job)
+    connector = session.get(Connector, job.connector_id) if session is not None else None
+    return f"connector:{(connector or job.connector).name}"

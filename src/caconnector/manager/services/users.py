@@ -59,6 +59,11 @@ def create_api_key(
     return row, key
 
 
+# `last_used_at` says when a key was last used to within this: writing it on every request made each
+# API call a write transaction (a durable commit, and SQLite's one write lock) to record a few seconds.
+LAST_USED_RESOLUTION = dt.timedelta(seconds=10)
+
+
 def user_for_api_key(session: Session, key: str, now: dt.datetime) -> User | None:
     lookup = tokens.api_key_lookup(key)
     if lookup is None:
@@ -68,7 +73,8 @@ def user_for_api_key(session: Session, key: str, now: dt.datetime) -> User | Non
         return None
     if row.user.disabled:
         return None
-    row.last_used_at = now
+    if row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION:
+        row.last_used_at = now
     return row.user
 
 
