@@ -1,4 +1,4 @@
-"""What a commit waits for (`durability`, issue 18): `normal` by default, `full` on request, on SQLite and
+"""What a commit waits for (`durability`, issue 18): `full` by default, `normal` on request, on SQLite and
 PostgreSQL alike; docs/architecture.md section 5 says what each can lose."""
 
 from __future__ import annotations
@@ -35,6 +35,6 @@ def test_each_connection_commits_as_the_setting_says(
         engine.dispose()
 
 
-def test_normal_is_the_default_and_the_environment_can_change_it() -> None:
-    assert Settings().durability == "normal"
-    assert Settings.from_env({"CA_MANAGER_DURABILITY": "full"}).durability == "full"
+def test_full_is_the_default_and_the_environment_can_change_it() -> None:
+    assert Settings().durability == "full"
+    assert Settings.from_env({"CA_MANAGER_DURABILITY": "normal"}).durability == "normal"

@@ -53,8 +53,10 @@ class Settings(BaseModel):
         default=10, ge=1, description="a request fails after this many retryable errors in a row"
     )
     # Throughput (issue 18): what a commit waits for; docs/architecture.md, section 5, says what each loses.
+    # `full` by default: an enrollment the manager answered must survive a power cut ("never lose a request");
+    # `normal` trades the last moments' commits on a power cut for fewer flushes, where an operator chooses so.
     durability: Literal["normal", "full"] = Field(
-        default="normal",
+        default="full",
         description="normal: a commit is safe from a manager crash, and a power cut can undo the last "
         "moments' commits (SQLite synchronous=NORMAL in WAL, PostgreSQL synchronous_commit=off); full: "
         "every commit is flushed to disk before it returns",
