@@ -54,7 +54,7 @@ class Settings(BaseModel):
     )
     # Throughput (issue 18): what a commit waits for; docs/architecture.md, section 5, says what each loses.
     # `full` by default: an enrollment the manager answered must survive a power cut ("never lose a request");
-    # `normal` trades the last moments' commits on a power cut for fewer flushes, where an operator chooses so.
+    # `normal` trades the last moments' commits on a power cut for fewer flushes, where an operator says so.
     durability: Literal["normal", "full"] = Field(
         default="full",
         description="normal: a commit is safe from a manager crash, and a power cut can undo the last "
