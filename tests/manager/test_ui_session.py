@@ -12,6 +12,7 @@ from tests.manager.conftest import Caller, FakeClock
 from tests.manager.lifecycle_support import make_lab
 
 from caconnector.manager.runtime import Runtime
+from caconnector.manager.services import downloads
 from caconnector.manager.ui.session import COOKIE
 
 PAGES = ("/ui/connectors", "/ui/backends", "/ui/cas", "/ui/profiles", "/ui/certificates",
@@ -212,3 +213,20 @@ def test_ca_backends_show_organizations_and_products(
     assert rows.status_code == 200, rows.text
     for shown in ("Example Corp: validated", "Other Ltd: pending", "Standard SSL", "server"):
         assert shown in rows.text
+
+
+def test_the_add_dialog_links_the_package_the_manager_serves(
+    client: TestClient, runtime: Runtime, admin: Caller
+) -> None:
+    token = sign_in(client, admin)
+    added = client.post(
+        "/ui/connectors/add", data={"name": "pkg", "csrf_token": token}, follow_redirects=False
+    )
+    path = added.headers["location"]
+    assert "pip install" in client.get(path).text  # nothing in the downloads directory yet
+    directory = downloads.downloads_dir(runtime.settings)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "ca-connector_9.9.9_amd64.deb").write_bytes(b"a package")
+    shown = client.get(path).text
+    assert 'href="http://127.0.0.1:8443/downloads/ca-connector.deb"' in shown
+    assert "Download the connector package" in shown

@@ -12,6 +12,7 @@ from starlette.responses import Response
 from caconnector import __version__
 from caconnector.manager.runtime import Runtime, runtime_of
 from caconnector.manager.services import connectors as service
+from caconnector.manager.services.downloads import package_url
 from caconnector.manager.services.errors import ManagerError
 from caconnector.manager.ui.access import AdminPost, Refused, Viewer
 from caconnector.manager.ui.render import page, redirect
@@ -45,7 +46,15 @@ def _one(runtime: Runtime, connector_id: str, *, with_token: bool) -> dict[str, 
 
 def _page(request: Request, status: int = 200, **context: Any) -> Response:
     runtime = runtime_of(request)
-    return page(request, "connectors.html", status, rows=_rows(runtime), package=PACKAGE, **context)
+    return page(
+        request,
+        "connectors.html",
+        status,
+        rows=_rows(runtime),
+        package=PACKAGE,
+        package_url=package_url(runtime.settings),
+        **context,
+    )
 
 
 def _admin_only(user: Viewer) -> None:
