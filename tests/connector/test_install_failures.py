@@ -9,7 +9,7 @@ from pathlib import Path
 from tests.connector.peers import FakeManager, FakeProxy
 from tests.support import Result
 
-from caconnector.connector.settings import read_proxy, read_registration
+from caconnector.connector.link_settings import read_proxy, read_registration
 from caconnector.connector.store import ConnectorStore
 
 Run = Callable[..., Result]

@@ -18,7 +18,7 @@ from caconnector.connector.link import (
     ProxyAuthFailed,
     Refused,
 )
-from caconnector.connector.settings import InvalidSetting, ProxySettings, parse_manager_url
+from caconnector.connector.link_settings import InvalidSetting, ProxySettings, parse_manager_url
 from caconnector.protocol.errors import ChannelError
 from caconnector.protocol.messages import PollRequest, RegisterRequest
 from caconnector.protocol.signing import generate_connector_key, public_key_pem

@@ -15,7 +15,7 @@ from tests.connector.peers import FakeManager, FakeProxy
 from tests.support import Result, all_bytes, tree_digest
 
 from caconnector.connector.link import Identity, Link, LinkSettings
-from caconnector.connector.settings import Registration, read_registration
+from caconnector.connector.link_settings import Registration, read_registration
 from caconnector.connector.store import ConnectorStore
 
 Run = Callable[..., Result]

@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from pydantic import BaseModel, ValidationError
 
 from caconnector import __version__
-from caconnector.connector.settings import ProxySettings, url_host_port
+from caconnector.connector.link_settings import ProxySettings, url_host_port
 from caconnector.protocol.errors import ChannelError
 from caconnector.protocol.messages import (
     GOODBYE_PATH,

@@ -27,7 +27,7 @@ from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 from caconnector.connector.link import Identity, Link, LinkError, LinkSettings, ssl_context
-from caconnector.connector.settings import ProxySettings, url_host_port
+from caconnector.connector.link_settings import ProxySettings, url_host_port
 
 MAX_HEAD = 64 * 1024
 

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from caconnector.connector.link_settings import SECRET_MASK
 from caconnector.connector.output import LOG_NAME
-from caconnector.connector.settings import SECRET_MASK
 
 AGENT_LOGGER = "caconnector.connector"
 MIN_SECRET_LENGTH = 4  # shorter values would mask ordinary words; no real credential is that short

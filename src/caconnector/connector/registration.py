@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import serialization
 
 from caconnector import __version__
 from caconnector.connector.link import Link, LinkSettings
-from caconnector.connector.settings import (
+from caconnector.connector.link_settings import (
     Registration,
     parse_manager_url,
     put_registration,

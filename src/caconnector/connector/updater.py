@@ -23,7 +23,7 @@ from packaging.version import InvalidVersion, Version
 
 from caconnector import __version__
 from caconnector.connector.link import LinkSettings, describe_network_error, manager_transport
-from caconnector.connector.settings import read_proxy, read_registration
+from caconnector.connector.link_settings import read_proxy, read_registration
 from caconnector.connector.store import ConnectorStore
 
 DEB_PATH = "/downloads/ca-connector.deb"

@@ -13,8 +13,8 @@ import logging
 from dataclasses import dataclass
 
 from caconnector.connector.link import Identity, Link, LinkSettings
+from caconnector.connector.link_settings import ProxySettings, Registration, read_proxy, read_registration
 from caconnector.connector.logs import Scrubber
-from caconnector.connector.settings import ProxySettings, Registration, read_proxy, read_registration
 from caconnector.connector.store import CONFIG_FILE, SECRETS_FILE, ConnectorStore, StoreError
 
 log = logging.getLogger("caconnector.connector.agent")

@@ -11,8 +11,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+from caconnector.connector.link_settings import read_proxy, read_registration
 from caconnector.connector.package_hooks import configure, migrate
-from caconnector.connector.settings import read_proxy, read_registration
 from caconnector.connector.store import ConnectorStore
 
 FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "datadir-schema0"

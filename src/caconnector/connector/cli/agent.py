@@ -18,8 +18,8 @@ import filelock
 from caconnector.connector.agent import AGENT_LOCK, Agent, AgentOptions
 from caconnector.connector.agent_state import read_state
 from caconnector.connector.cli.common import CommandError, UsageError, datadir_of, store_of
+from caconnector.connector.link_settings import read_proxy, read_registration
 from caconnector.connector.service import ServiceError
-from caconnector.connector.settings import read_proxy, read_registration
 from caconnector.connector.store import KEY_FILE_ENV
 from caconnector.connector.supervisor import SUPERVISED_ENV
 

@@ -83,7 +83,7 @@ COMMAND_ERRORS = (
     ("caconnector.connector.journal", "JournalError"),
     ("caconnector.connector.link", "LinkError"),
 )
-USAGE_ERRORS = (("caconnector.connector.settings", "InvalidSetting"),)
+USAGE_ERRORS = (("caconnector.connector.link_settings", "InvalidSetting"),)
 
 
 def is_one_of(exc: BaseException, kinds: tuple[tuple[str, str], ...]) -> bool:

@@ -25,9 +25,7 @@ from caconnector.connector.cli.common import (
 )
 from caconnector.connector.link import Identity, LinkError, LinkSettings, Refused
 from caconnector.connector.link_diagnostics import ConnectionTest
-from caconnector.connector.registration import RegistrationError, register
-from caconnector.connector.service import ServiceError
-from caconnector.connector.settings import (
+from caconnector.connector.link_settings import (
     MANAGER_SECTION,
     InvalidSetting,
     ProxySettings,
@@ -38,6 +36,8 @@ from caconnector.connector.settings import (
     read_registration,
     save_proxy,
 )
+from caconnector.connector.registration import RegistrationError, register
+from caconnector.connector.service import ServiceError
 from caconnector.connector.store import ConnectorStore, StoreSnapshot
 
 
