@@ -18,7 +18,7 @@ from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, cast
 
 from caconnector.backends.errors import ConfigError, NotSupported
-from caconnector.backends.names import BUILTIN_TYPES
+from caconnector.backends.type_names import BUILTIN_TYPES
 
 if TYPE_CHECKING:
     from caconnector.backends.base import BackendType

@@ -16,8 +16,8 @@ import pytest
 from tests.support import EXECUTABLE, Result, all_bytes
 
 from caconnector.backends.configs import BUILTIN_CONFIGS
-from caconnector.backends.names import BUILTIN_TYPES
 from caconnector.backends.registry import availability
+from caconnector.backends.type_names import BUILTIN_TYPES
 
 Run = Callable[..., Result]
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"

@@ -12,7 +12,7 @@ Every write is one SQLite transaction, so a crash leaves a whole row or none. No
 
 from __future__ import annotations
 
-from caconnector.backends.records import RecordStore
+from caconnector.backends.record_store import RecordStore
 
 DATABASE_NAME = "digicert.sqlite"
 SCHEMA_VERSION = 1

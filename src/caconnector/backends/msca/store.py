@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from caconnector.backends.records import RecordStore
+from caconnector.backends.record_store import RecordStore
 
 DATABASE_NAME = "msca.sqlite"
 SCHEMA_VERSION = 1
