@@ -59,7 +59,7 @@ class Lab:
 
     def register_args(self, binding: Binding) -> list[str]:
         return [
-            "--server", binding.directory, "--eab-kid", binding.kid, "--eab-hmac-key", binding.hmac_key,
+            "--server", binding.directory, "--eab-kid", binding.kid, f"--eab-hmac-key={binding.hmac_key}",
             "--agree-tos", "--register-unsafely-without-email",
         ]  # fmt: skip
 

@@ -131,7 +131,7 @@ def test_lego_obtains_and_revokes(lab: Lab, tmp_path: Path) -> None:
     """lego (Debian's), a client of another lineage than certbot, through the same directory."""
     binding = lab.bindings["web"]
     common = [
-        "lego", "--server", binding.directory, "--eab", "--kid", binding.kid, "--hmac", binding.hmac_key,
+        "lego", "--server", binding.directory, "--eab", "--kid", binding.kid, f"--hmac={binding.hmac_key}",
         "--email", "admin@example.test", "--accept-tos", "--domains", "lego.example.test",
         "--path", str(tmp_path / "lego"), "--http", "--http.port", f"127.0.0.1:{lab.http01_port}",
     ]  # fmt: skip

@@ -8,6 +8,7 @@ import base64
 import hashlib
 import hmac
 import json
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from caconnector.manager.cli import main
 from caconnector.manager.db.models import AcmeBinding
 from caconnector.manager.roles import Role
 from caconnector.manager.runtime import Runtime
+from caconnector.manager.services import acme_bindings
 from caconnector.manager.settings import Settings
 
 JOSE = {"Content-Type": "application/jose+json"}
@@ -294,3 +296,12 @@ def test_the_cli_binding_commands(
     code, out, _ = cli("acme", "binding", "revoke", "-kid", made["kid"], "-json")
     assert code == 1 and json.loads(out)["error"]["code"] == "conflict"
     _problem(account.order("www.example.test"), "unauthorized", 403)
+
+
+def test_hmac_keys_never_start_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A key beginning with "-" would be read as an option after certbot's --eab-hmac-key.
+    draws = iter([b"\xfb" + bytes(31), bytes(32)])  # base64url of 0xfb... begins with "-"
+    monkeypatch.setattr(secrets, "token_bytes", lambda n: next(draws))
+    key = acme_bindings._new_hmac_key()
+    assert not key.startswith("-")
+    assert key == base64.urlsafe_b64encode(bytes(32)).rstrip(b"=").decode()

@@ -93,8 +93,7 @@ def create_binding(
     comments: str = "",
 ) -> NewBinding:
     allowed = parse_domains(domains)
-    key = secrets.token_bytes(32)
-    hmac_key = base64.urlsafe_b64encode(key).rstrip(b"=").decode()
+    hmac_key = _new_hmac_key()
     binding_id = secrets.token_hex(16)
     binding = AcmeBinding(
         id=binding_id,
@@ -111,6 +110,15 @@ def create_binding(
         session, now, actor, "acme_binding.create", target(binding), profile=profile.name, domains=allowed
     )
     return NewBinding(binding, hmac_key)
+
+
+def _new_hmac_key() -> str:
+    """32 random bytes, base64url. Never one starting with "-": pasted after `--eab-hmac-key` (certbot)
+    or `--hmac` (lego) it would be read as an option (1 key in 64 would be; drawing again costs nothing)."""
+    while True:
+        key = base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
+        if not key.startswith("-"):
+            return key
 
 
 def hmac_key_of(binding: AcmeBinding, box: SecretBox) -> bytes:
