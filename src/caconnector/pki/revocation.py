@@ -31,6 +31,20 @@ class RevocationReason(enum.StrEnum):
     def to_x509(self) -> x509.ReasonFlags:
         return _TO_X509[self]
 
+    @property
+    def code(self) -> int:
+        """The RFC 5280 CRLReason code (what ACME's revokeCert and AD CS's RevokeCertificate take)."""
+        return _CODES[self]
+
+    @classmethod
+    def from_code(cls, code: int) -> RevocationReason:
+        """The reason of an RFC 5280 CRLReason code; ValueError for 7 (unused), 8 (removeFromCRL, no reason
+        to revoke) and anything else."""
+        for reason, value in _CODES.items():
+            if value == code:
+                return reason
+        raise ValueError(f"{code} is not an RFC 5280 reason code to revoke with")
+
 
 _TO_X509 = {
     RevocationReason.UNSPECIFIED: x509.ReasonFlags.unspecified,
@@ -42,4 +56,17 @@ _TO_X509 = {
     RevocationReason.CERTIFICATE_HOLD: x509.ReasonFlags.certificate_hold,
     RevocationReason.PRIVILEGE_WITHDRAWN: x509.ReasonFlags.privilege_withdrawn,
     RevocationReason.AA_COMPROMISE: x509.ReasonFlags.aa_compromise,
+}
+
+# RFC 5280 5.3.1: CRLReason. 7 is not used; 8, removeFromCRL, only lifts a hold.
+_CODES = {
+    RevocationReason.UNSPECIFIED: 0,
+    RevocationReason.KEY_COMPROMISE: 1,
+    RevocationReason.CA_COMPROMISE: 2,
+    RevocationReason.AFFILIATION_CHANGED: 3,
+    RevocationReason.SUPERSEDED: 4,
+    RevocationReason.CESSATION_OF_OPERATION: 5,
+    RevocationReason.CERTIFICATE_HOLD: 6,
+    RevocationReason.PRIVILEGE_WITHDRAWN: 9,
+    RevocationReason.AA_COMPROMISE: 10,
 }

@@ -15,7 +15,7 @@ from cryptography.x509.oid import NameOID
 from impacket.dcerpc.v5 import icpr
 
 from caconnector.backends.errors import AuthError, Rejected, Transient
-from caconnector.backends.msca.csra import REASON_CODES, RevokeCertificate, build_revoke, check_result
+from caconnector.backends.msca.csra import RevokeCertificate, build_revoke, check_result
 from caconnector.backends.msca.rpc import (
     CR_IN_FORMATANY,
     attributes_blob,
@@ -122,16 +122,16 @@ def test_revoke_certificate_carries_the_serial_and_the_rfc5280_reason(reason: Re
     sent = RevokeCertificate(build_revoke("corp-ISSUING-CA", "61000000123abc", reason).getData())
     assert sent["pwszAuthority"] == "corp-ISSUING-CA\x00"
     assert sent["pwszSerialNumber"] == "61000000123abc\x00"
-    assert sent["Reason"] == REASON_CODES[reason]
+    assert sent["Reason"] == reason.code
     assert (sent["FileTime"]["dwLowDateTime"], sent["FileTime"]["dwHighDateTime"]) == (0, 0)  # now
     assert RevokeCertificate.opnum == 10
 
 
 def test_reason_codes_are_rfc5280s() -> None:
-    assert REASON_CODES[RevocationReason.KEY_COMPROMISE] == 1
-    assert REASON_CODES[RevocationReason.CERTIFICATE_HOLD] == 6
-    assert REASON_CODES[RevocationReason.PRIVILEGE_WITHDRAWN] == 9
-    assert REASON_CODES[RevocationReason.AA_COMPROMISE] == 10
+    assert RevocationReason.KEY_COMPROMISE.code == 1
+    assert RevocationReason.CERTIFICATE_HOLD.code == 6
+    assert RevocationReason.PRIVILEGE_WITHDRAWN.code == 9
+    assert RevocationReason.AA_COMPROMISE.code == 10
 
 
 def test_revoke_results() -> None:

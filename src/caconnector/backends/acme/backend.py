@@ -50,7 +50,6 @@ from caconnector.pki.chain import load_certificates, order_chain
 from caconnector.pki.errors import PKIError
 from caconnector.pki.keys import PrivateKey, key_type_of, load_private_key
 from caconnector.pki.names import common_name
-from caconnector.pki.revocation import RevocationReason
 from caconnector.pki.serial import canonical_serial
 
 if TYPE_CHECKING:
@@ -62,18 +61,6 @@ POLL_SECONDS = 1.0
 # looked at them, and taking them down earlier would fail the validation. Bounded inside the manager's
 # 120-second job lease.
 VALIDATION_TIMEOUT_SECONDS = 90.0
-# RFC 5280 CRLReason codes, as RFC 8555 7.6 sends them.
-_REASON_CODES = {
-    RevocationReason.UNSPECIFIED: 0,
-    RevocationReason.KEY_COMPROMISE: 1,
-    RevocationReason.CA_COMPROMISE: 2,
-    RevocationReason.AFFILIATION_CHANGED: 3,
-    RevocationReason.SUPERSEDED: 4,
-    RevocationReason.CESSATION_OF_OPERATION: 5,
-    RevocationReason.CERTIFICATE_HOLD: 6,
-    RevocationReason.PRIVILEGE_WITHDRAWN: 9,
-    RevocationReason.AA_COMPROMISE: 10,
-}
 CACERT_FILE = "cacert.pem"
 
 
@@ -251,7 +238,7 @@ class AcmeBackend:
             )
         certificate = x509.load_pem_x509_certificate(pem.encode())
         try:
-            self._client.revoke(certificate, _REASON_CODES[request.reason])
+            self._client.revoke(certificate, request.reason.code)  # RFC 8555 7.6: the CRLReason code
         except AcmeProblem:
             return  # alreadyRevoked: revoking is idempotent, and the first date and reason stand
 

@@ -26,18 +26,6 @@ from caconnector.pki.revocation import RevocationReason
 CLSID_CERT_ADMIN_D = string_to_bin("d99e6e73-fc88-11d0-b498-00a0c90312f3")
 IID_ICERT_ADMIN_D = uuidtup_to_bin(("d99e6e71-fc88-11d0-b498-00a0c90312f3", "0.0"))
 
-# RFC 5280 CRLReason codes, which RevokeCertificate takes as they are.
-REASON_CODES = {
-    RevocationReason.UNSPECIFIED: 0,
-    RevocationReason.KEY_COMPROMISE: 1,
-    RevocationReason.CA_COMPROMISE: 2,
-    RevocationReason.AFFILIATION_CHANGED: 3,
-    RevocationReason.SUPERSEDED: 4,
-    RevocationReason.CESSATION_OF_OPERATION: 5,
-    RevocationReason.CERTIFICATE_HOLD: 6,
-    RevocationReason.PRIVILEGE_WITHDRAWN: 9,
-    RevocationReason.AA_COMPROMISE: 10,
-}
 E_ACCESSDENIED = 0x80070005
 E_INVALIDARG = 0x80070057
 CERTSRV_E_NOT_FOUND = 0x80070002  # HRESULT_FROM_WIN32(ERROR_FILE_NOT_FOUND): no such serial
@@ -61,7 +49,7 @@ def build_revoke(ca: str, serial: str, reason: RevocationReason) -> RevokeCertif
     call = RevokeCertificate()
     call["pwszAuthority"] = ca + "\x00"
     call["pwszSerialNumber"] = serial + "\x00"
-    call["Reason"] = REASON_CODES[reason]
+    call["Reason"] = reason.code  # RevokeCertificate takes the RFC 5280 CRLReason code as it is
     call["FileTime"]["dwLowDateTime"] = 0
     call["FileTime"]["dwHighDateTime"] = 0
     return call

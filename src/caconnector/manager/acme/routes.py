@@ -8,6 +8,7 @@ the work's transaction the `url`, the key (`jwk` or the account `kid`) and the s
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 from collections.abc import Callable
@@ -36,18 +37,6 @@ router = APIRouter(prefix=PREFIX, include_in_schema=False)
 JOSE_JSON = "application/jose+json"
 PEM_CHAIN = "application/pem-certificate-chain"
 RENEWAL_RETRY_SECONDS = 6 * 3600
-# RFC 5280 CRLReason codes; 7 is unused and 8 (removeFromCRL) is no reason to revoke.
-REASON_CODES = {
-    0: RevocationReason.UNSPECIFIED,
-    1: RevocationReason.KEY_COMPROMISE,
-    2: RevocationReason.CA_COMPROMISE,
-    3: RevocationReason.AFFILIATION_CHANGED,
-    4: RevocationReason.SUPERSEDED,
-    5: RevocationReason.CESSATION_OF_OPERATION,
-    6: RevocationReason.CERTIFICATE_HOLD,
-    9: RevocationReason.PRIVILEGE_WITHDRAWN,
-    10: RevocationReason.AA_COMPROMISE,
-}
 KeyFrom = Literal["kid", "jwk", "either"]
 
 
@@ -433,9 +422,7 @@ async def revoke_cert(profile_name: str, request: Request) -> Response:
                 raise unauthorized("the jwk is not the certificate's key; sign with it or with the account")
             actor = f"acme:certificate-key:{found.id}"
         code = payload.get("reason", 0)
-        reason = REASON_CODES.get(code) if isinstance(code, int) and not isinstance(code, bool) else None
-        if reason is None:
-            raise AcmeError("badRevocationReason", f"reason {code!r} is not an RFC 5280 code we revoke with")
+        reason = _revocation_reason(code)
         try:
             certificates.request_revocation(ctx.session, found, reason.value, ctx.now, actor)
         except Conflict as exc:
@@ -445,6 +432,14 @@ async def revoke_cert(profile_name: str, request: Request) -> Response:
         return Reply(200, media_type="text/plain")
 
     return await _post(request, profile_name, handle, key_from="either")
+
+
+def _revocation_reason(code: object) -> RevocationReason:
+    """RFC 8555 7.6: `reason` is an RFC 5280 CRLReason code (a JSON integer, not a boolean)."""
+    if isinstance(code, int) and not isinstance(code, bool):
+        with contextlib.suppress(ValueError):
+            return RevocationReason.from_code(code)
+    raise AcmeError("badRevocationReason", f"reason {code!r} is not an RFC 5280 code we revoke with")
 
 
 def install(app: FastAPI) -> None:

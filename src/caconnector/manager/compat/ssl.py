@@ -42,11 +42,14 @@ MAX_PAGE = 200  # the cert_manager client pages by 200
 SslId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 # The RFC 5280 codes that API takes as `reasonCode` (2, CA compromise, and 6 up are not offered there).
 REASON_CODES = {
-    0: RevocationReason.UNSPECIFIED,
-    1: RevocationReason.KEY_COMPROMISE,
-    3: RevocationReason.AFFILIATION_CHANGED,
-    4: RevocationReason.SUPERSEDED,
-    5: RevocationReason.CESSATION_OF_OPERATION,
+    reason.code: reason
+    for reason in (
+        RevocationReason.UNSPECIFIED,
+        RevocationReason.KEY_COMPROMISE,
+        RevocationReason.AFFILIATION_CHANGED,
+        RevocationReason.SUPERSEDED,
+        RevocationReason.CESSATION_OF_OPERATION,
+    )
 }
 
 
