@@ -40,6 +40,7 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from caconnector.backends.msca.cms import CMSError, has_agent_eku, is_cms, parse_on_behalf_of
+from caconnector.testing import make_ca
 
 CA_NAME = "local-FakeADCS-CA"
 USERNAME = "CORP\\svc-connector"
@@ -116,7 +117,6 @@ class FakeAdcs:
         self._lock = threading.Lock()
         self._next_id = 1
         self.ca_key = _key()
-        now = _utcnow()
         name = x509.Name(
             [
                 x509.NameAttribute(NameOID.DOMAIN_COMPONENT, "corp"),
@@ -124,23 +124,7 @@ class FakeAdcs:
                 x509.NameAttribute(NameOID.COMMON_NAME, CA_NAME),
             ]
         )
-        self.ca_certificate = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(self.ca_key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=3650))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
-            )
-            .add_extension(
-                x509.SubjectKeyIdentifier.from_public_key(self.ca_key.public_key()), critical=False
-            )
-            .sign(self.ca_key, hashes.SHA256())
-        )
+        self.ca_certificate = make_ca(name, key=self.ca_key).certificate
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 

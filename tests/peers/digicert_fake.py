@@ -53,6 +53,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from caconnector.testing import TestCA, make_ca
+
 API_KEY = "49ca638f-ec73-40fa-a6f6-6a85e997a5a7"  # the reference document's sample key
 VALIDATED_ORG = 112233
 VALIDATED_ORG_NAME = "Example Validated Inc."
@@ -89,32 +91,15 @@ class _CA:
 
 def _make_ca(name: str, issuer: _CA | None) -> _CA:
     key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC)
     subject = x509.Name(
         [
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Fake DigiCert"),
             x509.NameAttribute(NameOID.COMMON_NAME, name),
         ]
     )
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer.certificate.subject if issuer else subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=3650))
-        .add_extension(
-            x509.BasicConstraints(ca=True, path_length=None if issuer is None else 0), critical=True
-        )
-        .add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-    )
-    signer = issuer.key if issuer else key
-    certificate = builder.sign(signer, hashes.SHA256())
-    return _CA(name, key, certificate, issuer.certificate if issuer else None)
+    signer = TestCA(issuer.certificate, issuer.key) if issuer else None
+    made = make_ca(subject, issuer=signer, key=key, path_length=None if issuer is None else 0)
+    return _CA(name, key, made.certificate, issuer.certificate if issuer else None)
 
 
 @dataclass

@@ -50,8 +50,9 @@ from urllib.parse import parse_qs, urlsplit
 import trustme
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from caconnector.testing import make_ca
 
 BASE_PATH = "/enterprise/v2"
 USERNAME = "SampleAdminUser"
@@ -110,46 +111,10 @@ class _Issuer:
     """The fake's root and issuing CA (EC P-256)."""
 
     def __init__(self) -> None:
-        now = dt.datetime.now(dt.UTC)
-        self.root_key = ec.generate_private_key(ec.SECP256R1())
-        root_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Fake Entrust Root CA - G2")])
-        self.root = (
-            x509.CertificateBuilder()
-            .subject_name(root_name)
-            .issuer_name(root_name)
-            .public_key(self.root_key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=3650))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
-            )
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(self.root_key.public_key()), False)
-            .sign(self.root_key, hashes.SHA256())
-        )
-        self.key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name(
-            [x509.NameAttribute(NameOID.COMMON_NAME, "Fake Entrust Certification Authority - L1K")]
-        )
-        self.certificate = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(root_name)
-            .public_key(self.key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=1825))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(
-                x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
-            )
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(self.key.public_key()), False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.root_key.public_key()), False
-            )
-            .sign(self.root_key, hashes.SHA256())
-        )
+        root = make_ca("Fake Entrust Root CA - G2")
+        issuing = make_ca("Fake Entrust Certification Authority - L1K", issuer=root, days=1825, path_length=0)
+        self.root_key, self.root = root.key, root.certificate
+        self.key, self.certificate = issuing.key, issuing.certificate
 
     def sign(self, order: FakeOrder, serial: int, organization: str) -> x509.Certificate:
         now = dt.datetime.now(dt.UTC)
