@@ -82,42 +82,25 @@ class DuplicateRequest(Exception):
 class LocalStore:
     """The SQLite state of one local CA, in `<state_dir>/local-ca.sqlite`.
 
-    Each thread keeps one connection open for as long as the store lives (opening one, with its WAL
-    set-up, cost more than the insert it served); threads never share one. The lock serialises this
-    process's writers; other processes are kept consistent by SQLite's own locking (`BEGIN
-    IMMEDIATE`). Commits stay fully synchronous: a certificate on record must survive a power cut, or
-    the request could be signed again.
+    A connection is opened per call: SQLite connections are cheap, nothing leaks when a caller drops a
+    half-read generator, and threads never share one. The lock serialises this process's writers;
+    other processes are kept consistent by SQLite's own locking (`BEGIN IMMEDIATE`).
     """
 
     def __init__(self, state_dir: Path, ca_serial: str) -> None:
         self.path = state_dir / DATABASE_NAME
         self._lock = threading.Lock()
-        self._local = threading.local()
         self._initialise(ca_serial)
 
     def _connect(self) -> sqlite3.Connection:
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, so every transaction is explicit.
         return sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_SECONDS, isolation_level=None)
 
-    def _connection(self) -> sqlite3.Connection:
-        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
-        if connection is None:
-            connection = self._connect()
-            self._local.connection = connection
-        return connection
-
-    def _forget_connection(self) -> None:
-        """After a database error: the next call starts from a fresh connection."""
-        connection = getattr(self._local, "connection", None)
-        self._local.connection = None
-        if connection is not None:
-            connection.close()
-
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction: committed on success, rolled back on any exception."""
+        """A write transaction: committed on success, rolled back on any exception, connection closed."""
         with self._lock:
-            connection = self._connection()
+            connection = self._connect()
             try:
                 # IMMEDIATE takes the write lock up front, so read-then-write sequences (CRL number,
                 # duplicate checks) cannot interleave with another process.
@@ -128,16 +111,15 @@ class LocalStore:
                     connection.execute("ROLLBACK")
                     raise
                 connection.execute("COMMIT")
-            except sqlite3.Error:
-                self._forget_connection()
-                raise
+            finally:
+                connection.close()
 
     def _read(self, query: str, parameters: tuple[object, ...]) -> list[tuple[object, ...]]:
+        connection = self._connect()
         try:
-            return self._connection().execute(query, parameters).fetchall()
-        except sqlite3.Error:
-            self._forget_connection()
-            raise
+            return connection.execute(query, parameters).fetchall()
+        finally:
+            connection.close()
 
     def _initialise(self, ca_serial: str) -> None:
         connection = self._connect()
