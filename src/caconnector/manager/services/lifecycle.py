@@ -202,14 +202,14 @@ def _apply_revocation(
         log.info("certificate %s is not being revoked; revoke job %s changes nothing", certificate.id, job.id)
         return False
     outcome = JobOutcome(job.outcome or JobOutcome.ERROR.value)
-    requested = _revocation_requested(job) if outcome is JobOutcome.OK else None
-    if requested is not None:
+    body = _revoke_body(job) if outcome is JobOutcome.OK else None
+    if body is not None and body.requested is not None:
         # Not revoked yet: someone at the CA must approve the request. The certificate stays Issued,
         # says so, and a revocation can be asked for again (it would find the CA's request).
         certificate.revocation_reason = None
         certificate.error = {
             "code": "revocation_requested",
-            "message": f"the CA holds the revocation as a request awaiting approval there: {requested}",
+            "message": f"the CA holds the revocation as a request awaiting approval there: {body.requested}",
             "retryable": False,
         }
         certificate.failures = 0
@@ -225,7 +225,7 @@ def _apply_revocation(
         certificate.failures = 0
         certificate.next_attempt_at = None
         if certificate.ca is not None:
-            apply_crl(certificate.ca, _crl_of(job), now)
+            apply_crl(certificate.ca, body.crl_der_b64 if body is not None else None, now)
         audit.record(
             session,
             now,
@@ -264,16 +264,10 @@ def _apply_revocation(
     return True
 
 
-def _revocation_requested(job: Job) -> str | None:
+def _revoke_body(job: Job) -> RevokeBody | None:
+    """A revoke's answer, read once; None when it is not one (the revocation then stands without a CRL)."""
     try:
-        return RevokeBody.model_validate(job.result or {}).requested
-    except ValidationError:
-        return None
-
-
-def _crl_of(job: Job) -> str | None:
-    try:
-        return RevokeBody.model_validate(job.result or {}).crl_der_b64
+        return RevokeBody.model_validate(job.result or {})
     except ValidationError:
         return None
 
