@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 from tests.e2e.conftest import Manager
-from tests.e2e.processes import BIN, Process, clean_env, free_port, healthy, make_tls, run, wait_until
+from tests.e2e.processes import BIN, clean_env, free_port, make_tls, run, serving_manager
 from tests.e2e.test_lifecycle import Site
 
 CERTBOT = str(BIN / "certbot")
@@ -107,32 +107,23 @@ def acme_lab(tmp: Path) -> Iterator[Lab]:
     manager_bin = str(BIN / "ca-manager")
     assert run([manager_bin, "admin", "create", "-username", "admin"], env).returncode == 0
     key = json.loads(run([manager_bin, "apikey", "create", "-username", "admin", "-json"], env).stdout)
-    argv = [
-        manager_bin,
-        "serve",
-        "-port",
-        str(port),
-        "-tls-cert",
-        str(tls.cert_pem),
-        "-tls-key",
-        str(tls.key_pem),
-    ]
-    process = Process("manager", argv, tmp / "manager.log", env).start()
     site: Site | None = None
-    try:
-        wait_until(lambda: healthy(url, tls.ca_pem), 30, what="the manager to serve /healthz")
-        manager = Manager(url, env, tls, key["api_key"], process, datadir)
-        site = Site(manager, tmp)
-        with manager.api() as api:
-            backend = site.backend(api)
-            _profile(api, backend, "web")
-            _profile(api, backend, "validated")
-            enabled = api.put("/acme-profiles/validated", json={"real_validation": True})
-            assert enabled.status_code == 200, enabled.text
-            validated = _api_binding(api, "validated", ["inside.validated.test"])
-        bindings = {"web": _binding(manager, "web", "example.test,*.example.test"), "validated": validated}
-        yield Lab(manager, site, http01_port, backend["cas"][0]["id"], bindings, tmp)
-    finally:
-        if site is not None:
-            site.agent.stop()
-        process.stop()
+    with serving_manager(port, tls, env, tmp / "manager.log") as process:
+        try:
+            manager = Manager(url, env, tls, key["api_key"], process, datadir)
+            site = Site(manager, tmp)
+            with manager.api() as api:
+                backend = site.backend(api)
+                _profile(api, backend, "web")
+                _profile(api, backend, "validated")
+                enabled = api.put("/acme-profiles/validated", json={"real_validation": True})
+                assert enabled.status_code == 200, enabled.text
+                validated = _api_binding(api, "validated", ["inside.validated.test"])
+            bindings = {
+                "web": _binding(manager, "web", "example.test,*.example.test"),
+                "validated": validated,
+            }
+            yield Lab(manager, site, http01_port, backend["cas"][0]["id"], bindings, tmp)
+        finally:
+            if site is not None:
+                site.agent.stop()

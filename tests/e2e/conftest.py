@@ -17,9 +17,9 @@ from tests.e2e.processes import (
     TLSFiles,
     clean_env,
     free_port,
-    healthy,
     make_tls,
     run,
+    serving_manager,
     wait_until,
 )
 
@@ -89,19 +89,5 @@ def manager(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Manager]
     assert run([bin_manager, "admin", "create", "-username", "admin"], env).returncode == 0
     key = json.loads(run([bin_manager, "apikey", "create", "-username", "admin", "-json"], env).stdout)
     api_key = key["api_key"]
-    argv = [
-        bin_manager,
-        "serve",
-        "-port",
-        str(port),
-        "-tls-cert",
-        str(tls.cert_pem),
-        "-tls-key",
-        str(tls.key_pem),
-    ]
-    process = Process("manager", argv, tmp_path / "manager.log", env).start()
-    try:
-        wait_until(lambda: healthy(url, tls.ca_pem), 30, what="the manager to serve /healthz")
+    with serving_manager(port, tls, env, tmp_path / "manager.log") as process:
         yield Manager(url, env, tls, api_key, process, datadir)
-    finally:
-        process.stop()

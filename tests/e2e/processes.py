@@ -116,6 +116,28 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
+@contextlib.contextmanager
+def serving_manager(port: int, tls: TLSFiles, env: dict[str, str], log_path: Path) -> Iterator[Process]:
+    """`ca-manager serve` over TLS on `port` with `env`, once it answers /healthz; stopped at the end."""
+    argv = [
+        str(BIN / "ca-manager"),
+        "serve",
+        "-port",
+        str(port),
+        "-tls-cert",
+        str(tls.cert_pem),
+        "-tls-key",
+        str(tls.key_pem),
+    ]
+    process = Process("manager", argv, log_path, env).start()
+    try:
+        url = f"https://127.0.0.1:{port}"
+        wait_until(lambda: healthy(url, tls.ca_pem), 30, what="the manager to serve /healthz")
+        yield process
+    finally:
+        process.stop()
+
+
 @dataclass
 class Tinyproxy:
     port: int

@@ -14,14 +14,12 @@ import trustme
 from cert_manager import SSL, Client, Organization
 from tests.e2e.processes import (
     BIN,
-    Process,
     TLSFiles,
     clean_env,
     free_port,
-    healthy,
     make_tls,
     run,
-    wait_until,
+    serving_manager,
 )
 
 pytestmark = pytest.mark.slow
@@ -49,22 +47,8 @@ def served(tmp_path: Path) -> Iterator[Served]:
     )
     manager = str(BIN / "ca-manager")
     assert run([manager, "admin", "create", "-username", "scripts", "-role", "operator"], env).returncode == 0
-    argv = [
-        manager,
-        "serve",
-        "-port",
-        str(port),
-        "-tls-cert",
-        str(tls.cert_pem),
-        "-tls-key",
-        str(tls.key_pem),
-    ]
-    process = Process("manager", argv, tmp_path / "manager.log", env).start()
-    try:
-        wait_until(lambda: healthy(url, tls.ca_pem), 30, what="the manager to serve /healthz")
+    with serving_manager(port, tls, env, tmp_path / "manager.log"):
         yield Served(url, tls, client_ca, tmp_path)
-    finally:
-        process.stop()
 
 
 def _certificate(served: Served, ca: trustme.CA, common_name: str) -> tuple[str, str]:
