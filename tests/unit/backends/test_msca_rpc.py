@@ -15,6 +15,7 @@ from cryptography.x509.oid import NameOID
 from impacket.dcerpc.v5 import icpr
 
 from caconnector.backends.errors import AuthError, Rejected, Transient
+from caconnector.backends.msca.config import split_account
 from caconnector.backends.msca.csra import RevokeCertificate, build_revoke, check_result
 from caconnector.backends.msca.rpc import (
     CR_IN_FORMATANY,
@@ -22,7 +23,6 @@ from caconnector.backends.msca.rpc import (
     build_request,
     ca_chain,
     parse_response,
-    split_account,
 )
 from caconnector.backends.msca.transport import Outcome
 from caconnector.backends.msca.wcce import (

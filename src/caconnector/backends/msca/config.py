@@ -119,3 +119,16 @@ class MscaConfig(BackendConfig):
     @property
     def requester_name(self) -> str | None:
         return self.requester or self.username
+
+
+def split_account(username: str | None) -> tuple[str, str]:
+    """DOMAIN\\user or user@domain as (domain, user); a bare user has an empty domain."""
+    if not username:
+        return "", ""
+    if "\\" in username:
+        domain, user = username.split("\\", 1)
+        return domain, user
+    if "@" in username:
+        user, domain = username.split("@", 1)
+        return domain, user
+    return "", username

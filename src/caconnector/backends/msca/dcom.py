@@ -12,8 +12,7 @@ from impacket.dcerpc.v5.dcomrt import DCOMConnection, IRemUnknown2
 from impacket.dcerpc.v5.rpcrt import RPC_C_AUTHN_LEVEL_PKT_PRIVACY
 
 from caconnector.backends.errors import AuthError, BackendError, Transient
-from caconnector.backends.msca.config import MscaConfig
-from caconnector.backends.msca.rpc import split_account
+from caconnector.backends.msca.config import MscaConfig, split_account
 
 
 class _Interface(IRemUnknown2):  # type: ignore[misc]  # impacket is untyped

@@ -19,7 +19,7 @@ from impacket.dcerpc.v5 import icpr, rpcrt, transport
 from impacket.dcerpc.v5.rpcrt import DCERPCException
 
 from caconnector.backends.errors import AuthError, BackendError, ConfigError, Transient
-from caconnector.backends.msca.config import MscaConfig
+from caconnector.backends.msca.config import MscaConfig, split_account
 from caconnector.backends.msca.transport import Disposition, Outcome
 
 DISPOSITION_ISSUED = 3
@@ -30,19 +30,6 @@ DISPOSITION_UNDER_SUBMISSION = 5
 CR_IN_FORMATANY = 0x0
 _ACCESS_DENIED = 0x5
 _LOGON_FAILURE = 0xC000006D
-
-
-def split_account(username: str | None) -> tuple[str, str]:
-    """DOMAIN\\user or user@domain as (domain, user); a bare user has an empty domain."""
-    if not username:
-        return "", ""
-    if "\\" in username:
-        domain, user = username.split("\\", 1)
-        return domain, user
-    if "@" in username:
-        user, domain = username.split("@", 1)
-        return domain, user
-    return "", username
 
 
 def attributes_blob(template: str | None) -> bytes:
