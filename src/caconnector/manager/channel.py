@@ -16,6 +16,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from fastapi import APIRouter, Request, Response
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from caconnector.manager.channel_auth import (
@@ -156,7 +157,8 @@ def _open(runtime: Runtime, caller: ConnectorCaller, body: messages.PollRequest,
     lease = dt.timedelta(seconds=settings.lease_seconds)
     grace = dt.timedelta(seconds=settings.heartbeat_grace_seconds)
     window = now + dt.timedelta(seconds=wait) + grace
-    with runtime.sessions.begin() as session:
+
+    def work(session: Session) -> _Opened:
         liveness.extend_connected_until(session, connector_id, now + grace)
         # Held for the transaction: the session keeps only weak references to unchanged rows, and the
         # results' audit events name the connector (lifecycle finds it here instead of querying again).
@@ -168,7 +170,9 @@ def _open(runtime: Runtime, caller: ConnectorCaller, body: messages.PollRequest,
         if jobs or body.capacity == 0 or wait <= 0:
             return _Opened(acknowledged, jobs, None)
         liveness.extend_connected_until(session, connector_id, window)
-    return _Opened(acknowledged, [], window)
+        return _Opened(acknowledged, [], window)
+
+    return runtime.writes.run(work)
 
 
 async def _watch_disconnect(request: Request, waiter: Waiter, gone: asyncio.Event) -> None:
@@ -210,14 +214,17 @@ async def _wait_for_jobs(
 
 def _claim(runtime: Runtime, caller: ConnectorCaller, capacity: int) -> list[Job]:
     now = runtime.now()
-    with runtime.sessions.begin() as session:
+
+    def work(session: Session) -> list[Job]:
         check_standing(session, caller)
         return dispatch.claim_jobs(
             session, caller.id, capacity, now, dt.timedelta(seconds=runtime.settings.lease_seconds)
         )
 
+    return runtime.writes.run(work)
+
 
 def _close(runtime: Runtime, connector_id: str, window: dt.datetime) -> None:
     grace = dt.timedelta(seconds=runtime.settings.heartbeat_grace_seconds)
-    with runtime.sessions.begin() as session:
-        liveness.close_poll_window(session, connector_id, window, runtime.now() + grace)
+    until = runtime.now() + grace
+    runtime.writes.run(lambda session: liveness.close_poll_window(session, connector_id, window, until))

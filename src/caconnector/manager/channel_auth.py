@@ -131,31 +131,46 @@ def authenticate_connector(runtime: Runtime, authorization: str, method: str, pa
     except SignatureInvalid as exc:
         raise refused(401, ChannelError.SIGNATURE_INVALID, str(exc)) from None
     now = runtime.now()
-    with runtime.sessions.begin() as session:
-        connector = session.get(Connector, connector_id)
-        if connector is None or connector.public_key_pem is None:
-            raise connector_unknown()
-        try:
-            verified = verify_request(token, load_public_key(connector.public_key_pem), method, path, now)
-        except SignatureInvalid as exc:
-            raise refused(401, ChannelError.SIGNATURE_INVALID, str(exc)) from None
-        status = connector_status(connector, now, runtime.settings)
-        if status is ConnectorStatus.EXPIRED:
-            raise refused(
-                403,
-                ChannelError.CONNECTOR_EXPIRED,
-                f"connector {connector.name!r} was not seen for too long and its key is refused; restore "
-                f"it: ca-manager connector restore -name {connector.name}, then ca-connector register "
-                "-token T -force",
-            )
-        try:
-            check_length("the request id (jti)", verified.jti, SeenRequest.jti)
-        except TooLong as exc:
-            raise refused(401, ChannelError.SIGNATURE_INVALID, str(exc)) from None
-        _remember(session, connector.id, verified.jti, verified.expires_at, now)
-        if connector.last_seen is None or now - connector.last_seen >= LAST_SEEN_RESOLUTION:
-            connector.last_seen = now
-        return ConnectorCaller(connector.id, connector.name, status, connector.public_key_pem)
+    # One unit of work in the manager's group commit: the replay check's insert and `last_seen` are
+    # committed with other requests' writes, not by a transaction of their own.
+    return runtime.writes.run(
+        lambda session: _authenticated(runtime, session, connector_id, token, method, path, now)
+    )
+
+
+def _authenticated(  # noqa: PLR0917  (one request's facts, checked in one unit of work)
+    runtime: Runtime,
+    session: Session,
+    connector_id: str,
+    token: str,
+    method: str,
+    path: str,
+    now: dt.datetime,
+) -> ConnectorCaller:
+    connector = session.get(Connector, connector_id)
+    if connector is None or connector.public_key_pem is None:
+        raise connector_unknown()
+    try:
+        verified = verify_request(token, load_public_key(connector.public_key_pem), method, path, now)
+    except SignatureInvalid as exc:
+        raise refused(401, ChannelError.SIGNATURE_INVALID, str(exc)) from None
+    status = connector_status(connector, now, runtime.settings)
+    if status is ConnectorStatus.EXPIRED:
+        raise refused(
+            403,
+            ChannelError.CONNECTOR_EXPIRED,
+            f"connector {connector.name!r} was not seen for too long and its key is refused; restore "
+            f"it: ca-manager connector restore -name {connector.name}, then ca-connector register "
+            "-token T -force",
+        )
+    try:
+        check_length("the request id (jti)", verified.jti, SeenRequest.jti)
+    except TooLong as exc:
+        raise refused(401, ChannelError.SIGNATURE_INVALID, str(exc)) from None
+    _remember(session, connector.id, verified.jti, verified.expires_at, now)
+    if connector.last_seen is None or now - connector.last_seen >= LAST_SEEN_RESOLUTION:
+        connector.last_seen = now
+    return ConnectorCaller(connector.id, connector.name, status, connector.public_key_pem)
 
 
 def _remember(

@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from caconnector.manager.db.engine import make_engine, make_sessionmaker
+from caconnector.manager.db.group_commit import GroupCommitter
 from caconnector.manager.key_file import load_or_create_box
 from caconnector.manager.services.retry import RetryPolicy
 from caconnector.manager.services.wakeups import CERTIFICATES_CHANNEL, JobWakeups, Wakeups, wakeups_for
@@ -39,6 +40,11 @@ class Runtime:
     # Wakes the API requests waiting (`wait`) for a certificate to be issued, fail or be revoked.
     certificate_wakeups: Wakeups = field(default_factory=lambda: Wakeups(channel=CERTIFICATES_CHANNEL))
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    # The hot paths' writes (enroll, a connector's signed request, a poll), committed in batches.
+    writes: GroupCommitter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.writes = GroupCommitter(self.sessions)
 
     def now(self) -> dt.datetime:
         return self.clock()

@@ -17,7 +17,7 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.orm import object_session
+from sqlalchemy.orm import Session, object_session
 from starlette.concurrency import run_in_threadpool
 
 from caconnector.manager.api.jobs import JobOut
@@ -205,12 +205,14 @@ async def renew(
 
 
 def _enroll(runtime: Runtime, body: EnrollIn, caller: Principal) -> str:
-    with runtime.sessions.begin() as session:
+    def work(session: Session) -> str:
         profile = find_profile(session, body.profile)
         certificate = enrollment.enroll(
             session, profile, body.csr, body.term_days, now=runtime.now(), actor=caller.actor
         )
         return certificate.id
+
+    return runtime.writes.run(work)
 
 
 def _renew(runtime: Runtime, certificate_id: PathKey, body: RenewIn, caller: Principal) -> str:

@@ -122,10 +122,18 @@ class Wakeups:
         event.listen(sessions, "after_rollback", self._after_rollback)
 
     def _after_commit(self, session: Session) -> None:
+        # SQLAlchemy calls this for a SAVEPOINT released too (the group commit runs each unit in one):
+        # nothing is visible to others until the outermost transaction commits.
+        if session.in_nested_transaction():
+            return
         for key in session.info.pop(self._pending, ()):
             self.notify(key)
 
     def _after_rollback(self, session: Session) -> None:
+        # A unit undone to its SAVEPOINT keeps the other units' wakes (and its own: a spurious wake
+        # costs one look); only the whole transaction's rollback drops them.
+        if session.in_nested_transaction():
+            return
         session.info.pop(self._pending, None)
 
     @contextlib.contextmanager
