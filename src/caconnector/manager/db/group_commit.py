@@ -61,8 +61,13 @@ class GroupCommitter:
         self._lock = threading.Lock()
         self._queue: list[_Unit[Any]] = []
         self._leading = False  # a caller is running a batch; it passes the lead on when it is done
-        self.batches = 0  # committed transactions and units in them (bench/, /metrics)
+        self.batches = 0  # transactions committed, and the units committed in them (bench/, /metrics)
         self.units = 0
+
+    def queued(self) -> int:
+        """Units waiting for a batch (the one running not counted)."""
+        with self._lock:
+            return len(self._queue)
 
     def run(self, work: Callable[[Session], T]) -> T:
         """Run `work(session)` in a transaction shared with other callers' units; return what it returned,
@@ -115,7 +120,7 @@ class GroupCommitter:
             return
         with self._lock:
             self.batches += 1
-            self.units += len(batch)
+            self.units += sum(unit.error is None for unit in batch)
         for unit in batch:
             unit.finished = True
 
