@@ -29,13 +29,14 @@ from caconnector.manager.api.pagination import (
 )
 from caconnector.manager.api.params import NameIn, PathKey, line_query
 from caconnector.manager.auth import Operator, Principal, Reader
-from caconnector.manager.db.models import Certificate, Job
+from caconnector.manager.db.models import Certificate, Job, new_id
 from caconnector.manager.problems import Problem
 from caconnector.manager.runtime import Runtime, runtime_of
 from caconnector.manager.services import certificates as service
 from caconnector.manager.services import enrollment
 from caconnector.manager.services.profiles import find_profile
 from caconnector.manager.services.states import CertStatus, settled, status_at
+from caconnector.manager.services.wakeups import Waiter
 from caconnector.pki.csr import MAX_CSR_BYTES
 from caconnector.pki.formats import OutputFormat, encode_certificate, media_type
 from caconnector.protocol.text import line, text
@@ -185,8 +186,13 @@ class RevokeStarted(BaseModel):
 async def enroll(body: EnrollIn, request: Request, response: Response, caller: Operator) -> EnrollOut:
     """201 with the certificate when it was issued within `wait`; 202 with its status otherwise."""
     runtime = runtime_of(request)
-    certificate_id = await run_in_threadpool(_enroll, runtime, body, caller)
-    return await _answer(request, response, certificate_id, body.wait)
+    # The id is chosen here so that the wait subscribes to the certificate's changes before it is
+    # stored: the first answer (Requested) comes from the enrollment itself instead of a read back.
+    certificate_id = new_id()
+    with runtime.certificate_wakeups.subscribe(certificate_id) as waiter:
+        first = await run_in_threadpool(_enroll, runtime, body, caller, certificate_id)
+        answer = await _settle(request, waiter, certificate_id, body.wait, _enroll_answer, first)
+    return _issued_answer(request, response, answer)
 
 
 @router.post(
@@ -200,17 +206,26 @@ async def renew(
 ) -> EnrollOut:
     """A new request on the same profile, linked to this one (`renewed_from`)."""
     runtime = runtime_of(request)
-    new_id = await run_in_threadpool(_renew, runtime, certificate_id, body, caller)
-    return await _answer(request, response, new_id, body.wait)
+    renewed_id = await run_in_threadpool(_renew, runtime, certificate_id, body, caller)
+    return await _answer(request, response, renewed_id, body.wait)
 
 
-def _enroll(runtime: Runtime, body: EnrollIn, caller: Principal) -> str:
-    def work(session: Session) -> str:
+def _enroll(
+    runtime: Runtime, body: EnrollIn, caller: Principal, certificate_id: str
+) -> tuple[EnrollOut, bool]:
+    def work(session: Session) -> tuple[EnrollOut, bool]:
         profile = find_profile(session, body.profile)
+        now = runtime.now()
         certificate = enrollment.enroll(
-            session, profile, body.csr, body.term_days, now=runtime.now(), actor=caller.actor
+            session,
+            profile,
+            body.csr,
+            body.term_days,
+            now=now,
+            actor=caller.actor,
+            certificate_id=certificate_id,
         )
-        return certificate.id
+        return _enroll_answer(certificate, now), settled(certificate)
 
     return runtime.writes.run(work)
 
@@ -226,6 +241,10 @@ def _renew(runtime: Runtime, certificate_id: PathKey, body: RenewIn, caller: Pri
 
 async def _answer(request: Request, response: Response, certificate_id: PathKey, wait: float) -> EnrollOut:
     answer = await _wait_until_settled(request, certificate_id, wait, _enroll_answer)
+    return _issued_answer(request, response, answer)
+
+
+def _issued_answer(request: Request, response: Response, answer: EnrollOut) -> EnrollOut:
     if answer.status is CertStatus.ISSUED:
         response.status_code = 201
         response.headers["Location"] = (
@@ -250,16 +269,33 @@ def _enroll_answer(certificate: Certificate, now: dt.datetime) -> EnrollOut:
 
 async def _wait_until_settled(request: Request, certificate_id: PathKey, wait: float, view: View[T]) -> T:
     runtime = runtime_of(request)
+    with runtime.certificate_wakeups.subscribe(certificate_id) as waiter:
+        return await _settle(request, waiter, certificate_id, wait, view, None)
+
+
+async def _settle(  # noqa: PLR0917  (the wait's state, passed on from the two ways in)
+    request: Request,
+    waiter: Waiter,
+    certificate_id: PathKey,
+    wait: float,
+    view: View[T],
+    first: tuple[T, bool] | None,
+) -> T:
+    """Look, and wait for a change, until the certificate is settled or `wait` ran out; `first`, when
+    given, is the first look (taken by the caller while already subscribed)."""
+    runtime = runtime_of(request)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
-    with runtime.certificate_wakeups.subscribe(certificate_id) as waiter:
-        while True:
+    while True:
+        if first is None:
             waiter.clear()  # before looking: a change during the look wakes the next wait at once
             answer, done = await run_in_threadpool(_look, runtime, certificate_id, view)
-            remaining = deadline - loop.time()
-            if done or remaining <= 0 or await request.is_disconnected():
-                return answer
-            await waiter.wait(min(remaining, RECHECK_SECONDS))
+        else:
+            (answer, done), first = first, None
+        remaining = deadline - loop.time()
+        if done or remaining <= 0 or await request.is_disconnected():
+            return answer
+        await waiter.wait(min(remaining, RECHECK_SECONDS))
 
 
 def _look(runtime: Runtime, certificate_id: PathKey, view: View[T]) -> tuple[T, bool]:

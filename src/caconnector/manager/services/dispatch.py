@@ -210,16 +210,19 @@ def _store_result(
     session: Session, connector_id: str, result: messages.JobResult, now: dt.datetime, policy: RetryPolicy
 ) -> bool:
     """False when the job is not this connector's (unknown, or deleted meanwhile)."""
-    job = session.get(Job, result.job_id)
+    # The few columns the checks need, not the job (its payload is read back by the UPDATE below).
+    job = session.execute(
+        select(Job.connector_id, Job.status, Job.kind, Job.backend_name).where(Job.id == result.job_id)
+    ).one_or_none()
     if job is None or job.connector_id != connector_id:
         return False
     if job.status == JobStatus.DONE.value:
         return True  # a redelivered job's second answer: at least once in, exactly once applied
-    outcome, body, error, report = _checked_outcome(job, result)
+    outcome, body, error, report = _checked_outcome(job.kind, job.backend_name, result)
     stored = session.scalar(
         update(Job)
         .where(
-            Job.id == job.id,
+            Job.id == result.job_id,
             Job.status.in_([JobStatus.LEASED.value, JobStatus.QUEUED.value]),
             Job.delivered_at.is_not(None),
         )
@@ -249,16 +252,16 @@ _Report = messages.BackendReport | messages.InventoryReport
 
 
 def _checked_outcome(
-    job: Job, result: messages.JobResult
+    kind: str, backend_name: str | None, result: messages.JobResult
 ) -> tuple[messages.JobOutcome, dict[str, Any] | None, dict[str, Any] | None, _Report | None]:
     """(outcome, result, error, report to apply). A check, or an inventory of one backend, answers
     with that backend's report; an inventory of the whole connector with an InventoryReport. A
     malformed report becomes an error outcome, so the job shows what went wrong instead of a result
     nobody can read."""
     error = result.error.model_dump(mode="json") if result.error is not None else None
-    if result.outcome is not messages.JobOutcome.OK or job.kind not in _REPORTING_KINDS:
+    if result.outcome is not messages.JobOutcome.OK or kind not in _REPORTING_KINDS:
         return result.outcome, result.result, error, None
-    whole = job.kind == messages.JobKind.INVENTORY and not job.backend_name
+    whole = kind == messages.JobKind.INVENTORY and not backend_name
     model: type[_Report] = messages.InventoryReport if whole else messages.BackendReport
     try:
         report = model.model_validate(result.result or {})
@@ -267,13 +270,13 @@ def _checked_outcome(
         else:
             inventory.check_backend_report(report)
     except ValidationError as exc:
-        return _invalid(result, f"the connector's {job.kind} result is not a valid report: {_first(exc)}")
+        return _invalid(result, f"the connector's {kind} result is not a valid report: {_first(exc)}")
     except TooLong as exc:
-        return _invalid(result, f"the connector's {job.kind} result is not a valid report: {exc}")
-    if isinstance(report, messages.BackendReport) and job.backend_name and report.name != job.backend_name:
+        return _invalid(result, f"the connector's {kind} result is not a valid report: {exc}")
+    if isinstance(report, messages.BackendReport) and backend_name and report.name != backend_name:
         # The manager asked about one backend; a report naming another is not an answer to it.
         return _invalid(
-            result, f"asked about backend {job.backend_name!r}, the connector reported {clip(report.name)}"
+            result, f"asked about backend {backend_name!r}, the connector reported {clip(report.name)}"
         )
     return result.outcome, result.result, error, report
 

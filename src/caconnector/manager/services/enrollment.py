@@ -38,8 +38,10 @@ def enroll(
     now: dt.datetime,
     actor: str,
     renewed_from: Certificate | None = None,
+    certificate_id: str | None = None,
 ) -> Certificate:
-    """A Requested certificate and its enroll job; raise Invalid (422) or Conflict (409) first."""
+    """A Requested certificate and its enroll job; raise Invalid (422) or Conflict (409) first.
+    `certificate_id`: the new certificate's id when the caller chose it (to wait on it first)."""
     csr, info = _load_csr(csr_pem)
     key_type = info.key_type
     if key_type not in profile.key_types:
@@ -61,7 +63,7 @@ def enroll(
 
     pem = csr.public_bytes(serialization.Encoding.PEM).decode()
     certificate = Certificate(
-        id=new_id(),
+        id=certificate_id or new_id(),
         profile_id=profile.id,
         backend_id=backend.id,
         ca_id=ca.id,
@@ -79,8 +81,7 @@ def enroll(
         created_at=now,
         updated_at=now,
     )
-    session.add(certificate)
-    session.flush()
+    session.add(certificate)  # flushed with its job, which the unit of work inserts after it
     job = jobs_factory.enroll(
         session,
         backend,
