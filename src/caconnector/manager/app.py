@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from caconnector import __version__
-from caconnector.manager import channel, compat, downloads, home, ui
+from caconnector.manager import channel, compat, downloads, home, metrics, ui
 from caconnector.manager.acme import routes as acme_routes
 from caconnector.manager.api import (
     acme_bindings,
@@ -78,6 +78,8 @@ def create_app(settings: Settings, clock: Clock = utcnow, runtime: Runtime | Non
     ui.install(app)
     # Authenticates and limits before any body is read; see http_guard for what it does in which order.
     app.add_middleware(HttpGuard, runtime=runtime, router=app.router)
+    # /metrics, and the middleware counting every request: outside the guard, to count its refusals too.
+    metrics.install(app, runtime)
     install_openapi(app)
 
     @app.get("/healthz", include_in_schema=False)

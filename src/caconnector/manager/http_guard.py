@@ -42,6 +42,8 @@ SIGNED_CHANNEL_PATHS = frozenset(
 # The commercial manager's REST API (manager/compat/): throttled and counted like ours, but its password
 # headers are checked by its endpoints, after the (size-limited) body.
 COMPAT_PREFIXES = ("/api/ssl/", "/api/organization/", "/private/api/")
+# Prometheus' scrape path: authenticated and throttled as the REST API is (manager/metrics/).
+METRICS_PATH = "/metrics"
 HSTS = b"max-age=31536000"
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 
@@ -66,7 +68,7 @@ def classify(path: str) -> Kind:
         return Kind.REGISTER
     if path.startswith(messages.CHANNEL_PREFIX + "/"):
         return Kind.CHANNEL
-    if path.startswith(API_PREFIX) and not path.startswith(DOCS_PREFIX):
+    if (path.startswith(API_PREFIX) and not path.startswith(DOCS_PREFIX)) or path == METRICS_PATH:
         return Kind.API
     if path.startswith(COMPAT_PREFIXES):
         return Kind.COMPAT

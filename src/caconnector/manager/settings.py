@@ -159,6 +159,12 @@ class Settings(BaseModel):
         default=10.0, gt=0, description="how long one http-01 fetch or dns-01 lookup may take"
     )
 
+    # /metrics (manager/metrics/): needs a reading API key unless the network it is served on is trusted.
+    metrics_public: bool = Field(
+        default=False,
+        description="serve /metrics without an API key (route traffic and connector counts become public)",
+    )
+
     # The web UI (manager/ui/): a signed-in browser session ends after this long without a request.
     ui_session_idle_seconds: float = Field(
         default=30 * 60, gt=0, description="a web UI session unused for this long must sign in again"
