@@ -267,3 +267,18 @@ def test_an_exception_is_counted_as_500_and_an_odd_method_as_other() -> None:
         value(families, "ca_manager_http_requests", total, route="/boom/{n}", method="GET", status="500") == 1
     )
     assert value(families, "ca_manager_http_requests", total, route="/any", method="other", status="200") == 1
+
+
+def test_the_group_commits_figures_count_a_connectors_signed_requests(
+    runtime: Runtime, client: TestClient, auditor: Caller
+) -> None:
+    before = scrape(client, auditor)
+    connector = registered(runtime, client)
+    for _ in range(3):
+        assert connector.hello(client).status_code == 200
+    after = scrape(client, auditor)
+    # Each signed request's replay check and last_seen is a unit of the group commit.
+    units = value(after, "ca_manager_write_units", "ca_manager_write_units_total")
+    assert units - value(before, "ca_manager_write_units", "ca_manager_write_units_total") >= 3
+    assert value(after, "ca_manager_write_batches", "ca_manager_write_batches_total") <= units
+    assert value(after, "ca_manager_write_queue") == 0

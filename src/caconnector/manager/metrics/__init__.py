@@ -15,6 +15,7 @@ from caconnector.manager.http_guard import METRICS_PATH
 from caconnector.manager.metrics.collectors import (
     ProcessFigures,
     database_families,
+    group_commit_families,
     info_family,
     parked_families,
 )
@@ -43,6 +44,7 @@ def install(app: FastAPI, runtime: Runtime) -> None:
             info_family(),
             *requests.families(),
             *parked_families(runtime.wakeups, runtime.certificate_wakeups),
+            *group_commit_families(runtime.writes),
             *database_families(runtime),
             *process.families(),
         ]

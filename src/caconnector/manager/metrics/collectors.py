@@ -19,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import load_only
 
 from caconnector import __version__
+from caconnector.manager.db.group_commit import GroupCommitter
 from caconnector.manager.db.models import Certificate, Connector, Job
 from caconnector.manager.metrics.exposition import Family
 from caconnector.manager.runtime import Runtime
@@ -121,6 +122,22 @@ def parked_families(job_wakeups: Wakeups, certificate_wakeups: Wakeups) -> list[
     )
     waits.add(_parked(certificate_wakeups))
     return [polls, waits]
+
+
+def group_commit_families(writes: GroupCommitter) -> list[Family]:
+    """The group commit's batching: units committed per transaction is the one figure that says whether
+    the hot writes are sharing their commits (db/group_commit.py)."""
+    batches = Family(
+        "ca_manager_write_batches_total", "counter", "transactions the group commit committed in this process"
+    )
+    batches.add(writes.batches)
+    units = Family(
+        "ca_manager_write_units_total", "counter", "requests' writes the group commit committed in them"
+    )
+    units.add(writes.units)
+    queued = Family("ca_manager_write_queue", "gauge", "requests' writes waiting for the next group commit")
+    queued.add(writes.queued())
+    return [batches, units, queued]
 
 
 def _parked(wakeups: Wakeups) -> int:
