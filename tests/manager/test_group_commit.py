@@ -193,3 +193,31 @@ def test_wakes_wait_for_the_batch_commit(runtime: Runtime) -> None:
         thread.join(10)
     # Each announced change was committed when its wake went out; the undone unit's wake is spurious.
     assert seen.visible == {"one": True, "two": True, "undone": False}
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_turned_off_each_unit_commits_at_once_on_its_own(runtime: Runtime) -> None:
+    committer = GroupCommitter(runtime.sessions, max_batch=0)
+    go = threading.Event()
+
+    def hold(session: Session) -> str:
+        go.wait(10)
+        return "held"
+
+    threads, answers = _in_threads([lambda: committer.run(hold)])
+    time.sleep(0.05)
+    # Not queued behind the unit that holds: committed while it still runs.
+    assert committer.run(_record(runtime, "alone")) == "alone"
+    assert _actions(runtime) == ["alone"]
+    with pytest.raises(ValueError, match="refused"):
+        committer.run(lambda session: (_record(runtime, "undone")(session), session.flush(), _refuse()))
+    go.set()
+    for thread in threads:
+        thread.join(10)
+    assert answers == ["held"]
+    assert _actions(runtime) == ["alone"]
+    assert (committer.batches, committer.units) == (2, 2)
+
+
+def _refuse() -> None:
+    raise ValueError("refused")

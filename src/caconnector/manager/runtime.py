@@ -44,7 +44,7 @@ class Runtime:
     writes: GroupCommitter = field(init=False)
 
     def __post_init__(self) -> None:
-        self.writes = GroupCommitter(self.sessions)
+        self.writes = GroupCommitter(self.sessions, self.settings.group_commit_max)
 
     def now(self) -> dt.datetime:
         return self.clock()

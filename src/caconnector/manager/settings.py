@@ -61,6 +61,13 @@ class Settings(BaseModel):
         "moments' commits (SQLite synchronous=NORMAL in WAL, PostgreSQL synchronous_commit=off); full: "
         "every commit is flushed to disk before it returns",
     )
+    group_commit_max: int = Field(
+        default=64,
+        ge=0,
+        le=1000,
+        description="the most requests' writes one group commit takes in one transaction "
+        "(manager/db/group_commit.py); 0: every request commits on its own",
+    )
     max_deliveries: int = Field(
         default=5,
         ge=1,

@@ -56,6 +56,7 @@ class GroupCommitter:
     """Runs units of work for many threads, committing them in batches (see the module's docstring)."""
 
     def __init__(self, sessions: sessionmaker[Session], max_batch: int = MAX_BATCH) -> None:
+        """`max_batch`: the most units in one transaction; 0 runs each unit alone, not queued."""
         self._sessions = sessions
         self._max_batch = max_batch
         self._lock = threading.Lock()
@@ -72,6 +73,13 @@ class GroupCommitter:
     def run(self, work: Callable[[Session], T]) -> T:
         """Run `work(session)` in a transaction shared with other callers' units; return what it returned,
         once committed, or raise what it raised (its writes undone)."""
+        if self._max_batch == 0:  # turned off (group_commit_max=0): a transaction of its own, at once
+            with self._sessions.begin() as session:
+                answer = work(session)
+            with self._lock:
+                self.batches += 1
+                self.units += 1
+            return answer
         unit = _Unit(work)
         with self._lock:
             self._queue.append(unit)
