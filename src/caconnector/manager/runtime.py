@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from caconnector.manager.db.engine import make_engine, make_sessionmaker
-from caconnector.manager.db.group_commit import GroupCommitter
+from caconnector.manager.db.group_commit import MAX_BATCH, GroupCommitter
 from caconnector.manager.key_file import load_or_create_box
 from caconnector.manager.services.retry import RetryPolicy
 from caconnector.manager.services.wakeups import CERTIFICATES_CHANNEL, JobWakeups, Wakeups, wakeups_for
@@ -44,7 +44,10 @@ class Runtime:
     writes: GroupCommitter = field(init=False)
 
     def __post_init__(self) -> None:
-        self.writes = GroupCommitter(self.sessions, self.settings.group_commit_max)
+        batch = self.settings.group_commit_max
+        if batch is None:
+            batch = MAX_BATCH if self.engine.dialect.name == "sqlite" else 0
+        self.writes = GroupCommitter(self.sessions, batch)
 
     def now(self) -> dt.datetime:
         return self.clock()

@@ -61,12 +61,16 @@ class Settings(BaseModel):
         "moments' commits (SQLite synchronous=NORMAL in WAL, PostgreSQL synchronous_commit=off); full: "
         "every commit is flushed to disk before it returns",
     )
-    group_commit_max: int = Field(
-        default=64,
+    # Measured (bench/README.md): on SQLite, whose writers take turns at one lock anyway, batching the
+    # hot writes saves lock hand-overs and flushes; on PostgreSQL, which runs concurrent transactions in
+    # parallel and already flushes concurrent commits together, one batch at a time was slower.
+    group_commit_max: int | None = Field(
+        default=None,
         ge=0,
         le=1000,
         description="the most requests' writes one group commit takes in one transaction "
-        "(manager/db/group_commit.py); 0: every request commits on its own",
+        "(manager/db/group_commit.py); 0: every request commits on its own; unset: 64 on SQLite, 0 on "
+        "PostgreSQL",
     )
     max_deliveries: int = Field(
         default=5,
