@@ -10,7 +10,7 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from caconnector.manager import audit, tokens
 from caconnector.manager.db.models import ApiKey, User
@@ -68,7 +68,8 @@ def user_for_api_key(session: Session, key: str, now: dt.datetime) -> User | Non
     lookup = tokens.api_key_lookup(key)
     if lookup is None:
         return None
-    row = session.scalar(select(ApiKey).where(ApiKey.prefix == lookup))
+    # With its user in the same query: every API request looks its key up.
+    row = session.scalar(select(ApiKey).where(ApiKey.prefix == lookup).options(joinedload(ApiKey.user)))
     if row is None or row.revoked_at is not None or not tokens.matches(key, row.key_hash):
         return None
     if row.user.disabled:
