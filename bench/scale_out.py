@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from bench.throughput import Row, Target, _cli, _pid, _reset_postgres, drive, machine
+from bench.throughput import CLK_TCK, Row, Target, _cli, _pid, _reset_postgres, drive, machine
 from cryptography import x509
 from tests.e2e.processes import BIN, Process, clean_env, free_port, wait_until
 
@@ -259,6 +259,13 @@ def checks(database: str, answered: list[str], errors: int) -> list[tuple[bool, 
 # ---- main --------------------------------------------------------------------------------------------
 
 
+def machine_busy() -> float:
+    """CPU seconds the whole machine spent not idle, from /proc/stat: shows when all cores are taken."""
+    ticks = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle, iowait
+    return (sum(ticks[:8]) - idle) / CLK_TCK
+
+
 def answered_ids(ids_dir: Path) -> list[str]:
     return [line for path in ids_dir.glob("ids-*") for line in path.read_text().splitlines() if line]
 
@@ -298,10 +305,18 @@ def main() -> None:
             pids = setup.pids()
             errors += drive(label, target, 2, 1.0, pids).errors  # warm up: imports, first connections
             for clients in counts:
+                busy0 = machine_busy()
                 row = drive(label, target, clients, args.seconds, pids)
+                busy = (machine_busy() - busy0) / row.seconds
                 rows[managers, clients] = row
                 errors += row.errors
                 print(row.line(None, None), flush=True)
+                total = sum(row.cpu_ms.values())
+                print(
+                    f"{'':<28} {total:.1f} ms CPU/cert over these processes; the whole machine "
+                    f"(PostgreSQL and other users' work included) {busy:.2f} of {os.cpu_count()} cores busy",
+                    flush=True,
+                )
         left = settle(database)
         if left:
             print(f"{left} enroll certificates still Requested/Pending 60 s after the run", flush=True)
