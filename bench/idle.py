@@ -21,13 +21,16 @@ register_connector` with a `RegisterRequest` carrying the token and a fresh Ed25
 each poll with `caconnector.protocol.signing.sign_request` and speaks HTTP/1.1 on raw asyncio streams,
 one keep-alive connection per connector (httpx would cost the shared 2 cores more than the manager).
 
-The connectors start spread evenly over one wait (as real agents would be), then run one more wait
-before the measured period, so every poll cycle in it is a steady-state one. The manager is started
-with `-max-connections` and `-max-channel-requests` above N: its defaults (2,048 and 1,024) would
-answer polls beyond them 503. RLIMIT_NOFILE is raised to its hard limit in the bench, which the
-manager and the load process inherit. --database takes a scratch PostgreSQL database (trust auth): its
-schema is dropped and migrated anew. --py-spy DIR records the manager during each measured period
-(`pip install py-spy` into the venv) and prints the functions the samples fall in most.
+The connectors start spread evenly over one wait (as real agents would be); the period is measured
+once all polls are out and as many have been answered as there are connectors, so its cycles are
+steady-state ones. A manager answering fewer polls a second than N / wait is saturated: printed so,
+its "parked" polls then partly wait in its queue, and the projection is the figure. The manager is
+started with `-max-connections` and `-max-channel-requests` above N: its defaults (2,048 and 1,024)
+would answer polls beyond them 503. RLIMIT_NOFILE is raised to its hard limit in the bench, which the
+manager and the load process inherit (set on the manager once more with prlimit). --database takes a
+scratch PostgreSQL database (trust auth): created when missing, its schema dropped and migrated anew.
+--py-spy DIR records the manager during each measured period (`pip install py-spy` into the venv) and
+prints where the samples fall most.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from bench.scale_out import ensure_database
 from bench.throughput import _reset_postgres, cpu_seconds, machine, profiled
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
@@ -316,6 +320,7 @@ def main() -> None:  # noqa: PLR0912, PLR0915  (one straight-line run, printed a
         if args.wait > AGENT_WAIT:
             env["CA_MANAGER_POLL_WAIT_SECONDS"] = str(args.wait)  # the manager caps a poll's wait at it
         if args.database:
+            ensure_database(args.database)
             _reset_postgres(args.database)
             env["CA_MANAGER_DATABASE_URL"] = args.database
         _cli([manager_bin, "db", "upgrade"], env)
