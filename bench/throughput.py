@@ -192,6 +192,9 @@ class Target:
     headers: dict[str, str]
     body: Callable[[str], dict[str, Any]]
     ok: Callable[[httpx.Response], bool]
+    # Further URLs of the same service (bench/scale_out.py's two managers): each client thread's
+    # requests go round robin over `url` and these.
+    more_urls: tuple[str, ...] = ()
 
 
 def _client_process(  # noqa: PLR0917  (a multiprocessing target takes positional arguments)
@@ -203,13 +206,15 @@ def _client_process(  # noqa: PLR0917  (a multiprocessing target takes positiona
 
     def loop(offset: int) -> None:
         local: list[tuple[float, bool]] = []
+        urls = (target.url, *target.more_urls)
         with httpx.Client(timeout=60, trust_env=False, headers=target.headers) as client:
             start.wait()
             index = offset
             while time.time() < stop_at.value:
                 t0 = time.perf_counter()
+                url = urls[index % len(urls)]
                 try:
-                    ok = target.ok(client.post(target.url, json=target.body(pems[index % len(pems)])))
+                    ok = target.ok(client.post(url, json=target.body(pems[index % len(pems)])))
                 except httpx.HTTPError:
                     ok = False
                 local.append((time.perf_counter() - t0, ok))
