@@ -3,6 +3,7 @@ SAVEPOINT; a unit that fails is undone alone; wake-ups go out only once the batc
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable
@@ -64,7 +65,7 @@ def test_callers_waiting_while_a_batch_runs_are_committed_together(runtime: Runt
     threads, answers = _in_threads([lambda: committer.run(first)])
     _queued(committer, 0)
     time.sleep(0.05)
-    more, more_answers = _in_threads([lambda a=a: committer.run(_record(runtime, a)) for a in "bcd"])
+    more, more_answers = _in_threads([functools.partial(committer.run, _record(runtime, a)) for a in "bcd"])
     _queued(committer, 3)
     go.set()
     for thread in threads + more:
@@ -132,7 +133,7 @@ def test_a_batch_whose_commit_fails_is_retried_unit_by_unit(runtime: Runtime) ->
 
     threads, _ = _in_threads([lambda: committer.run(hold)])
     time.sleep(0.05)
-    more, answers = _in_threads([lambda a=a: committer.run(marked(a)) for a in "xy"])
+    more, answers = _in_threads([functools.partial(committer.run, marked(a)) for a in "xy"])
     _queued(committer, 2)
     go.set()
     for thread in threads + more:
@@ -209,15 +210,17 @@ def test_turned_off_each_unit_commits_at_once_on_its_own(runtime: Runtime) -> No
     # Not queued behind the unit that holds: committed while it still runs.
     assert committer.run(_record(runtime, "alone")) == "alone"
     assert _actions(runtime) == ["alone"]
+
+    def undone(session: Session) -> str:
+        _record(runtime, "undone")(session)
+        session.flush()
+        raise ValueError("refused")
+
     with pytest.raises(ValueError, match="refused"):
-        committer.run(lambda session: (_record(runtime, "undone")(session), session.flush(), _refuse()))
+        committer.run(undone)
     go.set()
     for thread in threads:
         thread.join(10)
     assert answers == ["held"]
     assert _actions(runtime) == ["alone"]
     assert (committer.batches, committer.units) == (2, 2)
-
-
-def _refuse() -> None:
-    raise ValueError("refused")
