@@ -224,3 +224,16 @@ def test_turned_off_each_unit_commits_at_once_on_its_own(runtime: Runtime) -> No
     assert answers == ["held"]
     assert _actions(runtime) == ["alone"]
     assert (committer.batches, committer.units) == (2, 2)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_unit_that_runs_another_is_refused_instead_of_waiting_for_itself(runtime: Runtime) -> None:
+    committer = GroupCommitter(runtime.sessions)
+
+    def nested(session: Session) -> str:
+        return committer.run(_record(runtime, "inner"))
+
+    with pytest.raises(RuntimeError, match="may not run another"):
+        committer.run(nested)
+    assert committer.run(_record(runtime, "after")) == "after"  # the committer is not left stuck
+    assert _actions(runtime) == ["after"]

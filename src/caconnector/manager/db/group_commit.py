@@ -62,6 +62,7 @@ class GroupCommitter:
         self._lock = threading.Lock()
         self._queue: list[_Unit[Any]] = []
         self._leading = False  # a caller is running a batch; it passes the lead on when it is done
+        self._running = threading.local()  # set in the thread that runs a batch, while it runs one
         self.batches = 0  # transactions committed, and the units committed in them (bench/, /metrics)
         self.units = 0
 
@@ -73,6 +74,9 @@ class GroupCommitter:
     def run(self, work: Callable[[Session], T]) -> T:
         """Run `work(session)` in a transaction shared with other callers' units; return what it returned,
         once committed, or raise what it raised (its writes undone)."""
+        if getattr(self._running, "batch", False):
+            # A unit that queued another would wait for its own batch to end: say so instead of hanging.
+            raise RuntimeError("a unit of work may not run another through the group commit")
         if self._max_batch == 0:  # turned off (group_commit_max=0): a transaction of its own, at once
             with self._sessions.begin() as session:
                 answer = work(session)
@@ -92,9 +96,11 @@ class GroupCommitter:
         # Leading: this caller's unit is first in the queue (the lead passes only to the first waiting).
         with self._lock:
             batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
+        self._running.batch = True
         try:
             self._commit(batch)
         finally:
+            self._running.batch = False
             with self._lock:
                 if self._queue:
                     self._queue[0].turn.set()
