@@ -39,7 +39,17 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from bench.throughput import CLK_TCK, Row, Target, _cli, _pid, _reset_postgres, drive, machine
+from bench.throughput import (
+    CLK_TCK,
+    Row,
+    Target,
+    _cli,
+    _pid,
+    _reset_postgres,
+    drive,
+    local_ca_connector,
+    machine,
+)
 from cryptography import x509
 from tests.e2e.processes import BIN, Process, clean_env, free_port, wait_until
 
@@ -85,35 +95,14 @@ class Lab:
 
     def start_connector(self, label: str, manager: str, workers: int) -> str:
         """A connector home registered with `manager`'s URL, a local CA, running; returns its profile."""
-        url = self.managers[manager][0]
-        manager_bin, connector_bin = str(BIN / "ca-manager"), str(BIN / "ca-connector")
-        added = _cli([manager_bin, "connector", "add", "-name", label, "-json"], self.env)
-        home = clean_env(CA_CONNECTOR_HOME=str(self.workdir / f"connector-{label}"))
-        _cli([connector_bin, "register", "-token", added["token"], "-manager", url], home)
-        _cli([connector_bin, "backend", "add", "-name", "LocalCA", "-type", "local", "-keytype", "ec-p256"],
-             home)  # fmt: skip
-        agent = Process(
-            f"connector-{label}", [connector_bin, "run", "-workers", str(workers)],
-            self.workdir / f"connector-{label}.log", home,
-        ).start()  # fmt: skip
-        headers = {"Authorization": f"Bearer {self.api_key}"}
-        with httpx.Client(base_url=f"{url}/api/v1", headers=headers, trust_env=False, timeout=30) as api:
-
-            def backend() -> dict[str, Any] | None:
-                for item in api.get("/backends").json()["items"]:
-                    if item["connector"] == added["id"] and item["status"] == "Available" and item["cas"]:
-                        return dict(item)
-                return None
-
-            wait_until(lambda: backend() is not None, 60, what=f"{label}'s local CA in the manager")
-            found = backend() or {}
-            profile = api.post("/profiles", json={
-                "name": f"bench-{label}", "backend": found["id"], "ca": found["cas"][0]["id"],
-                "cert_type": "server", "terms_days": [90], "key_types": ["ec-p256"],
-            })  # fmt: skip
-            profile.raise_for_status()
-        self.connectors[label] = (agent, str(profile.json()["id"]))
-        return str(profile.json()["id"])
+        agent, profile = local_ca_connector(
+            self.managers[manager][0], self.api_key, self.env,
+            clean_env(CA_CONNECTOR_HOME=str(self.workdir / f"connector-{label}")),
+            name=label, profile=f"bench-{label}", workers=workers,
+            process=(f"connector-{label}", self.workdir / f"connector-{label}.log"),
+        )  # fmt: skip
+        self.connectors[label] = (agent, profile)
+        return profile
 
     def stop_connector(self, label: str) -> None:
         self.connectors.pop(label)[0].stop()

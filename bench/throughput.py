@@ -360,9 +360,53 @@ def _reset_postgres(url: str) -> None:
     engine.dispose()
 
 
+def local_ca_connector(
+    url: str,
+    api_key: str,
+    manager_env: dict[str, str],
+    connector_env: dict[str, str],
+    *,
+    name: str,
+    profile: str,
+    workers: int,
+    process: tuple[str, Path],
+) -> tuple[Process, str]:
+    """A connector added to the manager at `url` and registered with it, with a local CA (P-256 key),
+    running (`process`: its label and log), and a profile `profile` on that CA once the manager lists it.
+    Returns the agent's process and the profile's id; the agent is stopped again when that fails."""
+    manager_bin, connector_bin = str(BIN / "ca-manager"), str(BIN / "ca-connector")
+    added = _cli([manager_bin, "connector", "add", "-name", name, "-json"], manager_env)
+    _cli([connector_bin, "register", "-token", added["token"], "-manager", url], connector_env)
+    _cli([connector_bin, "backend", "add", "-name", "LocalCA", "-type", "local", "-keytype", "ec-p256"],
+         connector_env)  # fmt: skip
+    label, log = process
+    agent = Process(label, [connector_bin, "run", "-workers", str(workers)], log, connector_env).start()
+    try:
+        headers = {"Authorization": f"Bearer {api_key}"}
+        with httpx.Client(base_url=f"{url}/api/v1", headers=headers, trust_env=False, timeout=30) as api:
+
+            def backend() -> dict[str, Any] | None:
+                for item in api.get("/backends").json()["items"]:
+                    if item["connector"] == added["id"] and item["status"] == "Available" and item["cas"]:
+                        return dict(item)
+                return None
+
+            wait_until(lambda: backend() is not None, 60, what=f"{name}'s local CA in the manager")
+            found = backend() or {}
+            created = api.post("/profiles", json={
+                "name": profile, "backend": found["id"], "ca": found["cas"][0]["id"], "cert_type": "server",
+                "terms_days": [90], "key_types": ["ec-p256"],
+            })  # fmt: skip
+            created.raise_for_status()
+    except BaseException:
+        agent.stop()
+        raise
+    return agent, str(created.json()["id"])
+
+
 @contextlib.contextmanager
 def ours(workdir: Path, database: str | None, workers: int, source: Path | None) -> Iterator[Ours]:
-    manager_bin, connector_bin = str(BIN / "ca-manager"), str(BIN / "ca-connector")
+    manager_bin = str(BIN / "ca-manager")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     # --baseline: the same entry points, importing another checkout's code first.
@@ -383,29 +427,11 @@ def ours(workdir: Path, database: str | None, workers: int, source: Path | None)
         wait_until(
             lambda: httpx.get(f"{url}/healthz", trust_env=False).status_code == 200, 60, what="manager"
         )
-        added = _cli([manager_bin, "connector", "add", "-name", "bench", "-json"], env)
-        _cli([connector_bin, "register", "-token", added["token"], "-manager", url], connector_env)
-        _cli([connector_bin, "backend", "add", "-name", "LocalCA", "-type", "local", "-keytype", "ec-p256"],
-             connector_env)  # fmt: skip
-        agent = Process("agent", [connector_bin, "run", "-workers", str(workers)], workdir / "agent.log",
-                        connector_env).start()  # fmt: skip
-        headers = {"Authorization": f"Bearer {api_key}"}
-        with httpx.Client(base_url=f"{url}/api/v1", headers=headers, trust_env=False, timeout=30) as api:
-
-            def backend() -> dict[str, Any] | None:
-                for item in api.get("/backends").json()["items"]:
-                    if item["connector"] == added["id"] and item["status"] == "Available" and item["cas"]:
-                        return dict(item)
-                return None
-
-            wait_until(lambda: backend() is not None, 60, what="the local CA in the manager")
-            found = backend() or {}
-            profile = api.post("/profiles", json={
-                "name": "bench", "backend": found["id"], "ca": found["cas"][0]["id"], "cert_type": "server",
-                "terms_days": [90], "key_types": ["ec-p256"],
-            })  # fmt: skip
-            profile.raise_for_status()
-        yield Ours(url, api_key, profile.json()["id"], _pid(manager), _pid(agent))
+        agent, profile_id = local_ca_connector(
+            url, api_key, env, connector_env, name="bench", profile="bench", workers=workers,
+            process=("agent", workdir / "agent.log"),
+        )  # fmt: skip
+        yield Ours(url, api_key, profile_id, _pid(manager), _pid(agent))
     finally:
         if agent is not None:
             agent.stop()
