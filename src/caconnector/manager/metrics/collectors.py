@@ -23,6 +23,7 @@ from caconnector.manager.db.group_commit import GroupCommitter
 from caconnector.manager.db.models import Certificate, Connector, Job
 from caconnector.manager.metrics.exposition import Family
 from caconnector.manager.runtime import Runtime
+from caconnector.manager.services.dispatch import JobStatus
 from caconnector.manager.services.states import CertStatus, status_is
 from caconnector.manager.services.status import ConnectorStatus, connector_status
 from caconnector.manager.services.wakeups import Wakeups
@@ -30,7 +31,8 @@ from caconnector.protocol.messages import JobKind
 
 log = logging.getLogger("caconnector.manager")
 
-QUEUED = ("queued", "leased")  # a job not done yet: waiting for a poll, or delivered and under lease
+# A job not done yet: waiting for a poll, or delivered and under lease.
+QUEUED = (JobStatus.QUEUED.value, JobStatus.LEASED.value)
 NO_OUTCOME = "none"  # a job not done has no outcome yet
 
 
