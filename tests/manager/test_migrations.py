@@ -22,7 +22,7 @@ from caconnector.manager.db.models import Base
 from caconnector.manager.settings import Settings
 
 NOW = dt.datetime(2026, 3, 1, tzinfo=dt.UTC).isoformat()
-HEAD = "0005"
+HEAD = "0006"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -377,3 +377,16 @@ class AcmeNonce(Base):
 
     value: Mapped[str] = mapped_column(String(64), primary_key=True)
     expires_at: Mapped[dt.datetime] = mapped_column(index=True)
+
+
+class AccessChanges(Base):
+    """One row counting the deletes of connectors and the changes of their keys, bumped by triggers on
+    SQLite (migration 0006). The SQLite manager's watcher of parked polls (`services.sqlite_watch`)
+    reads this one row each round and looks at the connectors' rows only when it moved, so thousands
+    of parked polls cost one primary-key read per round. PostgreSQL carries those changes with NOTIFY
+    instead and has no triggers for it: there the count stays 0."""
+
+    __tablename__ = "access_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    count: Mapped[int] = mapped_column(Integer, default=0)
