@@ -405,10 +405,3 @@ class FakeProxy:
                 if not chunk:
                     return
                 (upstream if sock is client else client).sendall(chunk)
-
-
-def closed_port() -> int:
-    """A port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

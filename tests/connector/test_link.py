@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 import trustme
-from tests.connector.peers import FakeManager, FakeProxy, Peer, Response, closed_port
+from tests.connector.peers import FakeManager, FakeProxy, Peer, Response
+from tests.ports import closed_port
 
 from caconnector.connector.link import (
     Identity,

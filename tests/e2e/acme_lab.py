@@ -14,8 +14,9 @@ from typing import Any
 
 import httpx
 from tests.e2e.conftest import Manager
-from tests.e2e.processes import BIN, clean_env, free_port, make_tls, run, serving_manager
+from tests.e2e.processes import BIN, clean_env, make_tls, run, serving_manager
 from tests.e2e.test_lifecycle import Site
+from tests.ports import free_port
 
 CERTBOT = str(BIN / "certbot")
 # Names the manager's http-01 validation looks up in its host map (CA_MANAGER_ACME_HOSTS), not DNS.

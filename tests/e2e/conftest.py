@@ -16,12 +16,12 @@ from tests.e2e.processes import (
     Process,
     TLSFiles,
     clean_env,
-    free_port,
     make_tls,
     run,
     serving_manager,
     wait_until,
 )
+from tests.ports import free_port
 
 
 @dataclass

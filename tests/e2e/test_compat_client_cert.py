@@ -16,11 +16,11 @@ from tests.e2e.processes import (
     BIN,
     TLSFiles,
     clean_env,
-    free_port,
     make_tls,
     run,
     serving_manager,
 )
+from tests.ports import free_port
 
 pytestmark = pytest.mark.slow
 

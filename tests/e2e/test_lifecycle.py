@@ -18,7 +18,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
 from tests.e2e.conftest import Manager, available_backend
-from tests.e2e.processes import BIN, Process, clean_env, free_port, run, wait_until
+from tests.e2e.processes import BIN, Process, clean_env, run, wait_until
+from tests.ports import free_port
 from tests.support import openssl_csr
 
 from caconnector.testing import make_csr_pem

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from tests.e2e.conftest import Manager
-from tests.e2e.processes import BIN, Process, clean_env, run, tinyproxy, wait_until
+from tests.e2e.processes import BIN, Process, clean_env, healthy, run, tinyproxy, wait_until
 
 from caconnector import __version__
 
@@ -165,11 +165,17 @@ def test_reconnects_after_the_manager_restarts(manager: Manager, tmp_path: Path)
     )
     agent = _agent(tmp_path, home, "patient-agent")
     try:
+        # Registering alone shows Connected for the heartbeat grace: wait for the agent itself.
+        wait_until(lambda: "connected to" in agent.log(), 30, what="the agent to connect")
         wait_until(lambda: _status(manager, added["id"]) == "Connected", 10, what="Connected")
         manager.process.stop()
         time.sleep(4)  # the manager is down: the agent backs off instead of spinning
         lines_while_down = agent.log().count("\n")
         manager.process.start()
+        try:
+            wait_until(lambda: healthy(manager.url, manager.tls.ca_pem), 30, what="the manager back")
+        except AssertionError as failure:  # say why it did not come back (its log has uvicorn's reason)
+            raise AssertionError(f"{failure}\n{manager.process.log()[-3000:]}") from None
         wait_until(lambda: _status(manager, added["id"]) == "Connected", 90, what="Connected after restart")
         assert lines_while_down < 40, agent.log()  # a handful of back-off lines, not a busy loop
     finally:

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.e2e.processes import BIN, clean_env, free_port, run
+from tests.e2e.processes import BIN, clean_env, run
+from tests.ports import free_port
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 FENCE = re.compile(r"^```bash test:(?P<name>[\w-]+)\n(?P<body>.*?)^```$", re.MULTILINE | re.DOTALL)

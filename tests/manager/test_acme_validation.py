@@ -14,11 +14,12 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from tests.e2e.processes import free_port, wait_until
+from tests.e2e.processes import wait_until
 from tests.manager.conftest import Caller
 from tests.manager.lifecycle_support import API, Lab, create_profile, make_lab
 from tests.manager.test_acme_server import AcmeAccount, _account, _b64, _binding, _csr_der
 from tests.peers.pebble import CHALLTESTSRV
+from tests.ports import free_port
 
 from caconnector.manager.settings import Settings
 

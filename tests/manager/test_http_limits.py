@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 from tests.manager.conftest import Caller, make_caller
+from tests.ports import free_port
 
 from caconnector.manager.app import create_app
 from caconnector.manager.db.migrate import upgrade
@@ -421,9 +422,7 @@ def test_db_upgrade_and_serve_create_private_files(tmp_path: Path) -> None:
     assert after_upgrade["manager.db"] == 0o600
     assert all(mode == 0o600 for name, mode in after_upgrade.items() if name != "."), after_upgrade
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     fresh = tmp_path / "served"
     server = subprocess.Popen(
         _manager("serve", "-datadir", str(fresh), "-port", str(port)),

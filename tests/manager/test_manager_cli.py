@@ -7,7 +7,6 @@ import datetime as dt
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, select
+from tests.ports import free_port
 
 from caconnector import __version__
 from caconnector.manager import public_url
@@ -383,18 +383,11 @@ def test_a_foreign_database_is_not_touched(cli: Cli, datadir: Path) -> None:
 # ---- serve, as a real process ------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, Path, Path]]:
     datadir = tmp_path / "served"
     log = tmp_path / "serve.log"
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "CA_MANAGER_HOME": str(datadir)}
     env.pop("CA_MANAGER_DATABASE_URL", None)
     command = [str(Path(sys.executable).parent / "ca-manager"), "serve", "-port", str(port)]

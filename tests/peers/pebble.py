@@ -19,7 +19,6 @@ import http.server
 import json
 import os
 import shutil
-import socket
 import ssl
 import subprocess
 import sys
@@ -39,18 +38,13 @@ import requests
 import trustme
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from tests.ports import free_port
 
 PEBBLE = shutil.which("pebble") or "/usr/bin/pebble"
 CHALLTESTSRV = shutil.which("pebble-challtestsrv") or "/usr/bin/pebble-challtestsrv"
 START_TIMEOUT_SECONDS = 30.0
 # The test hook for dns-01: `python HOOK URL set|clear NAME VALUE` sets TXT records in challtestsrv.
 HOOK = Path(__file__).with_name("challtestsrv_hook.py")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass

@@ -17,12 +17,12 @@ from tests.e2e.processes import (
     Process,
     TLSFiles,
     clean_env,
-    free_port,
     healthy,
     make_tls,
     run,
     wait_until,
 )
+from tests.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")  # scripts/bootstrap installs Debian's

@@ -22,7 +22,8 @@ import pytest
 from cryptography import x509
 from pydantic import ValidationError
 from tests.peers import pebble as pebble_peers
-from tests.peers.pebble import Pebble, WithRenewalInfo, free_port
+from tests.peers.pebble import Pebble, WithRenewalInfo
+from tests.ports import free_port
 
 from caconnector.backends.acme import AcmeBackendType
 from caconnector.backends.acme.backend import AcmeBackend

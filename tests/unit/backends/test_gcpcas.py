@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from google.oauth2 import service_account
 from pydantic import SecretStr
-from tests.e2e.processes import free_port
 from tests.peers.gcpcas_fake import SERVICE_ACCOUNT_KEY_ID, FakeCAS, service_account_info
+from tests.ports import free_port
 
 from caconnector import testing
 from caconnector.backends import registry
