@@ -214,6 +214,13 @@ async def _wait_for_jobs(
 
 def _claim(runtime: Runtime, caller: ConnectorCaller, capacity: int) -> list[Job]:
     now = runtime.now()
+    # A read first: most claims of a parked poll (its wait ending, a wake another poll answered) find
+    # nothing, and a read takes no write lock and commits nothing. A job queued just after this read
+    # is the same as one queued just after the claim: its wake-up, or the next poll, delivers it.
+    with runtime.sessions.begin() as session:
+        check_standing(session, caller)
+        if not dispatch.has_claimable_jobs(session, caller.id, now):
+            return []
 
     def work(session: Session) -> list[Job]:
         check_standing(session, caller)

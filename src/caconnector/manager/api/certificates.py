@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, cast
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -212,8 +212,12 @@ async def renew(
 
 def _enroll(
     runtime: Runtime, body: EnrollIn, caller: Principal, certificate_id: str
-) -> tuple[EnrollOut, bool]:
-    def work(session: Session) -> tuple[EnrollOut, bool]:
+) -> tuple[EnrollOut | None, bool]:
+    """The enrollment, and its answer as a first look: None when the request waits (it is Requested,
+    and the wait looks again before it answers), which spares the words of a Requested answer (the
+    connector's name: a query) that a waiting request never sends."""
+
+    def work(session: Session) -> tuple[EnrollOut | None, bool]:
         profile = find_profile(session, body.profile)
         now = runtime.now()
         certificate = enrollment.enroll(
@@ -225,7 +229,8 @@ def _enroll(
             actor=caller.actor,
             certificate_id=certificate_id,
         )
-        return _enroll_answer(certificate, now), settled(certificate)
+        done = settled(certificate)
+        return (_enroll_answer(certificate, now) if done or body.wait <= 0 else None), done
 
     return runtime.writes.run(work)
 
@@ -279,14 +284,16 @@ async def _settle(  # noqa: PLR0917  (the wait's state, passed on from the two w
     certificate_id: PathKey,
     wait: float,
     view: View[T],
-    first: tuple[T, bool] | None,
+    first: tuple[T | None, bool] | None,
 ) -> T:
     """Look, and wait for a change, until the certificate is settled or `wait` ran out; `first`, when
-    given, is the first look (taken by the caller while already subscribed)."""
+    given, is the first look (taken by the caller while already subscribed; its answer None when the
+    caller left the answer to a later look)."""
     runtime = runtime_of(request)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
     while True:
+        answer: T | None
         if first is None:
             waiter.clear()  # before looking: a change during the look wakes the next wait at once
             answer, done = await run_in_threadpool(_look, runtime, certificate_id, view)
@@ -294,7 +301,9 @@ async def _settle(  # noqa: PLR0917  (the wait's state, passed on from the two w
             (answer, done), first = first, None
         remaining = deadline - loop.time()
         if done or remaining <= 0 or await request.is_disconnected():
-            return answer
+            if answer is None:  # the first look left it to this one
+                answer, done = await run_in_threadpool(_look, runtime, certificate_id, view)
+            return cast("T", answer)  # a view's T never includes None: None is "not looked yet"
         await waiter.wait(min(remaining, RECHECK_SECONDS))
 
 

@@ -75,6 +75,12 @@ def _claimable(now: dt.datetime) -> ColumnElement[bool]:
     )
 
 
+def has_claimable_jobs(session: Session, connector_id: str, now: dt.datetime) -> bool:
+    """Whether `claim_jobs` would find anything now: a read, which takes no write lock."""
+    found = session.scalar(select(Job.id).where(Job.connector_id == connector_id, _claimable(now)).limit(1))
+    return found is not None
+
+
 def claim_jobs(
     session: Session, connector_id: str, capacity: int, now: dt.datetime, lease: dt.timedelta
 ) -> list[Job]:

@@ -128,18 +128,21 @@ def _issue(session: Session, certificate: Certificate, job: Job, now: dt.datetim
 def _claim_serial(session: Session, certificate: Certificate, serial: str) -> bool:
     """Make room for (CA, serial). A scan may have imported this very certificate between its issue and
     this answer: the imported copy gives way to the request, which has the profile and the history."""
-    other = session.scalar(
-        select(Certificate).where(
-            Certificate.ca_id == certificate.ca_id,
-            Certificate.serial == serial,
-            Certificate.id != certificate.id,
-        )
-    )
+    # Two columns, without flushing first: this certificate's pending changes (its attempts) bear on no
+    # other row, and a flush here would write this row twice in one answer (now, and when it is issued).
+    with session.no_autoflush:
+        other = session.execute(
+            select(Certificate.id, Certificate.source).where(
+                Certificate.ca_id == certificate.ca_id,
+                Certificate.serial == serial,
+                Certificate.id != certificate.id,
+            )
+        ).first()
     if other is None:
         return True
     if other.source != Source.SCAN.value:
         return False
-    session.delete(other)
+    session.delete(session.get_one(Certificate, other.id))
     session.flush()  # before this row takes the serial, or the unique constraint would see both
     return True
 

@@ -72,8 +72,12 @@ def get_profile(session: Session, profile_id: str) -> Profile:
 
 def find_profile(session: Session, id_or_name: str) -> Profile:
     """The profile a request names, by id or by name; a 422 (it is in the body) when there is none."""
-    # With its backend and CA in the same query: an enrollment reads both (lazy loads cost a query each).
-    with_parts = [joinedload(Profile.backend), joinedload(Profile.ca)]
+    # With its backend and CA in the same query: an enrollment reads both (lazy loads cost a query each);
+    # not the CA's certificate and CRL, which it does not read (a CRL grows with every revocation).
+    with_parts = [
+        joinedload(Profile.backend),
+        joinedload(Profile.ca).defer(ManagedCA.certificate_pem).defer(ManagedCA.crl_der),
+    ]
     profile = session.get(Profile, id_or_name, options=with_parts) or session.scalar(
         select(Profile).where(Profile.name == id_or_name).options(*with_parts)
     )
