@@ -53,8 +53,12 @@ class Process:
 
     def start(self) -> Process:
         handle = self.log_path.open("ab")
+        try:
+            self.popen = subprocess.Popen(self.argv, stdout=handle, stderr=subprocess.STDOUT, env=self.env)
+        except BaseException:  # a missing binary: fail this test only, not the next one with a leaked file
+            handle.close()
+            raise
         self._log = handle
-        self.popen = subprocess.Popen(self.argv, stdout=handle, stderr=subprocess.STDOUT, env=self.env)
         return self
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:

@@ -171,6 +171,35 @@ def test_a_replayed_request_is_refused(client: TestClient, runtime: Runtime) -> 
         assert session.scalars(select(SeenRequest.connector_id)).all() == [connector.connector_id]
 
 
+def test_a_replayed_poll_is_refused_before_it_claims_anything(
+    client: TestClient, runtime: Runtime, clock: FakeClock
+) -> None:
+    """A poll's replay check is made in the poll's own unit of work: a replay is refused there, with
+    nothing claimed, and the first poll counts as contact (its jti remembered, last_seen moved)."""
+    connector = registered(runtime, client)
+    clock.advance(hours=1)
+    headers = connector.auth("POST", messages.POLL_PATH)
+    body = {"wait_seconds": 0, "capacity": 4, "results": [], "running": []}
+
+    assert client.post(messages.POLL_PATH, json=body, headers=headers).json()["jobs"] == []
+    assert connector_row(runtime, connector.connector_id).last_seen == clock()
+    with runtime.sessions.begin() as session:
+        job = create_job(
+            session,
+            connector.connector_id,
+            messages.JobKind.INVENTORY,
+            backend_name=None,
+            payload={},
+            now=runtime.now(),
+        )
+        job_id = job.id
+    assert_problem(client.post(messages.POLL_PATH, json=body, headers=headers), 401, "replayed")
+    with runtime.sessions.begin() as session:
+        assert session.scalars(select(SeenRequest.connector_id)).all() == [connector.connector_id]
+        assert session.get_one(Job, job_id).status == "queued"
+    assert [j["id"] for j in connector.poll(client).json()["jobs"]] == [job_id]  # signed anew: delivered
+
+
 def test_a_deleted_connector_is_unknown(client: TestClient, runtime: Runtime) -> None:
     connector = registered(runtime, client)
     with runtime.sessions.begin() as session:

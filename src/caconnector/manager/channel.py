@@ -24,6 +24,7 @@ from caconnector.manager.channel_auth import (
     SignedConnector,
     check_standing,
     connector_unknown,
+    record_contact,
     refused,
 )
 from caconnector.manager.db.models import Job
@@ -160,6 +161,7 @@ def _open(runtime: Runtime, caller: ConnectorCaller, body: messages.PollRequest,
 
     def work(session: Session) -> _Opened:
         liveness.extend_connected_until(session, connector_id, now + grace)
+        record_contact(session, caller, now)  # the signature's replay check: refused before any change
         # Held for the transaction: the session keeps only weak references to unchanged rows, and the
         # results' audit events name the connector (lifecycle finds it here instead of querying again).
         _connector = check_standing(session, caller)
@@ -207,20 +209,22 @@ async def _wait_for_jobs(
             # The connector gave up on this poll (timeout, restart): a job claimed now would sit
             # leased, undelivered, until its lease ran out. Leave it queued for the next poll.
             return []
-        jobs = await run_in_threadpool(_claim, runtime, caller, capacity)
+        jobs = await run_in_threadpool(_claim, runtime, caller, capacity, not woken)
         if jobs or not woken or loop.time() >= deadline:
             return jobs
 
 
-def _claim(runtime: Runtime, caller: ConnectorCaller, capacity: int) -> list[Job]:
+def _claim(runtime: Runtime, caller: ConnectorCaller, capacity: int, read_first: bool) -> list[Job]:
+    """`read_first`: look before taking the write lock. The claim at the end of a wait nobody woke
+    almost always finds nothing, and a read takes no write lock and commits nothing; a job queued just
+    after the read is the same as one queued just after the claim: its wake-up, or the next poll,
+    delivers it. A woken claim goes straight to the write: a wake-up means a job, most times."""
     now = runtime.now()
-    # A read first: most claims of a parked poll (its wait ending, a wake another poll answered) find
-    # nothing, and a read takes no write lock and commits nothing. A job queued just after this read
-    # is the same as one queued just after the claim: its wake-up, or the next poll, delivers it.
-    with runtime.sessions.begin() as session:
-        check_standing(session, caller)
-        if not dispatch.has_claimable_jobs(session, caller.id, now):
-            return []
+    if read_first:
+        with runtime.sessions.begin() as session:
+            check_standing(session, caller)
+            if not dispatch.has_claimable_jobs(session, caller.id, now):
+                return []
 
     def work(session: Session) -> list[Job]:
         check_standing(session, caller)
@@ -234,4 +238,8 @@ def _claim(runtime: Runtime, caller: ConnectorCaller, capacity: int) -> list[Job
 def _close(runtime: Runtime, connector_id: str, window: dt.datetime) -> None:
     grace = dt.timedelta(seconds=runtime.settings.heartbeat_grace_seconds)
     until = runtime.now() + grace
+    if until >= window:
+        # The poll waited its whole wait: its window already ends about now plus the grace, so there is
+        # nothing to shorten, and an idle connector's poll costs one write less.
+        return
     runtime.writes.run(lambda session: liveness.close_poll_window(session, connector_id, window, until))

@@ -5,17 +5,22 @@ Checked in order: the token names a connector that exists and is registered; its
 and method/path binding verify with that connector's key; the connector is not Expired; its `jti` was
 never seen (remembered in `seen_requests`, whose primary key turns a replay into an IntegrityError).
 Then the request counts as contact: `last_seen` moves to now (to within LAST_SEEN_RESOLUTION).
+
+A poll, the channel's most frequent request, defers those two writes (`defer_bookkeeping`): they are
+made by `record_contact` first thing in the poll's own unit of work, so a poll costs one write, not two.
+A replayed poll is refused there just the same, before its results or claims are touched (the unit is
+undone as a whole); its body has been read by then, which the size limits bound.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy import delete, insert
+from sqlalchemy import delete, insert, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -43,11 +48,22 @@ LAST_SEEN_RESOLUTION = dt.timedelta(seconds=1)
 
 
 @dataclass(frozen=True)
+class Contact:
+    """The bookkeeping a verified request still owes (deferred into the request's own unit of work)."""
+
+    jti: str
+    expires_at: dt.datetime
+    touch_last_seen: bool
+
+
+@dataclass(frozen=True)
 class ConnectorCaller:
     id: str
     name: str
     status: ConnectorStatus
     key: str  # the public key (PEM) the request verified with: a long poll re-checks it when woken
+    # Set when the replay check and `last_seen` were deferred: `record_contact` makes them.
+    contact: Contact | None = None
 
 
 def refused(status: int, code: ChannelError, detail: str) -> Problem:
@@ -123,22 +139,51 @@ def signed_connector(request: Request) -> ConnectorCaller:
     )
 
 
-def authenticate_connector(runtime: Runtime, authorization: str, method: str, path: str) -> ConnectorCaller:
-    """The registered connector that signed this request for `method` and `path`, or a refusal."""
+def authenticate_connector(
+    runtime: Runtime,
+    authorization: str,
+    method: str,
+    path: str,
+    *,
+    defer_bookkeeping: bool = False,
+) -> ConnectorCaller:
+    """The registered connector that signed this request for `method` and `path`, or a refusal.
+    `defer_bookkeeping`: only read and verify; the caller's `contact` is then owed to `record_contact`
+    in the request's own unit of work."""
     token = _bearer(authorization)
     try:
         connector_id = unverified_connector_id(token)
     except SignatureInvalid as exc:
         raise refused(401, ChannelError.SIGNATURE_INVALID, str(exc)) from None
     now = runtime.now()
+    if defer_bookkeeping:
+        with runtime.sessions.begin() as session:  # a read: no write lock, nothing to commit
+            return _verified(runtime, session, connector_id, token, method, path, now)
     # One unit of work in the manager's group commit: the replay check's insert and `last_seen` are
     # committed with other requests' writes, not by a transaction of their own.
     return runtime.writes.run(
-        lambda session: _authenticated(runtime, session, connector_id, token, method, path, now)
+        lambda session: record_contact(
+            session, _verified(runtime, session, connector_id, token, method, path, now), now
+        )
     )
 
 
-def _authenticated(  # noqa: PLR0917  (one request's facts, checked in one unit of work)
+def record_contact(session: Session, caller: ConnectorCaller, now: dt.datetime) -> ConnectorCaller:
+    """Make the bookkeeping `caller` still owes: remember its request id (a replay is refused here) and
+    move `last_seen`. A caller that owes nothing passes through."""
+    contact = caller.contact
+    if contact is None:
+        return caller
+    _remember(session, caller.id, contact.jti, contact.expires_at, now)
+    if contact.touch_last_seen:
+        session.execute(
+            update(Connector).where(Connector.id == caller.id).values(last_seen=now),
+            execution_options={"synchronize_session": False},
+        )
+    return replace(caller, contact=None)
+
+
+def _verified(  # noqa: PLR0917  (one request's facts, checked in one unit of work)
     runtime: Runtime,
     session: Session,
     connector_id: str,
@@ -167,10 +212,9 @@ def _authenticated(  # noqa: PLR0917  (one request's facts, checked in one unit 
         check_length("the request id (jti)", verified.jti, SeenRequest.jti)
     except TooLong as exc:
         raise refused(401, ChannelError.SIGNATURE_INVALID, str(exc)) from None
-    _remember(session, connector.id, verified.jti, verified.expires_at, now)
-    if connector.last_seen is None or now - connector.last_seen >= LAST_SEEN_RESOLUTION:
-        connector.last_seen = now
-    return ConnectorCaller(connector.id, connector.name, status, connector.public_key_pem)
+    touch = connector.last_seen is None or now - connector.last_seen >= LAST_SEEN_RESOLUTION
+    contact = Contact(verified.jti, verified.expires_at, touch)
+    return ConnectorCaller(connector.id, connector.name, status, connector.public_key_pem, contact)
 
 
 def _remember(

@@ -293,7 +293,14 @@ class HttpGuard:
             return
         path = route_path(scope)
         if path in SIGNED_CHANNEL_PATHS:
-            state[CALLER_STATE] = authenticate_connector(self.runtime, authorization, scope["method"], path)
+            # A poll's replay check and `last_seen` are written by the poll's own unit (channel._open).
+            state[CALLER_STATE] = authenticate_connector(
+                self.runtime,
+                authorization,
+                scope["method"],
+                path,
+                defer_bookkeeping=path == messages.POLL_PATH,
+            )
 
     def _failed(self, kind: Kind, source: str, scope: Scope) -> None:
         self.throttle.failed(f"{kind.value} {source}")
