@@ -221,10 +221,11 @@ def _claim(runtime: Runtime, caller: ConnectorCaller, capacity: int, read_first:
     delivers it. A woken claim goes straight to the write: a wake-up means a job, most times."""
     now = runtime.now()
     if read_first:
-        with runtime.sessions.begin() as session:
-            check_standing(session, caller)
-            if not dispatch.has_claimable_jobs(session, caller.id, now):
-                return []
+        with runtime.engine.connect() as connection:
+            key, claimable = dispatch.key_and_claimable(connection, caller.id, now)
+        if key == caller.key and not claimable:
+            return []
+        # Something to claim, or the connector lost its access: the write below claims, or refuses.
 
     def work(session: Session) -> list[Job]:
         check_standing(session, caller)

@@ -16,10 +16,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy import ColumnElement, Connection, and_, or_, select, update
 from sqlalchemy.orm import Session
 
-from caconnector.manager.db.models import Job, new_id
+from caconnector.manager.db.models import Connector, Job, new_id
 from caconnector.manager.services import inventory, lifecycle
 from caconnector.manager.services.limits import TooLong
 from caconnector.manager.services.retry import RetryPolicy
@@ -75,10 +75,19 @@ def _claimable(now: dt.datetime) -> ColumnElement[bool]:
     )
 
 
-def has_claimable_jobs(session: Session, connector_id: str, now: dt.datetime) -> bool:
-    """Whether `claim_jobs` would find anything now: a read, which takes no write lock."""
-    found = session.scalar(select(Job.id).where(Job.connector_id == connector_id, _claimable(now)).limit(1))
-    return found is not None
+def key_and_claimable(connection: Connection, connector_id: str, now: dt.datetime) -> tuple[str | None, bool]:
+    """The connector's registered key (None when it is gone), and whether `claim_jobs` would find
+    anything now: one Core statement on a plain connection, a read that takes no write lock (what a
+    parked poll asks when its wait ends, nearly always to find nothing)."""
+    claimable = (
+        select(Job.id).where(Job.connector_id == connector_id, _claimable(now)).limit(1).scalar_subquery()
+    )
+    row = connection.execute(
+        select(Connector.public_key_pem, claimable.label("job")).where(Connector.id == connector_id)
+    ).first()
+    if row is None:
+        return None, False
+    return row.public_key_pem, row.job is not None
 
 
 def claim_jobs(
