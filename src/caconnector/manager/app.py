@@ -62,11 +62,13 @@ def create_app(settings: Settings, clock: Clock = utcnow, runtime: Runtime | Non
     )
     app.state.runtime = runtime
     install_handlers(app)
+    # The connector channel first: routes are matched in order, and its polls are the most frequent
+    # requests (its paths, under /connector/v1/, overlap no other router's).
+    app.include_router(channel.router)
     for front in (index.router, home.router):  # the front door, / and /api/v1, outside API_PREFIX
         app.include_router(front)
     for module in (connectors, backends, cas, profiles, certificates, jobs, audit_log, users):
         app.include_router(module.router, prefix=API_PREFIX)
-    app.include_router(channel.router)
     # The commercial manager's REST API (/api/ssl/v1, /api/organization/v1), for its clients' scripts.
     compat.install(app)
     # The ACME server (RFC 8555): /acme/{profile}/directory, for any ACME client (issue 20).

@@ -20,6 +20,7 @@ from alembic.util.exc import CommandError as AlembicCommandError
 from sqlalchemy import Engine, inspect, make_url
 
 from caconnector import __version__
+from caconnector.manager.access_log import leave_out_answered_polls
 from caconnector.manager.app import create_app
 from caconnector.manager.db.engine import MIGRATIONS_DIR
 from caconnector.manager.db.migrate import current_revision, head_revision, upgrade
@@ -167,6 +168,7 @@ def serve(settings: Settings, listen: Listen) -> bool:
             # The client certificate options replace the HTTP protocol with one that passes them on.
             **{**http_options(settings), **client_certificate_options(settings, listen)},
         )
+        leave_out_answered_polls()  # after uvicorn.Config, which (re)configures uvicorn's loggers
         if not listen.tls_cert and not is_loopback(listen.host):
             log.warning(
                 "serving plain HTTP on %s: put a TLS-terminating proxy in front, or give -tls-cert and "
