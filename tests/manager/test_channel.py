@@ -171,6 +171,20 @@ def test_a_replayed_request_is_refused(client: TestClient, runtime: Runtime) -> 
         assert session.scalars(select(SeenRequest.connector_id)).all() == [connector.connector_id]
 
 
+def _queue_inventory(runtime: Runtime, connector_id: str) -> str:
+    """An inventory job of the whole connector, queued as the manager queues one; its id."""
+    with runtime.sessions.begin() as session:
+        job = create_job(
+            session,
+            connector_id,
+            messages.JobKind.INVENTORY,
+            backend_name=None,
+            payload={},
+            now=runtime.now(),
+        )
+        return job.id
+
+
 def test_a_replayed_poll_is_refused_before_it_claims_anything(
     client: TestClient, runtime: Runtime, clock: FakeClock
 ) -> None:
@@ -183,16 +197,7 @@ def test_a_replayed_poll_is_refused_before_it_claims_anything(
 
     assert client.post(messages.POLL_PATH, json=body, headers=headers).json()["jobs"] == []
     assert connector_row(runtime, connector.connector_id).last_seen == clock()
-    with runtime.sessions.begin() as session:
-        job = create_job(
-            session,
-            connector.connector_id,
-            messages.JobKind.INVENTORY,
-            backend_name=None,
-            payload={},
-            now=runtime.now(),
-        )
-        job_id = job.id
+    job_id = _queue_inventory(runtime, connector.connector_id)
     assert_problem(client.post(messages.POLL_PATH, json=body, headers=headers), 401, "replayed")
     with runtime.sessions.begin() as session:
         assert session.scalars(select(SeenRequest.connector_id)).all() == [connector.connector_id]
@@ -400,24 +405,16 @@ def test_an_inventory_job_of_the_whole_connector(
     client: TestClient, runtime: Runtime, auditor: Caller
 ) -> None:
     connector, _ = one_backend(client, runtime, auditor)
-    with runtime.sessions.begin() as session:
-        job = create_job(
-            session,
-            connector.connector_id,
-            messages.JobKind.INVENTORY,
-            backend_name=None,
-            payload={},
-            now=runtime.now(),
-        )
+    job_id = _queue_inventory(runtime, connector.connector_id)
     [delivered] = connector.poll(client).json()["jobs"]
-    assert (delivered["id"], delivered["kind"], delivered["backend"]) == (job.id, "inventory", None)
+    assert (delivered["id"], delivered["kind"], delivered["backend"]) == (job_id, "inventory", None)
 
     report = {
         "hostname": "new-host",
         "version": "0.2.0",
         "backends": [backend_report("acme-le", type="acme")],
     }
-    connector.poll(client, results=[{"job_id": job.id, "outcome": "ok", "result": report}])
+    connector.poll(client, results=[{"job_id": job_id, "outcome": "ok", "result": report}])
 
     seen = backends_by_name(client, auditor)
     assert (seen["acme-le"]["present"], seen["LocalCA"]["present"]) == (True, False)
