@@ -24,6 +24,7 @@ from caconnector.manager.channel_auth import (
     SignedConnector,
     check_standing,
     connector_unknown,
+    owes_last_seen,
     record_contact,
     refused,
 )
@@ -160,8 +161,10 @@ def _open(runtime: Runtime, caller: ConnectorCaller, body: messages.PollRequest,
     window = now + dt.timedelta(seconds=wait) + grace
 
     def work(session: Session) -> _Opened:
-        liveness.extend_connected_until(session, connector_id, now + grace)
-        record_contact(session, caller, now)  # the signature's replay check: refused before any change
+        seen = owes_last_seen(caller)
+        liveness.extend_connected_until(session, connector_id, now + grace, seen_at=now if seen else None)
+        # The signature's replay check: a replay is refused here, and the unit undone, before any change.
+        record_contact(session, caller, now, last_seen_written=seen)
         # Held for the transaction: the session keeps only weak references to unchanged rows, and the
         # results' audit events name the connector (lifecycle finds it here instead of querying again).
         _connector = check_standing(session, caller)

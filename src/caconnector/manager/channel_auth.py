@@ -168,14 +168,17 @@ def authenticate_connector(
     )
 
 
-def record_contact(session: Session, caller: ConnectorCaller, now: dt.datetime) -> ConnectorCaller:
+def record_contact(
+    session: Session, caller: ConnectorCaller, now: dt.datetime, *, last_seen_written: bool = False
+) -> ConnectorCaller:
     """Make the bookkeeping `caller` still owes: remember its request id (a replay is refused here) and
-    move `last_seen`. A caller that owes nothing passes through."""
+    move `last_seen` (unless the caller's unit wrote it already: `last_seen_written`, see
+    `owes_last_seen`). A caller that owes nothing passes through."""
     contact = caller.contact
     if contact is None:
         return caller
     _remember(session, caller.id, contact.jti, contact.expires_at, now)
-    if contact.touch_last_seen:
+    if contact.touch_last_seen and not last_seen_written:
         session.execute(
             update(Connector).where(Connector.id == caller.id).values(last_seen=now),
             execution_options={"synchronize_session": False},
@@ -215,6 +218,12 @@ def _verified(  # noqa: PLR0917  (one request's facts, checked in one unit of wo
     touch = connector.last_seen is None or now - connector.last_seen >= LAST_SEEN_RESOLUTION
     contact = Contact(verified.jti, verified.expires_at, touch)
     return ConnectorCaller(connector.id, connector.name, status, connector.public_key_pem, contact)
+
+
+def owes_last_seen(caller: ConnectorCaller) -> bool:
+    """Whether `record_contact` would move `last_seen`: a unit that writes the connector's row anyway
+    can write it in the same statement."""
+    return caller.contact is not None and caller.contact.touch_last_seen
 
 
 def _remember(

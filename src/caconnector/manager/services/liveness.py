@@ -8,6 +8,7 @@ cleanly stopped connector shows Disconnected at once.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from sqlalchemy import case, or_, update
 from sqlalchemy.orm import Session
@@ -15,15 +16,21 @@ from sqlalchemy.orm import Session
 from caconnector.manager.db.models import Connector
 
 
-def extend_connected_until(session: Session, connector_id: str, until: dt.datetime) -> None:
+def extend_connected_until(
+    session: Session, connector_id: str, until: dt.datetime, *, seen_at: dt.datetime | None = None
+) -> None:
     """Connected until at least `until`. Never shortens: polls of one connector overlap (the agent
     reports a finished job with a short poll while its long poll waits), and the short one must not
-    cut the long one's window. Writes the row even when nothing changes, so it always locks it."""
+    cut the long one's window. Writes the row even when nothing changes, so it always locks it.
+    `seen_at`: also `last_seen`, in the same statement (a poll's contact, see channel_auth)."""
     current = Connector.connected_until
+    values: dict[str, Any] = {
+        "connected_until": case((or_(current.is_(None), current < until), until), else_=current)
+    }
+    if seen_at is not None:
+        values["last_seen"] = seen_at
     session.execute(
-        update(Connector)
-        .where(Connector.id == connector_id)
-        .values(connected_until=case((or_(current.is_(None), current < until), until), else_=current)),
+        update(Connector).where(Connector.id == connector_id).values(values),
         execution_options={"synchronize_session": False},
     )
 
