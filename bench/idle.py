@@ -55,7 +55,8 @@ from bench.scale_out import ensure_database
 from bench.throughput import _reset_postgres, cpu_seconds, machine, profiled
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
-from tests.e2e.processes import BIN, Process, clean_env, free_port, run, wait_until
+from tests.e2e.processes import BIN, Process, clean_env, run, wait_until
+from tests.ports import free_port
 
 from caconnector.protocol import messages
 from caconnector.protocol.signing import generate_connector_key, public_key_pem, sign_request

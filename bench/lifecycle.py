@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from tests.e2e.processes import BIN, Process, clean_env, free_port, run, wait_until
+from tests.e2e.processes import BIN, Process, clean_env, run, wait_until
 from tests.e2e.test_lifecycle import _csr_pem
+from tests.ports import free_port
 
 from caconnector.backends.base import BackendContext, EnrollRequest
 from caconnector.backends.configs import LocalConfig

@@ -51,7 +51,8 @@ from bench.throughput import (
     machine,
 )
 from cryptography import x509
-from tests.e2e.processes import BIN, Process, clean_env, free_port, wait_until
+from tests.e2e.processes import BIN, Process, clean_env, wait_until
+from tests.ports import free_port
 
 DEFAULT_DATABASE = "postgresql+psycopg://postgres@127.0.0.1:5432/bench_scale_out"
 TARGET_RATIO = 1.6

@@ -43,7 +43,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from tests.e2e.processes import BIN, Process, clean_env, free_port, run, wait_until
+from tests.e2e.processes import BIN, Process, clean_env, run, wait_until
+from tests.ports import free_port
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 CLIENT_PROCESSES = 4  # at most; each runs clients/processes threads
