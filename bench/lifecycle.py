@@ -20,13 +20,13 @@ from typing import Any
 
 import httpx
 from tests.e2e.processes import BIN, Process, clean_env, run, wait_until
-from tests.e2e.test_lifecycle import _csr_pem
 from tests.ports import free_port
 
 from caconnector.backends.base import BackendContext, EnrollRequest
 from caconnector.backends.configs import LocalConfig
 from caconnector.backends.local import LocalBackendType
 from caconnector.pki.csr import load_csr
+from caconnector.testing import make_csr_pem
 
 
 def _percentile(values: list[float], fraction: float) -> float:
@@ -96,7 +96,7 @@ def main() -> None:
                 "name": "bench", "backend": found["id"], "ca": found["cas"][0]["id"], "cert_type": "server",
                 "terms_days": [90], "key_types": ["ec-p256"],
             }).json()["id"]  # fmt: skip
-            csrs = [_csr_pem(f"h{i}.bench.test") for i in range(args.count * 2)]
+            csrs = [make_csr_pem(f"h{i}.bench.test") for i in range(args.count * 2)]
 
             def enroll(pem: str) -> float:
                 started = time.perf_counter()
