@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from caconnector.manager.db.models import AuditEvent
+from caconnector.manager.db.rows import insert_row
 from caconnector.manager.services.pagination import Rows, paginate
 
 
@@ -20,10 +21,10 @@ def record(
     action: str,
     target: str | None = None,
     **details: Any,
-) -> AuditEvent:
-    event = AuditEvent(at=at, actor=actor, action=action, target=target, details=details)
-    session.add(event)
-    return event
+) -> None:
+    # A Core INSERT in the session's transaction, not an object for the unit of work (db/rows.py): an
+    # event is never read back or changed where it is written, and there is one for most requests.
+    insert_row(session, AuditEvent, at=at, actor=actor, action=action, target=target, details=details)
 
 
 def list_events(

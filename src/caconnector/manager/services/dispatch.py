@@ -20,6 +20,7 @@ from sqlalchemy import ColumnElement, Connection, and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from caconnector.manager.db.models import Connector, Job, new_id
+from caconnector.manager.db.rows import insert_loaded
 from caconnector.manager.services import inventory, lifecycle
 from caconnector.manager.services.limits import TooLong
 from caconnector.manager.services.retry import RetryPolicy
@@ -62,8 +63,7 @@ def create_job(
         created_at=now,
         certificate_id=certificate_id,
     )
-    session.add(job)
-    session.flush()
+    insert_loaded(session, job)
     job_created(session, connector_id)
     return job
 

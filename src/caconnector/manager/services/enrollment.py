@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from caconnector.manager import audit
 from caconnector.manager.db.models import Certificate, ManagedBackend, ManagedCA, Profile, new_id
+from caconnector.manager.db.rows import insert_loaded
 from caconnector.manager.services import jobs_factory
 from caconnector.manager.services.errors import Conflict, Invalid
 from caconnector.manager.services.profiles import profile_ca
@@ -81,7 +82,7 @@ def enroll(
         created_at=now,
         updated_at=now,
     )
-    session.add(certificate)  # flushed with its job, which the unit of work inserts after it
+    insert_loaded(session, certificate)  # before its job, which refers to it
     job = jobs_factory.enroll(
         session,
         backend,
