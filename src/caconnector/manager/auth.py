@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
 
 from caconnector.manager.problems import Problem
 from caconnector.manager.roles import Role
 from caconnector.manager.runtime import Runtime, runtime_of
-from caconnector.manager.services.users import user_for_api_key
+from caconnector.manager.services.users import key_holder
 from caconnector.manager.tokens import API_KEY_PREFIX, api_key_lookup
 
 
@@ -55,21 +56,26 @@ def authenticate(runtime: Runtime, authorization: str) -> Principal:
     key = bearer_credential(authorization)
     if key is None:
         raise Problem(401, "Unauthorized", "send Authorization: Bearer <api key>", code="unauthenticated")
-    with runtime.sessions.begin() as session:
-        user = user_for_api_key(session, key, runtime.now())
-        if user is None:
-            raise Problem(401, "Unauthorized", "the API key is unknown or revoked", code="unauthenticated")
-        return Principal(user.id, user.username, Role(user.role))
+    holder = key_holder(runtime.engine, key, runtime.now())
+    if holder is None:
+        raise Problem(401, "Unauthorized", "the API key is unknown or revoked", code="unauthenticated")
+    return Principal(holder.user_id, holder.username, holder.role)
 
 
-def require_roles(*roles: Role) -> Callable[[Request], Principal]:
+def require_roles(*roles: Role) -> Callable[[Request], Awaitable[Principal]]:
     """A FastAPI dependency: the caller's Principal, or 401 (no valid key) / 403 (role not allowed)."""
     allowed = set(roles)
 
-    def dependency(request: Request) -> Principal:
-        principal = request.scope.get("state", {}).get(PRINCIPAL_STATE)
-        if not isinstance(principal, Principal):
-            principal = authenticate(runtime_of(request), request.headers.get("authorization", ""))
+    # Async: a request with a body was authenticated by the HTTP guard already, and a sync dependency
+    # would cost it a hand-over to the thread pool and back only to read that; the others look the key
+    # up in the pool.
+    async def dependency(request: Request) -> Principal:
+        found = request.scope.get("state", {}).get(PRINCIPAL_STATE)
+        if isinstance(found, Principal):
+            principal = found
+        else:
+            authorization = request.headers.get("authorization", "")
+            principal = await run_in_threadpool(authenticate, runtime_of(request), authorization)
         if principal.role not in allowed:
             raise Problem(
                 403,

@@ -5,11 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import re
 import secrets
+from dataclasses import dataclass
 from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import Engine, bindparam, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from caconnector.manager import audit, tokens
@@ -62,6 +63,58 @@ def create_api_key(
 # `last_used_at` says when a key was last used to within this: writing it on every request made each
 # API call a write transaction (a durable commit, and SQLite's one write lock) to record a few seconds.
 LAST_USED_RESOLUTION = dt.timedelta(seconds=10)
+
+
+@dataclass(frozen=True)
+class KeyHolder:
+    """Who an API key stands for, as a request needs it."""
+
+    user_id: str
+    username: str
+    role: Role
+
+
+# Built once: every API request runs it (a statement built per call costs more than its execution here).
+_KEY_AND_HOLDER = (
+    select(
+        ApiKey.id,
+        ApiKey.key_hash,
+        ApiKey.revoked_at,
+        ApiKey.last_used_at,
+        User.id.label("user_id"),
+        User.username,
+        User.role,
+        User.disabled,
+    )
+    .join(User, User.id == ApiKey.user_id)
+    .where(ApiKey.prefix == bindparam("prefix"))
+)
+_TOUCH_KEY = (
+    update(ApiKey)
+    .where(ApiKey.id == bindparam("key_id"))
+    .values(last_used_at=bindparam("now"))
+    .execution_options(synchronize_session=False)
+)
+
+
+def key_holder(engine: Engine, key: str, now: dt.datetime) -> KeyHolder | None:
+    """The user `key` stands for; None when it is unknown, revoked, or its user disabled.
+
+    What `user_for_api_key` does, as one Core read on a plain connection (no ORM session, no write
+    transaction), and a write of `last_used_at` only when the one stored is older than its resolution:
+    every API request asks this, and the ORM's session, query and objects cost it about five times
+    as much."""
+    lookup = tokens.api_key_lookup(key)
+    if lookup is None:
+        return None
+    with engine.connect() as connection:
+        row = connection.execute(_KEY_AND_HOLDER, {"prefix": lookup}).first()
+    if row is None or row.revoked_at is not None or not tokens.matches(key, row.key_hash) or row.disabled:
+        return None
+    if row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION:
+        with engine.begin() as connection:
+            connection.execute(_TOUCH_KEY, {"key_id": row.id, "now": now})
+    return KeyHolder(row.user_id, row.username, Role(row.role))
 
 
 def user_for_api_key(session: Session, key: str, now: dt.datetime) -> User | None:
