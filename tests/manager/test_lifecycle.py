@@ -211,6 +211,28 @@ def test_a_certificate_for_another_key_fails_the_request(
     assert view["serial"] is None
 
 
+@pytest.mark.usefixtures("profile")
+def test_a_serial_another_request_holds_fails_the_second_request(
+    client: httpx.Client, operator: Caller, lab: Lab
+) -> None:
+    csr, _ = make_csr()
+    first, second = requested(client, operator, csr), requested(client, operator, csr)  # one key
+    jobs = {job["payload"]["request_id"]: job for job in lab.take(client)}
+    answer = lab.answer(jobs[first])
+    lab.send(client, answer)
+    # The CA answers the second request with the first's certificate: the same key, the same serial.
+    lab.send(client, {**answer, "job_id": jobs[second]["id"]})
+
+    issued = certificate(client, operator, first)
+    assert issued["status"] == "Issued"
+    view = certificate(client, operator, second)
+    assert view["status"] == "Failed"
+    assert view["error"]["message"] == (
+        f"the CA returned serial {issued['serial']}, which another request of this manager already holds"
+    )
+    assert view["serial"] is None
+
+
 # ---- exactly once ------------------------------------------------------------------------------------
 
 

@@ -16,11 +16,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import ColumnElement, Connection, and_, or_, select, update
+from sqlalchemy import JSON, ColumnElement, Connection, and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from caconnector.manager.db.models import Connector, Job, new_id
 from caconnector.manager.db.rows import insert_loaded
+from caconnector.manager.db.types import UTCDateTime
 from caconnector.manager.services import inventory, lifecycle
 from caconnector.manager.services.limits import TooLong
 from caconnector.manager.services.retry import RetryPolicy
@@ -221,37 +222,54 @@ def store_results(
     return [result.job_id for result in results]
 
 
+# Built once: every result runs both (building a statement costs more than running it here). The
+# bind parameters of the SET clause are named apart from the columns: SQLAlchemy keeps those names.
+_JOB_CHECKS = select(Job.connector_id, Job.status, Job.kind, Job.backend_name).where(
+    Job.id == bindparam("job_id")
+)
+_STORE_RESULT = (
+    update(Job)
+    .where(
+        Job.id == bindparam("job_id"),
+        Job.status.in_([JobStatus.LEASED.value, JobStatus.QUEUED.value]),
+        Job.delivered_at.is_not(None),
+    )
+    .values(
+        status=JobStatus.DONE.value,
+        outcome=bindparam("new_outcome"),
+        result=bindparam("new_result", type_=JSON),
+        error=bindparam("new_error", type_=JSON),
+        completed_at=bindparam("now", type_=UTCDateTime),
+        lease_expires_at=None,
+    )
+    .returning(Job)
+    # The job as stored, for the lifecycle (the identity map would keep values read before).
+    .execution_options(synchronize_session=False, populate_existing=True)
+)
+
+
 def _store_result(
     session: Session, connector_id: str, result: messages.JobResult, now: dt.datetime, policy: RetryPolicy
 ) -> bool:
     """False when the job is not this connector's (unknown, or deleted meanwhile)."""
-    # The few columns the checks need, not the job (its payload is read back by the UPDATE below).
-    job = session.execute(
-        select(Job.connector_id, Job.status, Job.kind, Job.backend_name).where(Job.id == result.job_id)
-    ).one_or_none()
+    # The few columns the checks need, not the job (its payload is read back by the UPDATE below), as
+    # a Core read on the session's connection: no pending change of this session bears on a job's
+    # status (results and claims change jobs with UPDATE statements, never through objects).
+    job = session.connection().execute(_JOB_CHECKS, {"job_id": result.job_id}).one_or_none()
     if job is None or job.connector_id != connector_id:
         return False
     if job.status == JobStatus.DONE.value:
         return True  # a redelivered job's second answer: at least once in, exactly once applied
     outcome, body, error, report = _checked_outcome(job.kind, job.backend_name, result)
     stored = session.scalar(
-        update(Job)
-        .where(
-            Job.id == result.job_id,
-            Job.status.in_([JobStatus.LEASED.value, JobStatus.QUEUED.value]),
-            Job.delivered_at.is_not(None),
-        )
-        .values(
-            status=JobStatus.DONE.value,
-            outcome=outcome.value,
-            result=body,
-            error=error,
-            completed_at=now,
-            lease_expires_at=None,
-        )
-        .returning(Job),
-        # The job as stored, for the lifecycle (the identity map would keep the values read above).
-        execution_options={"synchronize_session": False, "populate_existing": True},
+        _STORE_RESULT,
+        {
+            "job_id": result.job_id,
+            "new_outcome": outcome.value,
+            "new_result": body,
+            "new_error": error,
+            "now": now,
+        },
     )
     if stored is None:
         return True

@@ -15,7 +15,7 @@ import logging
 
 from cryptography import x509
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, object_session
 
 from caconnector.manager import audit
@@ -125,19 +125,32 @@ def _issue(session: Session, certificate: Certificate, job: Job, now: dt.datetim
     )
 
 
+# Built once (every issued certificate asks); a certificate with no CA known needs IS NULL, which a
+# bound parameter cannot say.
+_SERIAL_HOLDER = select(Certificate.id, Certificate.source).where(
+    Certificate.ca_id == bindparam("ca_id"),
+    Certificate.serial == bindparam("serial"),
+    Certificate.id != bindparam("certificate_id"),
+)
+_SERIAL_HOLDER_NO_CA = select(Certificate.id, Certificate.source).where(
+    Certificate.ca_id.is_(None),
+    Certificate.serial == bindparam("serial"),
+    Certificate.id != bindparam("certificate_id"),
+)
+
+
 def _claim_serial(session: Session, certificate: Certificate, serial: str) -> bool:
     """Make room for (CA, serial). A scan may have imported this very certificate between its issue and
     this answer: the imported copy gives way to the request, which has the profile and the history."""
-    # Two columns, without flushing first: this certificate's pending changes (its attempts) bear on no
-    # other row, and a flush here would write this row twice in one answer (now, and when it is issued).
-    with session.no_autoflush:
-        other = session.execute(
-            select(Certificate.id, Certificate.source).where(
-                Certificate.ca_id == certificate.ca_id,
-                Certificate.serial == serial,
-                Certificate.id != certificate.id,
-            )
-        ).first()
+    # Two columns, without flushing first (a Core read on the session's connection): this certificate's
+    # pending changes (its attempts) bear on no other row, and a flush here would write this row twice
+    # in one answer (now, and when it is issued).
+    parameters = {"serial": serial, "certificate_id": certificate.id}
+    if certificate.ca_id is None:
+        holder = _SERIAL_HOLDER_NO_CA
+    else:
+        holder, parameters["ca_id"] = _SERIAL_HOLDER, certificate.ca_id
+    other = session.connection().execute(holder, parameters).first()
     if other is None:
         return True
     if other.source != Source.SCAN.value:
