@@ -117,6 +117,7 @@ class _Bench:
     caller: Caller
     lab: Lab
     csrs: list[str]
+    profile_id: str  # by id, as bench/throughput.py's clients name it
     costs: dict[str, list[tuple[float, float]]] = field(
         default_factory=lambda: {"enroll": [], "poll": [], "results": [], "look": []}
     )
@@ -141,7 +142,8 @@ class _Bench:
 
     def _enroll(self, index: int, ids: list[str]) -> None:
         for i in range(BATCH):
-            body = {"profile": "bench", "csr": self.csrs[(index * BATCH + i) % len(self.csrs)], "wait": 0}
+            csr = self.csrs[(index * BATCH + i) % len(self.csrs)]
+            body = {"profile": self.profile_id, "csr": csr, "wait": 0}
             response = self.client.post("/api/v1/certificates", json=body, headers=self.caller.headers)
             if response.status_code != 202:
                 raise SystemExit(f"enroll: {response.status_code} {response.text}")
@@ -177,11 +179,11 @@ def main() -> None:
         upgrade(runtime.engine)
         with TestClient(create_app(settings, runtime=runtime)) as client:
             lab = make_lab(runtime, client, directory)
-            create_profile(
-                client, make_caller(runtime, "admin", Role.ADMIN), lab, name="bench", key_types=["ec-p256"]
-            )
+            admin = make_caller(runtime, "admin", Role.ADMIN)
+            profile = create_profile(client, admin, lab, name="bench", key_types=["ec-p256"])
             csrs = [make_csr(dns=[f"host{i}.bench.test"])[0] for i in range(BATCH * 4)]
-            bench = _Bench(client, make_caller(runtime, "bench", Role.OPERATOR), lab, csrs)
+            operator = make_caller(runtime, "bench", Role.OPERATOR)
+            bench = _Bench(client, operator, lab, csrs, profile["id"])
             for index in range(3):  # warm: caches, compiled statements, the first connections
                 bench.block(index, record=False)
             if _COUNTER is not None:

@@ -20,11 +20,12 @@ from dataclasses import dataclass, replace
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy import delete, insert, update
+from sqlalchemy import bindparam, delete, insert, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from caconnector.manager.db.models import Connector, SeenRequest
+from caconnector.manager.db.types import UTCDateTime
 from caconnector.manager.problems import Problem
 from caconnector.manager.runtime import Runtime, runtime_of
 from caconnector.manager.services.limits import TooLong, check_length
@@ -168,6 +169,15 @@ def authenticate_connector(
     )
 
 
+# Built once: every signed request runs the first, some the second.
+_REMEMBER = insert(SeenRequest)
+_TOUCH_LAST_SEEN = (
+    update(Connector)
+    .where(Connector.id == bindparam("connector_id"))
+    .values(last_seen=bindparam("now", type_=UTCDateTime))
+)
+
+
 def record_contact(
     session: Session, caller: ConnectorCaller, now: dt.datetime, *, last_seen_written: bool = False
 ) -> ConnectorCaller:
@@ -179,10 +189,7 @@ def record_contact(
         return caller
     _remember(session, caller.id, contact.jti, contact.expires_at, now)
     if contact.touch_last_seen and not last_seen_written:
-        session.execute(
-            update(Connector).where(Connector.id == caller.id).values(last_seen=now),
-            execution_options={"synchronize_session": False},
-        )
+        session.connection().execute(_TOUCH_LAST_SEEN, {"connector_id": caller.id, "now": now})
     return replace(caller, contact=None)
 
 
@@ -230,13 +237,11 @@ def _remember(
     session: Session, connector_id: str, jti: str, expires_at: dt.datetime, now: dt.datetime
 ) -> None:
     # Kept until the signed request could no longer verify anyway (its expiry plus the clock leeway).
-    # A Core INSERT, not session.add: the unit of work's bookkeeping cost more than the row itself.
+    # A Core INSERT on the session's connection, not session.add: the unit of work's bookkeeping cost
+    # more than the row itself. A replay's IntegrityError undoes only its unit (a savepoint).
+    row = {"jti": jti, "connector_id": connector_id, "expires_at": expires_at + CLOCK_LEEWAY}
     try:
-        session.execute(
-            insert(SeenRequest).values(
-                jti=jti, connector_id=connector_id, expires_at=expires_at + CLOCK_LEEWAY
-            )
-        )
+        session.connection().execute(_REMEMBER, row)
     except IntegrityError:
         raise refused(
             401, ChannelError.REPLAYED, "this signed request was seen before; sign each request anew"

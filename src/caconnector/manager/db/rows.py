@@ -44,8 +44,7 @@ def insert_loaded(session: Session, obj: Base) -> None:
         # make_transient_to_detached below takes whatever the dict holds as loaded state.
         state.dict[attribute.key] = value
         values[column.key] = value
-    if session.new or session.dirty or session.deleted:
-        session.flush()
+    session.flush()  # returns at once when nothing is pending
     session.connection().execute(insert(mapper.class_), values)
     make_transient_to_detached(obj)
     session.add(obj)

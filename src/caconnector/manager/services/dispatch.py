@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import JSON, ColumnElement, Connection, and_, bindparam, or_, select, update
+from sqlalchemy import JSON, BindParameter, ColumnElement, Connection, and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from caconnector.manager.db.models import Connector, Job, new_id
@@ -69,23 +69,29 @@ def create_job(
     return job
 
 
-def _claimable(now: dt.datetime) -> ColumnElement[bool]:
+def _claimable(now: dt.datetime | BindParameter[dt.datetime]) -> ColumnElement[bool]:
     return or_(
         Job.status == JobStatus.QUEUED.value,
         and_(Job.status == JobStatus.LEASED.value, Job.lease_expires_at < now),
     )
 
 
+_NOW = bindparam("now", type_=UTCDateTime)
+_KEY_AND_CLAIMABLE = select(
+    Connector.public_key_pem,
+    select(Job.id)
+    .where(Job.connector_id == bindparam("connector_id"), _claimable(_NOW))
+    .limit(1)
+    .scalar_subquery()
+    .label("job"),
+).where(Connector.id == bindparam("connector_id"))
+
+
 def key_and_claimable(connection: Connection, connector_id: str, now: dt.datetime) -> tuple[str | None, bool]:
     """The connector's registered key (None when it is gone), and whether `claim_jobs` would find
     anything now: one Core statement on a plain connection, a read that takes no write lock (what a
     parked poll asks when its wait ends, nearly always to find nothing)."""
-    claimable = (
-        select(Job.id).where(Job.connector_id == connector_id, _claimable(now)).limit(1).scalar_subquery()
-    )
-    row = connection.execute(
-        select(Connector.public_key_pem, claimable.label("job")).where(Connector.id == connector_id)
-    ).first()
+    row = connection.execute(_KEY_AND_CLAIMABLE, {"connector_id": connector_id, "now": now}).first()
     if row is None:
         return None, False
     return row.public_key_pem, row.job is not None
@@ -98,33 +104,48 @@ def claim_jobs(
     lease ran out (redelivery). Each claim counts as an attempt."""
     if capacity <= 0:
         return []
-    # PostgreSQL: rows another transaction is claiming are skipped, not waited for. SQLite has no row
-    # locks (SQLAlchemy leaves FOR UPDATE out); its writers are serialised and the UPDATE below
-    # re-checks that each job is still claimable, so a job raced away is simply not returned.
-    candidates = (
-        select(Job.id)
-        .where(Job.connector_id == connector_id, _claimable(now))
-        .order_by(Job.created_at, Job.id)
-        .limit(capacity)
-        .with_for_update(skip_locked=True)
-    )
-    ids = list(session.scalars(candidates))
+    parameters = {"connector_id": connector_id, "now": now, "capacity": capacity}
+    ids = list(session.connection().execute(_CLAIM_CANDIDATES, parameters).scalars())
     if not ids:
         return []
-    claimed = session.scalars(
-        update(Job)
-        .where(Job.id.in_(ids), _claimable(now))
-        .values(
-            status=JobStatus.LEASED.value,
-            attempts=Job.attempts + 1,
-            lease_expires_at=now + lease,
-            delivered_at=now,
-        )
-        .returning(Job),
-        # Fresh values even for a job this session loaded before (the identity map would keep old ones).
-        execution_options={"synchronize_session": False, "populate_existing": True},
-    ).all()
+    claimed = session.scalars(_CLAIM, {"ids": ids, "now": now, "new_lease_expires_at": now + lease}).all()
     return sorted(claimed, key=lambda job: (job.created_at, job.id))
+
+
+# Built once (every poll runs them; building cost more than running). PostgreSQL: rows another
+# transaction is claiming are skipped, not waited for. SQLite has no row locks (SQLAlchemy leaves FOR
+# UPDATE out); its writers are serialised and the UPDATE re-checks that each job is still claimable, so
+# a job raced away is simply not returned.
+_CLAIM_CANDIDATES = (
+    select(Job.id)
+    .where(Job.connector_id == bindparam("connector_id"), _claimable(_NOW))
+    .order_by(Job.created_at, Job.id)
+    .limit(bindparam("capacity"))
+    .with_for_update(skip_locked=True)
+)
+_CLAIM = (
+    update(Job)
+    .where(Job.id.in_(bindparam("ids", expanding=True)), _claimable(_NOW))
+    .values(
+        status=JobStatus.LEASED.value,
+        attempts=Job.attempts + 1,
+        lease_expires_at=bindparam("new_lease_expires_at", type_=UTCDateTime),
+        delivered_at=_NOW,
+    )
+    .returning(Job)
+    # Fresh values even for a job this session loaded before (the identity map would keep old ones).
+    .execution_options(synchronize_session=False, populate_existing=True)
+)
+_STUCK = (
+    select(Job.id)
+    .where(
+        Job.connector_id == bindparam("connector_id"),
+        Job.status == JobStatus.LEASED.value,
+        Job.lease_expires_at < _NOW,
+        Job.attempts >= bindparam("max_deliveries"),
+    )
+    .with_for_update(skip_locked=True)
+)
 
 
 def give_up_undeliverable(
@@ -135,18 +156,9 @@ def give_up_undeliverable(
     At-least-once delivery would otherwise hand a job that stops the connector (a crash, a hang, a kill
     by the OOM killer) back to it forever, and its certificate would stay Requested with no word why.
     Returns the ids given up on."""
-    stuck = (
-        select(Job.id)
-        .where(
-            Job.connector_id == connector_id,
-            Job.status == JobStatus.LEASED.value,
-            Job.lease_expires_at < now,
-            Job.attempts >= max_deliveries,
-        )
-        .with_for_update(skip_locked=True)
-    )
+    parameters = {"connector_id": connector_id, "now": now, "max_deliveries": max_deliveries}
     given_up = []
-    for job_id in session.scalars(stuck).all():
+    for job_id in session.connection().execute(_STUCK, parameters).scalars().all():
         error = messages.ErrorBody(
             code=JobErrorCode.UNDELIVERABLE,
             message=f"the connector took this job {max_deliveries} times without answering (it may stop "
@@ -184,17 +196,27 @@ def extend_leases(
     between two reports less than half a term apart (the agent reports every 15 s while busy)."""
     if not job_ids:
         return
-    session.execute(
-        update(Job)
-        .where(
-            Job.connector_id == connector_id,
-            Job.id.in_(job_ids),
-            Job.status == JobStatus.LEASED.value,
-            Job.lease_expires_at < now + lease / 2,
-        )
-        .values(lease_expires_at=now + lease),
-        execution_options={"synchronize_session": False},
+    session.connection().execute(
+        _EXTEND_LEASES,
+        {
+            "owner": connector_id,
+            "ids": list(job_ids),
+            "half_left": now + lease / 2,
+            "new_lease_expires_at": now + lease,
+        },
     )
+
+
+_EXTEND_LEASES = (
+    update(Job)
+    .where(
+        Job.connector_id == bindparam("owner"),
+        Job.id.in_(bindparam("ids", expanding=True)),
+        Job.status == JobStatus.LEASED.value,
+        Job.lease_expires_at < bindparam("half_left", type_=UTCDateTime),
+    )
+    .values(lease_expires_at=bindparam("new_lease_expires_at", type_=UTCDateTime))
+)
 
 
 def store_results(

@@ -10,10 +10,27 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import case, or_, update
+from sqlalchemy import Update, bindparam, case, or_, update
 from sqlalchemy.orm import Session
 
 from caconnector.manager.db.models import Connector
+from caconnector.manager.db.types import UTCDateTime
+
+
+def _extend(*, with_last_seen: bool) -> Update:
+    current = Connector.connected_until
+    until = bindparam("until", type_=UTCDateTime)
+    values: dict[str, Any] = {
+        "connected_until": case((or_(current.is_(None), current < until), until), else_=current)
+    }
+    if with_last_seen:
+        values["last_seen"] = bindparam("seen_at", type_=UTCDateTime)
+    return update(Connector).where(Connector.id == bindparam("connector_id")).values(values)
+
+
+# Built once: every poll runs one of them, most polls two.
+_EXTEND = _extend(with_last_seen=False)
+_EXTEND_AND_SEEN = _extend(with_last_seen=True)
 
 
 def extend_connected_until(
@@ -23,16 +40,11 @@ def extend_connected_until(
     reports a finished job with a short poll while its long poll waits), and the short one must not
     cut the long one's window. Writes the row even when nothing changes, so it always locks it.
     `seen_at`: also `last_seen`, in the same statement (a poll's contact, see channel_auth)."""
-    current = Connector.connected_until
-    values: dict[str, Any] = {
-        "connected_until": case((or_(current.is_(None), current < until), until), else_=current)
-    }
-    if seen_at is not None:
-        values["last_seen"] = seen_at
-    session.execute(
-        update(Connector).where(Connector.id == connector_id).values(values),
-        execution_options={"synchronize_session": False},
-    )
+    parameters = {"connector_id": connector_id, "until": until}
+    if seen_at is None:
+        session.connection().execute(_EXTEND, parameters)
+    else:
+        session.connection().execute(_EXTEND_AND_SEEN, {**parameters, "seen_at": seen_at})
 
 
 def disconnect(session: Session, connector_id: str, now: dt.datetime) -> None:

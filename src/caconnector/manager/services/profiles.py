@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
@@ -70,16 +70,20 @@ def get_profile(session: Session, profile_id: str) -> Profile:
     return profile
 
 
+# With its backend and CA in the same query: an enrollment reads both (lazy loads cost a query each);
+# not the CA's certificate and CRL, which it does not read (a CRL grows with every revocation). Built
+# once: every enrollment looks its profile up, and building the options cost a quarter of the lookup.
+_WITH_PARTS = (
+    joinedload(Profile.backend),
+    joinedload(Profile.ca).defer(ManagedCA.certificate_pem).defer(ManagedCA.crl_der),
+)
+_BY_NAME = select(Profile).where(Profile.name == bindparam("name")).options(*_WITH_PARTS)
+
+
 def find_profile(session: Session, id_or_name: str) -> Profile:
     """The profile a request names, by id or by name; a 422 (it is in the body) when there is none."""
-    # With its backend and CA in the same query: an enrollment reads both (lazy loads cost a query each);
-    # not the CA's certificate and CRL, which it does not read (a CRL grows with every revocation).
-    with_parts = [
-        joinedload(Profile.backend),
-        joinedload(Profile.ca).defer(ManagedCA.certificate_pem).defer(ManagedCA.crl_der),
-    ]
-    profile = session.get(Profile, id_or_name, options=with_parts) or session.scalar(
-        select(Profile).where(Profile.name == id_or_name).options(*with_parts)
+    profile = session.get(Profile, id_or_name, options=_WITH_PARTS) or session.scalar(
+        _BY_NAME, {"name": id_or_name}
     )
     if profile is None:
         raise Invalid(f"no profile {id_or_name!r}; GET /profiles lists them", code="unknown_profile")
