@@ -3,6 +3,8 @@ SAVEPOINT; a unit that fails is undone alone; wake-ups go out only once the batc
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import threading
 import time
@@ -151,7 +153,7 @@ class _Seen(Wakeups):
         self.runtime = runtime
         self.visible: dict[str, bool] = {}
 
-    def notify(self, key: str) -> None:
+    def notify(self, key: str, snapshot: object | None = None) -> None:
         with self.runtime.sessions() as other:
             count = other.scalar(select(func.count()).where(AuditEvent.action == key))
         self.visible[key] = bool(count)
@@ -237,3 +239,31 @@ def test_a_unit_that_runs_another_is_refused_instead_of_waiting_for_itself(runti
         committer.run(nested)
     assert committer.run(_record(runtime, "after")) == "after"  # the committer is not left stuck
     assert _actions(runtime) == ["after"]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_wake_hands_over_what_the_committed_change_left(runtime: Runtime) -> None:
+    """The waiter of a key gets the snapshot its committed change named (a settled certificate: the
+    enrollment's wait answers from it); a change without one wakes it without, and a rollback not at
+    all."""
+    wakeups = Wakeups(channel="test")
+    wakeups.attach(runtime.sessions)
+    snapshot = object()
+
+    async def scenario() -> list[tuple[bool, object | None]]:
+        seen = []
+        with wakeups.subscribe("k") as waiter:
+            for change in ("with", "without", "undone"):
+
+                def work(session: Session, change: str = change) -> None:
+                    wake_after_commit(session, "test", "k", snapshot if change == "with" else None)
+                    if change == "undone":
+                        raise ValueError(change)
+
+                waiter.clear()
+                with contextlib.suppress(ValueError):
+                    await asyncio.to_thread(GroupCommitter(runtime.sessions).run, work)
+                seen.append((await waiter.wait(0.5), waiter.snapshot))
+        return seen
+
+    assert asyncio.run(scenario()) == [(True, snapshot), (True, None), (False, None)]

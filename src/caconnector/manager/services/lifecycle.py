@@ -24,7 +24,7 @@ from caconnector.manager.services import scan_import
 from caconnector.manager.services.crls import apply_crl
 from caconnector.manager.services.issued import CAIndex, InvalidIssued, read_issued
 from caconnector.manager.services.retry import Fail, RetryPolicy
-from caconnector.manager.services.states import CertStatus, Source, revocation_in_progress, target
+from caconnector.manager.services.states import CertStatus, Source, revocation_in_progress, settled, target
 from caconnector.manager.services.wakeups import certificate_changed
 from caconnector.pki.keys import public_keys_equal
 from caconnector.protocol.errors import JobErrorCode
@@ -56,7 +56,7 @@ def job_done(session: Session, job: Job, now: dt.datetime, policy: RetryPolicy) 
         applied = False
     if applied:
         certificate.updated_at = now
-        certificate_changed(session, certificate.id)
+        certificate_changed(session, certificate.id, certificate if settled(certificate) else None)
 
 
 # ---- enroll and collect -----------------------------------------------------------------------------

@@ -55,15 +55,23 @@ class Waiter:
         self._loop = loop
         self._event = asyncio.Event()
         self.waiting = False  # inside wait(): the poll found nothing and is parked
+        # What the change that woke this waiter left, when it said (see `wake_after_commit`).
+        self.snapshot: object | None = None
 
-    def wake(self) -> None:
+    def wake(self, snapshot: object | None = None) -> None:
         # The loop is gone only once the server has stopped, and with it everyone waiting.
         with contextlib.suppress(RuntimeError):
-            self._loop.call_soon_threadsafe(self._event.set)
+            self._loop.call_soon_threadsafe(self._woken, snapshot)
+
+    def _woken(self, snapshot: object | None) -> None:
+        if snapshot is not None:
+            self.snapshot = snapshot
+        self._event.set()
 
     def clear(self) -> None:
         """Forget earlier wakes; call before looking for work, so a wake during the look is kept."""
         self._event.clear()
+        self.snapshot = None
 
     async def wait(self, timeout: float) -> bool:
         """True when woken, False when the timeout passed first."""
@@ -78,11 +86,14 @@ class Waiter:
         return True
 
 
-def wake_after_commit(session: Session, channel: str, key: str) -> None:
+def wake_after_commit(session: Session, channel: str, key: str, snapshot: object | None = None) -> None:
     """Record that this session's transaction changes something `key`'s waiters wait for: they wake in
     this process when the transaction commits (see `Wakeups.attach`), and on PostgreSQL in every other
-    process too."""
-    session.info.setdefault(_pending(channel), set()).add(key)
+    process too. `snapshot`: what the waiters of this process are handed with the wake (the changed
+    row's object, as committed), so that they need not read it back; other processes read it."""
+    pending: dict[str, object | None] = session.info.setdefault(_pending(channel), {})
+    if snapshot is not None or key not in pending:
+        pending[key] = snapshot
     if session.get_bind().dialect.name == "postgresql":
         # Queued with the transaction: delivered at commit, dropped on rollback, so a woken process
         # always finds the change visible.
@@ -100,9 +111,11 @@ def access_changed(session: Session, connector_id: str) -> None:
     wake_after_commit(session, CHANNEL, connector_id)
 
 
-def certificate_changed(session: Session, certificate_id: str) -> None:
-    """This transaction moves the certificate on: requests waiting for it look again once it commits."""
-    wake_after_commit(session, CERTIFICATES_CHANNEL, certificate_id)
+def certificate_changed(session: Session, certificate_id: str, settled: object | None = None) -> None:
+    """This transaction moves the certificate on: requests waiting for it look again once it commits.
+    `settled`: the certificate's object when this change settles it, handed to this process's waiters
+    (the session does not expire it at commit), which answer from it instead of reading it back."""
+    wake_after_commit(session, CERTIFICATES_CHANNEL, certificate_id, settled)
 
 
 class Wakeups:
@@ -126,8 +139,8 @@ class Wakeups:
         # nothing is visible to others until the outermost transaction commits.
         if session.in_nested_transaction():
             return
-        for key in session.info.pop(self._pending, ()):
-            self.notify(key)
+        for key, snapshot in session.info.pop(self._pending, {}).items():
+            self.notify(key, snapshot)
 
     def _after_rollback(self, session: Session) -> None:
         # A unit undone to its SAVEPOINT keeps the other units' wakes (and its own: a spurious wake
@@ -158,11 +171,11 @@ class Wakeups:
                     if not waiters:
                         del self._waiters[key]
 
-    def notify(self, key: str) -> None:
+    def notify(self, key: str, snapshot: object | None = None) -> None:
         with self._lock:
             waiters = list(self._waiters.get(key, ()))
         for waiter in waiters:
-            waiter.wake()
+            waiter.wake(snapshot)
 
     def notify_all(self) -> None:
         with self._lock:
