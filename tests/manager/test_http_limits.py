@@ -3,6 +3,7 @@ spoken to over raw sockets where the point is what the server does before a requ
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import select
@@ -255,6 +256,28 @@ def test_half_sent_headers_are_closed_after_the_header_timeout(live: Live) -> No
             sock.sendall(b"X")
         assert _closed_within(sock, 5)
         assert time.monotonic() - started < 5
+
+
+def test_headers_beyond_the_limit_are_answered_431_and_closed(live: Live) -> None:
+    with live.connect() as sock:
+        sock.sendall(b"GET /api/v1 HTTP/1.1\r\nHost: manager\r\n")
+        filler = b"X-Filler: " + b"a" * 1000 + b"\r\n"
+        try:
+            for _ in range(100):  # 100 KB of headers, never ended
+                sock.sendall(filler)
+        except OSError:
+            pass  # closed while sending: what the test wants
+        answer = b""
+        with contextlib.suppress(OSError):
+            while chunk := sock.recv(65536):
+                answer += chunk
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+
+
+def test_headers_within_the_limit_are_served(live: Live) -> None:
+    headers = {f"X-Filler-{i}": "a" * 1000 for i in range(40)}  # 40 KB
+    response = httpx.get(f"{live.url}/api/v1", headers=headers, trust_env=False)
+    assert response.status_code == 200
 
 
 def test_a_half_sent_body_is_answered_408_and_closed(live: Live) -> None:

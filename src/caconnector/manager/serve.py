@@ -24,7 +24,7 @@ from caconnector.manager.access_log import leave_out_answered_polls
 from caconnector.manager.app import create_app
 from caconnector.manager.db.engine import MIGRATIONS_DIR
 from caconnector.manager.db.migrate import current_revision, head_revision, upgrade
-from caconnector.manager.http_protocol import h11_with_header_timeout
+from caconnector.manager.http_protocol import with_header_limits
 from caconnector.manager.public_url import is_loopback
 from caconnector.manager.runtime import build_runtime
 from caconnector.manager.settings import Settings
@@ -129,7 +129,7 @@ def _stop_on_signals() -> Iterator[list[int]]:
 def http_options(settings: Settings) -> dict[str, Any]:
     """uvicorn's options for the HTTP layer's limits (the rest are in manager/http_guard.py)."""
     return {
-        "http": h11_with_header_timeout(settings.header_timeout_seconds),
+        "http": with_header_limits(settings.header_timeout_seconds),
         "timeout_keep_alive": settings.keepalive_timeout_seconds,
         "limit_concurrency": settings.max_connections,
         "ws": "none",

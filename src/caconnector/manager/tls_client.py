@@ -10,10 +10,10 @@ import ssl
 from typing import cast
 
 from uvicorn._types import ASGI3Application, ASGIReceiveCallable, ASGISendCallable, Scope
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 
-class _ClientCertificates(H11Protocol):
+class _ClientCertificates(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # (as uvicorn's own)
         super().connection_made(transport)
         ssl_object = transport.get_extra_info("ssl_object")
@@ -23,7 +23,7 @@ class _ClientCertificates(H11Protocol):
             self.app = _with_certificate(app, ssl.DER_cert_to_PEM_cert(der))
 
 
-def with_client_certificates(protocol: type[H11Protocol]) -> type[H11Protocol]:
+def with_client_certificates(protocol: type[HttpToolsProtocol]) -> type[HttpToolsProtocol]:
     """`protocol`, also passing each connection's verified client certificate to the application."""
     return type(f"ClientCertificates{protocol.__name__}", (_ClientCertificates, protocol), {})
 
