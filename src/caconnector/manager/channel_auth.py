@@ -23,6 +23,7 @@ from fastapi import Depends, Request
 from sqlalchemy import bindparam, delete, insert, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from caconnector.manager.db.models import Connector, SeenRequest
 from caconnector.manager.db.types import UTCDateTime
@@ -130,13 +131,16 @@ def describe_connector(authorization: str) -> str:
     return f"claims connector {claimed[:64]!r}"
 
 
-def signed_connector(request: Request) -> ConnectorCaller:
-    """A sync dependency: FastAPI runs it in the threadpool, so its database work blocks no loop."""
+async def signed_connector(request: Request) -> ConnectorCaller:
+    """Async: a request with a body (a poll) was authenticated by the HTTP guard already, and a sync
+    dependency would cost it a hand-over to the thread pool and back only to read that. The others
+    are authenticated here, in the thread pool, so their database work blocks no loop."""
     caller = request.scope.get("state", {}).get(CALLER_STATE)
     if isinstance(caller, ConnectorCaller):
         return caller
-    return authenticate_connector(
-        runtime_of(request), request.headers.get("authorization", ""), request.method, _signed_path(request)
+    authorization = request.headers.get("authorization", "")
+    return await run_in_threadpool(
+        authenticate_connector, runtime_of(request), authorization, request.method, _signed_path(request)
     )
 
 
