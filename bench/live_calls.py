@@ -14,22 +14,14 @@ to within a few percent, on a machine whose CPU timings do not:
 
 from __future__ import annotations
 
-import argparse
 import collections
-import json
-import os
-import signal
-import tempfile
-import time
-from pathlib import Path
 
-from bench.throughput import drive, machine, ours, ours_target
+from bench.hooked import parser, run_hooked, sitecustomize
 
 # Loaded by every Python process started with the directory on PYTHONPATH; counts only in the manager.
-SITECUSTOMIZE = r"""
-import collections, json, os, signal, sys, threading
-
-def _install():
+SITECUSTOMIZE = sitecustomize(
+    "BENCH_CALLS_OUT",
+    """
     under = collections.Counter()
     total = [0]
     on = [False]
@@ -60,54 +52,23 @@ def _install():
     sys.setprofile(profile)
     threading.setprofile(profile)
 
-    def start(signum, frame):
+    def start():
         under.clear()
         total[0] = 0
         on[0] = True
 
-    def stop(signum, frame):
+    def payload():
         on[0] = False
-        out = os.environ["BENCH_CALLS_OUT"]
-        with open(out + ".part", "w") as handle:
-            json.dump({"total": total[0], "under": under.most_common()}, handle)
-        os.replace(out + ".part", out)
-
-    signal.signal(signal.SIGUSR1, start)
-    signal.signal(signal.SIGUSR2, stop)
-
-if "serve" in sys.argv[1:3] and os.environ.get("BENCH_CALLS_OUT"):
-    _install()
-"""
+        return {"total": total[0], "under": under.most_common()}
+    """,
+)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--clients", type=int, default=8, help="concurrent clients")
-    parser.add_argument("--seconds", type=float, default=5.0, help="measured time")
-    parser.add_argument("--top", type=int, default=25, help="functions of ours to print")
-    args = parser.parse_args()
-    print(machine(), flush=True)
-    with tempfile.TemporaryDirectory(prefix="bench-calls-") as scratch:
-        workdir = Path(scratch)
-        hook = workdir / "hook"
-        hook.mkdir()
-        (hook / "sitecustomize.py").write_text(SITECUSTOMIZE)
-        out = workdir / "calls.json"
-        # clean_env copies this process's environment: the manager starts with the hook on its path.
-        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(hook), os.environ.get("PYTHONPATH")]))
-        os.environ["BENCH_CALLS_OUT"] = str(out)
-        with ours(workdir, None, 8, None) as setup:
-            pids = {"manager": setup.manager_pid}
-            target = ours_target(setup)
-            drive("warm-up", target, 2, 1.0, pids)
-            os.kill(setup.manager_pid, signal.SIGUSR1)
-            time.sleep(0.2)
-            row = drive("ours", target, args.clients, args.seconds, pids)
-            os.kill(setup.manager_pid, signal.SIGUSR2)
-            deadline = time.monotonic() + 10
-            while not out.exists() and time.monotonic() < deadline:
-                time.sleep(0.05)
-            data = json.loads(out.read_text())
+    arguments = parser(__doc__)
+    arguments.add_argument("--top", type=int, default=25, help="functions of ours to print")
+    args = arguments.parse_args()
+    row, data = run_hooked(args, sitecustomize=SITECUSTOMIZE, out_variable="BENCH_CALLS_OUT")
     issued = max(row.count, 1)
     print(f"SQLite, {args.clients} clients, {args.seconds:g} s: {row.count} certificates issued")
     print(f"{data['total'] / issued:.0f} Python calls per certificate in the manager; of those outside our")

@@ -12,31 +12,21 @@ it, and the totals. A figure for finding work to save, not a test:
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import signal
-import tempfile
-import time
-from pathlib import Path
-
-from bench.throughput import drive, machine, ours, ours_target
+from bench.hooked import parser, run_hooked, sitecustomize
 
 # Loaded by every Python process started with the directory on PYTHONPATH; counts only in the manager.
-SITECUSTOMIZE = """
-import collections, json, os, re, signal, sys, traceback
-
-def _install():
+SITECUSTOMIZE = sitecustomize(
+    "BENCH_STATEMENTS_OUT",
+    r"""
     from sqlalchemy import event
     from sqlalchemy.engine import Engine
 
     counts = collections.Counter()
     callers = collections.defaultdict(collections.Counter)
-    out = os.environ["BENCH_STATEMENTS_OUT"]
 
     @event.listens_for(Engine, "before_cursor_execute")
     def _statement(conn, cursor, statement, parameters, context, executemany):
-        text = re.sub(r"\\s+", " ", statement).strip()[:90]
+        text = re.sub(r"\s+", " ", statement).strip()[:90]
         counts[text] += 1
         ours = [f for f in traceback.extract_stack(limit=25) if "/caconnector/" in f.filename
                 and "group_commit" not in f.filename]
@@ -48,55 +38,23 @@ def _install():
     def _commit(conn):
         counts["(commit)"] += 1
 
-    def _reset(signum, frame):
+    def start():
         counts.clear()
         callers.clear()
 
-    def _write(signum, frame):
-        rows = [[n, text, callers[text].most_common(1)[0][0] if callers[text] else ""]
+    def payload():
+        return [[n, text, callers[text].most_common(1)[0][0] if callers[text] else ""]
                 for text, n in counts.most_common()]
-        with open(out + ".part", "w") as handle:
-            json.dump(rows, handle)
-        os.replace(out + ".part", out)
-
-    signal.signal(signal.SIGUSR1, _reset)
-    signal.signal(signal.SIGUSR2, _write)
-
-if "serve" in sys.argv[1:3] and os.environ.get("BENCH_STATEMENTS_OUT"):
-    _install()
-"""
+    """,
+)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--clients", type=int, default=8, help="concurrent clients")
-    parser.add_argument("--seconds", type=float, default=5.0, help="measured time")
-    parser.add_argument("--database", help="a scratch PostgreSQL URL (default: SQLite)")
-    parser.add_argument("--workers", type=int, default=8, help="ca-connector run -workers")
-    args = parser.parse_args()
-    print(machine(), flush=True)
-    with tempfile.TemporaryDirectory(prefix="bench-statements-") as scratch:
-        workdir = Path(scratch)
-        hook = workdir / "hook"
-        hook.mkdir()
-        (hook / "sitecustomize.py").write_text(SITECUSTOMIZE)
-        out = workdir / "statements.json"
-        # clean_env copies this process's environment: the manager (and the connector, where the hook
-        # stays off) start with the hook on their path.
-        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(hook), os.environ.get("PYTHONPATH")]))
-        os.environ["BENCH_STATEMENTS_OUT"] = str(out)
-        with ours(workdir, args.database, args.workers, None) as setup:
-            pids = {"manager": setup.manager_pid, "connector": setup.connector_pid}
-            target = ours_target(setup)
-            drive("warm-up", target, 2, 1.0, pids)
-            os.kill(setup.manager_pid, signal.SIGUSR1)
-            time.sleep(0.2)
-            row = drive("ours", target, args.clients, args.seconds, pids)
-            os.kill(setup.manager_pid, signal.SIGUSR2)
-            deadline = time.monotonic() + 10
-            while not out.exists() and time.monotonic() < deadline:
-                time.sleep(0.05)
-            rows = json.loads(out.read_text())
+    arguments = parser(__doc__)
+    arguments.add_argument("--database", help="a scratch PostgreSQL URL (default: SQLite)")
+    arguments.add_argument("--workers", type=int, default=8, help="ca-connector run -workers")
+    args = arguments.parse_args()
+    row, rows = run_hooked(args, sitecustomize=SITECUSTOMIZE, out_variable="BENCH_STATEMENTS_OUT")
     issued = max(row.count, 1)
     kind = "PostgreSQL" if args.database else "SQLite"
     print(f"{kind}, {args.clients} clients, {args.seconds:g} s: {row.count} certificates issued", flush=True)
