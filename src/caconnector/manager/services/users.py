@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, joinedload
 
 from caconnector.manager import audit, tokens
 from caconnector.manager.db.models import ApiKey, User
+from caconnector.manager.db.types import UTCDateTime
 from caconnector.manager.roles import Role
 from caconnector.manager.services.errors import Conflict, Invalid, NotFound
 
@@ -92,8 +93,7 @@ _KEY_AND_HOLDER = (
 _TOUCH_KEY = (
     update(ApiKey)
     .where(ApiKey.id == bindparam("key_id"))
-    .values(last_used_at=bindparam("now"))
-    .execution_options(synchronize_session=False)
+    .values(last_used_at=bindparam("now", type_=UTCDateTime))
 )
 
 
