@@ -119,8 +119,9 @@ async def poll(
                 jobs = await _wait_for_jobs(request, waiter, caller, body.capacity, wait, gone=gone)
             finally:
                 watcher.cancel()
-            if _window_left(runtime, opened.window):
-                await run_in_threadpool(_close, runtime, caller.id, opened.window)
+            until = runtime.now() + dt.timedelta(seconds=settings.heartbeat_grace_seconds)
+            if until < opened.window:
+                await run_in_threadpool(_close, runtime, caller.id, opened.window, until)
     return messages.PollResponse(
         jobs=[dispatch.job_message(job) for job in jobs],
         acknowledged=opened.acknowledged,
@@ -240,15 +241,8 @@ def _claim(runtime: Runtime, caller: ConnectorCaller, capacity: int, read_first:
     return runtime.writes.run(work)
 
 
-def _window_left(runtime: Runtime, window: dt.datetime) -> bool:
-    """Whether a poll's window outlasts now plus the grace, so that closing it shortens it. Not when
-    the poll waited its whole wait: its window already ends about now plus the grace, so an idle
-    connector's poll costs one write less (and no hand-over to the thread pool)."""
-    return runtime.now() + dt.timedelta(seconds=runtime.settings.heartbeat_grace_seconds) < window
-
-
-def _close(runtime: Runtime, connector_id: str, window: dt.datetime) -> None:
-    until = runtime.now() + dt.timedelta(seconds=runtime.settings.heartbeat_grace_seconds)
-    if until >= window:  # (the clock moved on since _window_left)
-        return
+def _close(runtime: Runtime, connector_id: str, window: dt.datetime, until: dt.datetime) -> None:
+    """Shorten the poll's window to `until` (now plus the grace). Only called when that shortens it: a
+    poll that waited its whole wait already has a window ending about now plus the grace, so an idle
+    connector's poll costs no write and no hand-over to the thread pool for it."""
     runtime.writes.run(lambda session: liveness.close_poll_window(session, connector_id, window, until))

@@ -51,7 +51,7 @@ def _plan(entity: type[Any]) -> _Plan:
         column = attribute.columns[0]
         default: Callable[[], Any] | None = None
         if column.default is not None and column.default.is_scalar:
-            default = functools.partial(lambda value: value, column.default.arg)
+            default = functools.partial(_constant, column.default.arg)
         elif column.default is not None and column.default.is_callable:
             # SQLAlchemy's wrapper of a callable default takes an execution context it does not use.
             default = functools.partial(column.default.arg, None)
@@ -60,6 +60,10 @@ def _plan(entity: type[Any]) -> _Plan:
         columns.append(_Column(attribute.key, column.key, default))
     plan = _PLANS[entity] = _Plan(tuple(columns), insert(entity))
     return plan
+
+
+def _constant(value: Any) -> Any:
+    return value
 
 
 def _no_key(name: str) -> Any:

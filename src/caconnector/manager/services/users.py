@@ -109,9 +109,9 @@ def key_holder(engine: Engine, key: str, now: dt.datetime) -> KeyHolder | None:
         return None
     with engine.connect() as connection:
         row = connection.execute(_KEY_AND_HOLDER, {"prefix": lookup}).first()
-    if row is None or row.revoked_at is not None or not tokens.matches(key, row.key_hash) or row.disabled:
+    if row is None or not _accepts(key, row.key_hash, row.revoked_at, disabled=row.disabled):
         return None
-    if row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION:
+    if _touch_due(row.last_used_at, now):
         with engine.begin() as connection:
             connection.execute(_TOUCH_KEY, {"key_id": row.id, "now": now})
     return KeyHolder(row.user_id, row.username, Role(row.role))
@@ -123,13 +123,20 @@ def user_for_api_key(session: Session, key: str, now: dt.datetime) -> User | Non
         return None
     # With its user in the same query: every API request looks its key up.
     row = session.scalar(select(ApiKey).where(ApiKey.prefix == lookup).options(joinedload(ApiKey.user)))
-    if row is None or row.revoked_at is not None or not tokens.matches(key, row.key_hash):
+    if row is None or not _accepts(key, row.key_hash, row.revoked_at, disabled=row.user.disabled):
         return None
-    if row.user.disabled:
-        return None
-    if row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION:
+    if _touch_due(row.last_used_at, now):
         row.last_used_at = now
     return row.user
+
+
+def _accepts(key: str, key_hash: str, revoked_at: dt.datetime | None, *, disabled: bool) -> bool:
+    """Whether a stored key (its hash, revocation, its user's state) lets `key` in."""
+    return revoked_at is None and tokens.matches(key, key_hash) and not disabled
+
+
+def _touch_due(last_used_at: dt.datetime | None, now: dt.datetime) -> bool:
+    return last_used_at is None or now - last_used_at >= LAST_USED_RESOLUTION
 
 
 def list_users(session: Session) -> list[User]:
