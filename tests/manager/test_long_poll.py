@@ -35,6 +35,7 @@ from caconnector.manager.db.models import ManagedBackend
 from caconnector.manager.runtime import Runtime, build_runtime
 from caconnector.manager.services import connectors
 from caconnector.manager.services.status import ConnectorStatus
+from caconnector.manager.services.wakeups import CHANNEL
 from caconnector.manager.settings import Settings
 
 LONG_WAIT = 10.0
@@ -95,14 +96,23 @@ def test_a_job_created_by_another_process_wakes_the_poll(
 
 
 def _listener_pids(runtime: Runtime) -> set[int]:
+    """The sessions LISTENing on the job channel (the certificates' channel has a listener too)."""
     with runtime.engine.connect() as connection:
         rows = connection.execute(
             text(
                 "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-                "AND query LIKE 'LISTEN%' AND pid <> pg_backend_pid()"
-            )
+                "AND query = :listen AND pid <> pg_backend_pid()"
+            ),
+            {"listen": f'LISTEN "{CHANNEL}"'},
         )
         return {row[0] for row in rows}
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_the_server_listens_before_its_first_poll(runtime: Runtime, server: httpx.Client) -> None:
+    # Started by the first wait instead, the listener would listen only after that poll looked, and
+    # its first resync would wake the poll for a second look.
+    assert len(_listener_pids(runtime)) == 1
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -33,6 +35,10 @@ from caconnector.manager.services.scheduler import Scheduler
 from caconnector.manager.settings import Settings
 
 API_PREFIX = "/api/v1"
+# How long start-up waits for the PostgreSQL LISTEN connections before serving without them.
+LISTEN_TIMEOUT_SECONDS = 10.0
+
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings, clock: Clock = utcnow, runtime: Runtime | None = None) -> FastAPI:
@@ -44,6 +50,13 @@ def create_app(settings: Settings, clock: Clock = utcnow, runtime: Runtime | Non
         scheduler = Scheduler(runtime, interval) if interval > 0 else None
         if scheduler is not None:
             scheduler.start()
+        if not await asyncio.to_thread(runtime.start_listening, LISTEN_TIMEOUT_SECONDS):
+            # Not fatal: the listeners keep trying, and a poll's wait ends with a look of its own.
+            log.warning(
+                "the wake-up listeners are not listening yet after %.0f s; polls see jobs other "
+                "manager processes create at the end of their wait until they do",
+                LISTEN_TIMEOUT_SECONDS,
+            )
         try:
             yield
         finally:

@@ -52,6 +52,15 @@ class Runtime:
     def now(self) -> dt.datetime:
         return self.clock()
 
+    def start_listening(self, timeout: float) -> bool:
+        """On PostgreSQL, open the LISTEN connections now (one per channel) and wait up to `timeout`
+        seconds for them, so that the first polls are not woken for a second look when they start
+        listening; True once both listen. Elsewhere nothing to open (SQLite's watcher starts with
+        the first wait and needs no connection)."""
+        if self.engine.dialect.name != "postgresql":
+            return True
+        return all([self.wakeups.listen(timeout), self.certificate_wakeups.listen(timeout)])
+
     def close_wakeups(self) -> None:
         """Stop the PostgreSQL LISTEN threads, if any were started."""
         self.wakeups.close()

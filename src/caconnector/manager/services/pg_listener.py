@@ -39,11 +39,17 @@ class PostgresListener:
         self._on_notify = on_notify
         self._on_resync = on_resync
         self._stopping = threading.Event()
+        self._listening = threading.Event()  # set while LISTEN holds (after the resync wake)
         self._stop_reader, self._stop_writer = socket.socketpair()
         self._thread = threading.Thread(target=self._run, name=f"listen-{channel}", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
+
+    def wait_listening(self, timeout: float) -> bool:
+        """Whether the connection listens within `timeout` seconds (it does from the first LISTEN
+        until a connection is lost, and again once it reconnects)."""
+        return self._listening.wait(timeout)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -64,8 +70,10 @@ class PostgresListener:
                     connection.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
                     backoff = 0.5
                     self._on_resync()
+                    self._listening.set()
                     self._listen(connection)
             except (psycopg.Error, OSError) as exc:
+                self._listening.clear()
                 log.warning(
                     "wake-up listener for %s lost its database connection (%s); reconnecting",
                     self._channel,

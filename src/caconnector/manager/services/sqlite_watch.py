@@ -54,6 +54,10 @@ class DeletionWatcher:
         if self._thread.is_alive():
             self._thread.join(timeout=self._interval + 5)
 
+    def wait_listening(self, timeout: float) -> bool:
+        """Always: the watcher needs no connection set up before it can see a change."""
+        return True
+
     def _run(self) -> None:
         while not self._stopping.wait(self._interval):
             try:

@@ -42,6 +42,7 @@ def _pending(channel: str) -> str:
 class Listener(Protocol):
     def start(self) -> None: ...
     def stop(self) -> None: ...
+    def wait_listening(self, timeout: float) -> bool: ...
 
 
 # Builds the cross-process listener: (wake one connector's waiters, wake every waiter) -> Listener.
@@ -156,11 +157,9 @@ class Wakeups:
         waiter = Waiter(asyncio.get_running_loop())
         with self._lock:
             self._waiters.setdefault(key, set()).add(waiter)
-            # Started on the first wait rather than at start-up: a manager nobody polls (the CLI, a
-            # test) holds no extra database connection.
-            if self._listener is None and self._listener_factory is not None:
-                self._listener = self._listener_factory(self.notify, self.notify_all)
-                self._listener.start()
+            # Started on the first wait, if the server did not start it (`listen`): a manager nobody
+            # polls (the CLI, a test without a server) holds no extra database connection.
+            self._start_listener()
         try:
             yield waiter
         finally:
@@ -170,6 +169,22 @@ class Wakeups:
                     waiters.discard(waiter)
                     if not waiters:
                         del self._waiters[key]
+
+    def listen(self, timeout: float) -> bool:
+        """Start the listener now, not with the first wait, and wait up to `timeout` seconds until it
+        listens; False if it did not in time (it goes on trying, as after a lost connection). The
+        server calls this at start-up: a listener started by the first wait listens only after that
+        poll has looked, so its first resync wakes every poll parked meanwhile for a second look."""
+        with self._lock:
+            listener = self._start_listener()
+        return listener is None or listener.wait_listening(timeout)
+
+    def _start_listener(self) -> Listener | None:
+        """The listener, started if it was not (call holding the lock); None without a factory."""
+        if self._listener is None and self._listener_factory is not None:
+            self._listener = self._listener_factory(self.notify, self.notify_all)
+            self._listener.start()
+        return self._listener
 
     def notify(self, key: str, snapshot: object | None = None) -> None:
         with self._lock:
