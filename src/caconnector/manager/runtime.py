@@ -4,6 +4,7 @@ database, the clock, the sealing key. Passed explicitly; there are no module-lev
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -59,7 +60,13 @@ class Runtime:
         the first wait and needs no connection)."""
         if self.engine.dialect.name != "postgresql":
             return True
-        return all([self.wakeups.listen(timeout), self.certificate_wakeups.listen(timeout)])
+        deadline = time.monotonic() + timeout  # one wait for both, not one each
+        # Each channel's listener is started even when the other is late.
+        listening = [
+            channel.listen(max(deadline - time.monotonic(), 0.0))
+            for channel in (self.wakeups, self.certificate_wakeups)
+        ]
+        return all(listening)
 
     def close_wakeups(self) -> None:
         """Stop the PostgreSQL LISTEN threads, if any were started."""
